@@ -1,0 +1,71 @@
+/*
+ * error.c - status strings and the sticky first error of a ctx.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *gf_strerror(gf_status s) {
+    switch (s) {
+#define GF__STATUS_CASE(name, val, msg) \
+    case name:                          \
+        return #name ": " msg;
+        GF_STATUS_LIST(GF__STATUS_CASE)
+#undef GF__STATUS_CASE
+    }
+    return "unknown gradflow status";
+}
+
+gf_status gf__error(gf_ctx *ctx, gf_status s, const char *fmt, ...) {
+    if (!ctx) return s;
+    atomic_fetch_add(&ctx->errors, 1);
+    pthread_mutex_lock(&ctx->err_mu);
+    if (ctx->status == GF_OK) {
+        ctx->status = s;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&ctx->err_mu);
+    return s;
+}
+
+const char *gf__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t at = 0;
+    at += (size_t)snprintf(buf + at, n - at, "[");
+    for (int i = 0; i < ndim && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (at < n) snprintf(buf + at, n - at, "]");
+    return buf;
+}
+
+const char *gf_ctx_error(const gf_ctx *ctx) {
+    if (!ctx) return "gf_ctx_error: ctx is NULL";
+    return ctx->status == GF_OK ? NULL : ctx->err;
+}
+
+gf_status gf_ctx_status(const gf_ctx *ctx) {
+    return ctx ? ctx->status : GF_EINVAL;
+}
+
+void gf_ctx_clear_error(gf_ctx *ctx) {
+    if (!ctx) return;
+    ctx->status = GF_OK;
+    ctx->err[0] = 0;
+}
+
+void gf__kernel_error(gf__node *n, gf_status s, const char *fmt, ...) {
+    gf_ctx *ctx = n->out->ctx;
+    atomic_fetch_add(&ctx->errors, 1);
+    pthread_mutex_lock(&ctx->err_mu);
+    if (ctx->status == GF_OK) {
+        ctx->status = s;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&ctx->err_mu);
+}

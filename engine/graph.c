@@ -1,0 +1,334 @@
+/*
+ * graph.c - recording nodes, realizing pending subgraphs, and ordering
+ * in-place writes against pending readers.
+ *
+ * A recorded node sits on its ctx's pending list until it runs. Realizing a
+ * set of tensors walks their pending ancestors (iteratively: graphs can be
+ * 100,000 nodes deep), orders them topologically and hands them to the
+ * executor. Afterwards nodes that autograd does not need are dropped at once,
+ * which releases their inputs (and so the intermediate buffers nobody else
+ * holds).
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void gf__pending_push(gf_ctx *ctx, gf__node *n) {
+    n->pprev = NULL;
+    n->pnext = ctx->pending;
+    if (ctx->pending) ctx->pending->pprev = n;
+    ctx->pending = n;
+}
+
+static void gf__pending_remove(gf_ctx *ctx, gf__node *n) {
+    if (n->pprev) n->pprev->pnext = n->pnext;
+    else if (ctx->pending == n) ctx->pending = n->pnext;
+    if (n->pnext) n->pnext->pprev = n->pprev;
+    n->pprev = n->pnext = NULL;
+}
+
+/* Drops the node's references to its inputs (graph freed after backward, or
+ * a node autograd does not need once it ran). */
+static void gf__node_release_inputs(gf__node *n) {
+    for (int i = 0; i < n->n_in; i++) {
+        gf_tensor *t = n->in[i];
+        n->in[i] = NULL;
+        gf__unref(t);
+    }
+    n->n_in = 0;
+}
+
+void gf__node_free(gf__node *n) {
+    gf_ctx *ctx = n->out->ctx;
+    if (n->state == GF__PENDING) gf__pending_remove(ctx, n);
+    gf_tensor **in = n->in;
+    int n_in = n->n_in;
+    gf__node_release_inputs(n);
+    if (in != n->in_small) free(in);
+    if (n->in_version != n->in_version_small) free(n->in_version);
+    (void)n_in;
+    free(n);
+}
+
+gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts) {
+    for (int i = 0; i < n; i++)
+        if (!ts[i]) return NULL;
+    return n ? ts[0]->ctx : NULL;
+}
+
+gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
+    gf_ctx *ctx = NULL;
+    for (int i = 0; i < n; i++)
+        if (ts && ts[i]) {
+            ctx = ts[i]->ctx;
+            break;
+        }
+    if (!ctx) return NULL;
+    for (int i = 0; i < n; i++) {
+        if (!ts[i]) {
+            gf__error(ctx, GF_EINVAL, "%s: input %d is NULL", op, i);
+            return NULL;
+        }
+        if (ts[i]->ctx != ctx) {
+            gf__error(ctx, GF_EINVAL,
+                      "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
+                      "use gf_share for parameters)",
+                      op, i);
+            return NULL;
+        }
+    }
+    return ctx;
+}
+
+static gf__node *gf__node_new(gf_ctx *ctx, gf__op op, int n_in, gf_tensor *const *in,
+                              const gf__attrs *a) {
+    gf__node *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->op = (uint16_t)op;
+    n->in = n->in_small;
+    n->in_version = n->in_version_small;
+    if (n_in > GF__MAX_IN_SMALL) {
+        n->in = calloc((size_t)n_in, sizeof *n->in);
+        n->in_version = calloc((size_t)n_in, sizeof *n->in_version);
+        if (!n->in || !n->in_version) {
+            if (n->in != n->in_small) free(n->in);
+            if (n->in_version != n->in_version_small) free(n->in_version);
+            free(n);
+            return NULL;
+        }
+    }
+    bool rg = false;
+    bool grad_on = ctx->no_grad == 0 && !(gf__op_flags[op] & GF__OPF_NODIFF);
+    for (int i = 0; i < n_in; i++) {
+        n->in[i] = in[i];
+        gf__retain(in[i]);
+        if (grad_on && in[i]->requires_grad) rg = true;
+    }
+    n->n_in = n_in;
+    n->requires_grad = rg;
+    if (rg)
+        for (int i = 0; i < n_in; i++)
+            n->in_version[i] = atomic_load(&in[i]->storage->version);
+    if (a) n->a = *a;
+    return n;
+}
+
+/* Attaches a new node to out, puts it on the pending list, runs it in eager
+ * mode. */
+static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
+                             gf_tensor *const *in, const gf__attrs *a) {
+    gf__node *n = gf__node_new(ctx, op, n_in, in, a);
+    if (!n) {
+        gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory recording the op", gf__op_names[op]);
+        gf_release(out);
+        return NULL;
+    }
+    n->out = out;
+    out->node = n;
+    out->requires_grad = n->requires_grad;
+    gf__pending_push(ctx, n);
+    if (ctx->eager) gf_realize(out);
+    return out;
+}
+
+gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
+                      gf_tensor *const *in, const gf__attrs *a) {
+    gf_ctx *ctx = in[0]->ctx;
+    gf_tensor *out = gf__tensor_new(ctx, dt, ndim, shape);
+    if (!out) return NULL;
+    return gf__attach(ctx, out, op, n_in, in, a);
+}
+
+gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *shape,
+                           const int64_t *strides, int64_t offset, const gf__attrs *a) {
+    gf_ctx *ctx = in->ctx;
+    gf_tensor *out = gf__tensor_view(in, ndim, shape, strides, offset);
+    if (!out) return NULL;
+    bool pending = in->node && in->node->state == GF__PENDING;
+    bool grad = ctx->no_grad == 0 && !(gf__op_flags[op] & GF__OPF_NODIFF) && in->requires_grad;
+    if (!pending && !grad) return out; /* a view of computed data needs no node */
+    return gf__attach(ctx, out, op, 1, &in, a);
+}
+
+/* ------------------------------------------------------------ realizing */
+
+/* Appends the pending ancestors of roots (roots included) to order[],
+ * inputs before consumers. Iterative DFS with an explicit stack. Returns the
+ * count, or -1 on OOM. *order is malloc'd. */
+static int64_t gf__topo(gf_ctx *ctx, int nroots, gf__node *const *roots, gf__node ***order) {
+    int64_t cap = 64, n = 0, sp = 0, scap = 64;
+    gf__node **out = malloc((size_t)cap * sizeof *out);
+    struct frame { gf__node *node; int next; } *st = malloc((size_t)scap * sizeof *st);
+    if (!out || !st) {
+        free(out);
+        free(st);
+        return -1;
+    }
+    int64_t epoch = ++ctx->walk_epoch;
+    for (int r = 0; r < nroots; r++) {
+        gf__node *root = roots[r];
+        if (!root || root->state != GF__PENDING || root->mark == epoch) continue;
+        root->mark = epoch;
+        st[sp++] = (struct frame){root, 0};
+        while (sp) {
+            struct frame *f = &st[sp - 1];
+            if (f->next < f->node->n_in) {
+                gf_tensor *t = f->node->in[f->next++];
+                gf__node *c = t->node;
+                if (c && c->state == GF__PENDING && c->mark != epoch) {
+                    c->mark = epoch;
+                    if (sp == scap) {
+                        scap *= 2;
+                        void *p = realloc(st, (size_t)scap * sizeof *st);
+                        if (!p) goto oom;
+                        st = p;
+                    }
+                    st[sp++] = (struct frame){c, 0};
+                }
+                continue;
+            }
+            if (n == cap) {
+                cap *= 2;
+                void *p = realloc(out, (size_t)cap * sizeof *out);
+                if (!p) goto oom;
+                out = p;
+            }
+            out[n++] = f->node;
+            sp--;
+        }
+    }
+    free(st);
+    *order = out;
+    return n;
+oom:
+    free(st);
+    free(out);
+    return -1;
+}
+
+/* After nodes ran: off the pending list; nodes autograd will not need are
+ * dropped, releasing their inputs. */
+static void gf__retire(gf_ctx *ctx, gf__node **order, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        gf__node *nd = order[i];
+        if (nd->state != GF__DONE) continue;
+        gf__pending_remove(ctx, nd);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        gf__node *nd = order[i];
+        if (nd->state != GF__DONE || nd->requires_grad) continue;
+        nd->out->node = NULL;
+        gf__node_free(nd);
+    }
+}
+
+static gf_status gf__realize_nodes(gf_ctx *ctx, int nroots, gf__node *const *roots) {
+    gf__node **order = NULL;
+    int64_t n = gf__topo(ctx, nroots, roots, &order);
+    if (n < 0) return gf__error(ctx, GF_ENOMEM, "gf_realize: out of memory sorting the graph");
+    int errs = atomic_load(&ctx->errors);
+    gf_status s = n ? gf__exec_run(ctx, order, n) : GF_OK;
+    gf__retire(ctx, order, n);
+    free(order);
+    if (s == GF_OK && atomic_load(&ctx->errors) != errs) s = GF_EINVAL;
+    return s;
+}
+
+gf_status gf__realize_many(gf_ctx *ctx, int n, gf_tensor *const *ts) {
+    gf__node *small[8];
+    gf__node **roots = n <= 8 ? small : malloc((size_t)n * sizeof *roots);
+    if (!roots) return gf__error(ctx, GF_ENOMEM, "gf_realize: out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (ts[i] && ts[i]->node && ts[i]->node->state == GF__PENDING) roots[k++] = ts[i]->node;
+    gf_status s = k ? gf__realize_nodes(ctx, k, roots) : GF_OK;
+    if (roots != small) free(roots);
+    /* A tensor that was already computed is fine, unless an earlier failure
+     * left it without data. */
+    for (int i = 0; s == GF_OK && i < n; i++)
+        if (ts[i] && !ts[i]->storage->data && ts[i]->numel)
+            s = gf__error(ctx, GF_ESTATE, "gf_realize: tensor %s has no data (an earlier "
+                          "computation failed: see the first error)", GF__SHAPE(ts[i]));
+    return s;
+}
+
+gf_status gf_realize(gf_tensor *t) {
+    if (!t) return GF_EINVAL;
+    if (t->node && t->node->state == GF__PENDING) return gf__realize_many(t->ctx, 1, &t);
+    if (!t->storage->data && t->numel)
+        return gf__error(t->ctx, GF_ESTATE, "gf_realize: tensor %s has no data (an earlier "
+                         "computation failed: see the first error)", GF__SHAPE(t));
+    return GF_OK;
+}
+
+gf_status gf_realize_all(gf_ctx *ctx) {
+    if (!ctx) return GF_EINVAL;
+    int64_t k = 0;
+    for (gf__node *n = ctx->pending; n; n = n->pnext) k++;
+    if (!k) return GF_OK;
+    gf__node **roots = malloc((size_t)k * sizeof *roots);
+    if (!roots) return gf__error(ctx, GF_ENOMEM, "gf_realize_all: out of memory");
+    k = 0;
+    for (gf__node *n = ctx->pending; n; n = n->pnext) roots[k++] = n;
+    gf_status s = gf__realize_nodes(ctx, (int)k, roots);
+    free(roots);
+    return s;
+}
+
+/* ------------------------------------------------------------- in-place */
+
+static bool gf__touches(const gf__node *n, const gf__storage *s) {
+    if (n->out->storage == s) return true;
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i]->storage == s) return true;
+    return false;
+}
+
+gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const *in,
+                          const gf__attrs *a) {
+    gf_ctx *ctx = dst->ctx;
+    const char *name = gf__op_names[op];
+    if (dst->requires_grad && !gf_is_leaf(dst) && ctx->no_grad == 0)
+        return gf__error(ctx, GF_ESTATE,
+                         "gf_%s: tensor %s is part of a graph that requires grad; in-place "
+                         "updates must run under gf_no_grad_begin",
+                         name, GF__SHAPE(dst));
+    if (dst->requires_grad && ctx->no_grad == 0)
+        return gf__error(ctx, GF_ESTATE,
+                         "gf_%s: a leaf tensor %s that requires grad is used in an in-place "
+                         "operation (expected it under gf_no_grad_begin)",
+                         name, GF__SHAPE(dst));
+    /* Every pending reader or writer of dst's storage runs first (RAW, WAR,
+     * WAW), and so do the sources. */
+    int64_t k = 0;
+    for (gf__node *n = ctx->pending; n; n = n->pnext)
+        if (gf__touches(n, dst->storage)) k++;
+    gf__node **roots = malloc((size_t)(k + n_in + 1) * sizeof *roots);
+    if (!roots) return gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory", name);
+    k = 0;
+    for (gf__node *n = ctx->pending; n; n = n->pnext)
+        if (gf__touches(n, dst->storage)) roots[k++] = n;
+    for (int i = 0; i < n_in; i++)
+        if (in[i]->node && in[i]->node->state == GF__PENDING) roots[k++] = in[i]->node;
+    gf_status s = k ? gf__realize_nodes(ctx, (int)k, roots) : GF_OK;
+    free(roots);
+    if (s != GF_OK) return s;
+    if (gf__storage_materialize(dst->storage) != GF_OK)
+        return gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory", name);
+    /* The kernel sees a transient node: in[0] is dst, then the sources. */
+    gf__node n = {0};
+    gf_tensor *ins[4];
+    ins[0] = dst;
+    for (int i = 0; i < n_in; i++) ins[i + 1] = in[i];
+    n.op = (uint16_t)op;
+    n.n_in = n_in + 1;
+    n.in = ins;
+    n.out = dst;
+    n.nthreads = ctx->eng->num_threads;
+    if (a) n.a = *a;
+    int errs = atomic_load(&ctx->errors);
+    gf__op_fwd[op](&n);
+    atomic_fetch_add(&dst->storage->version, 1);
+    return atomic_load(&ctx->errors) != errs ? GF_EINVAL : GF_OK;
+}

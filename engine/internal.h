@@ -1,0 +1,266 @@
+/*
+ * internal.h - structures shared by engine/ and ops/ (never installed).
+ *
+ * Object model
+ *  - gf__storage: a refcounted buffer (atomic refcount, shared by views, by
+ *    gf_share handles across ctxs, and by the engine's workers). Its data is
+ *    allocated when the node that produces it runs, not when it is recorded.
+ *    `version` counts in-place writes (autograd's saved-tensor check).
+ *  - gf_tensor: shape/strides/offset over a storage, owned by one ctx. A
+ *    tensor is refcounted: one reference for the user handle (dropped by
+ *    gf_release or the end of its scope), one per node that reads it.
+ *  - gf__node: the recorded op that produces a tensor. A tensor owns its
+ *    producing node; a node owns references to its inputs; a node points
+ *    back to its output weakly (the node never outlives it). So the graph has
+ *    no cycles and freeing a handle frees whatever nobody else needs.
+ *  - gf__leafinfo: what gf_share'd handles of one leaf have in common: the
+ *    .grad storage and the lock that makes accumulation into it atomic.
+ *
+ * Naming: gf_ public, gf__ internal non-static (see STYLE.md).
+ */
+#ifndef GF_INTERNAL_H
+#define GF_INTERNAL_H
+
+#include "gradflow.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GF__ALIGN 64
+#define GF__MAX_IN_SMALL 3
+
+/* ------------------------------------------------------------- op table */
+typedef enum {
+#define GF_OP(name, flags) GF__OP_##name,
+#include "../ops/ops.def"
+#undef GF_OP
+    GF__OP_COUNT
+} gf__op;
+
+/* Op flags (ops.def). */
+enum {
+    GF__OPF_VIEW = 1,    /* output aliases input 0's storage: no kernel runs */
+    GF__OPF_INPLACE = 2, /* writes input 0's storage (out aliases it) */
+    GF__OPF_NODIFF = 4,  /* output never requires grad */
+};
+
+/* Attributes of a recorded node. Each op uses what it needs. */
+typedef struct {
+    double s;                     /* scalar operand (add_scalar, pow_scalar, axpy alpha) */
+    int64_t i[GF_MAX_DIMS];       /* dims, shapes, slice bounds */
+    int64_t j[4];                 /* more integer parameters (slice_scatter's start, step) */
+    int dim;                      /* the dim of a reduction, cat, softmax, ... */
+    int n;                        /* a count (ndim of a shape attr, classes) */
+    bool keepdim;
+    gf_dtype dt;                  /* target dtype */
+} gf__attrs;
+
+typedef struct gf__storage {
+    atomic_int refcount;
+    atomic_uint_least64_t version; /* bumped by every in-place write */
+    void *data;                    /* NULL until the producer ran */
+    size_t nbytes;
+    struct gf_engine *eng;         /* allocator the data came from */
+    bool external;                 /* data not owned by the allocator */
+} gf__storage;
+
+typedef struct gf__leafinfo {
+    atomic_int refcount;
+    pthread_mutex_t mu;            /* serializes accumulation into grad */
+    gf__storage *grad;             /* NULL until the first backward */
+    int64_t numel;
+    gf_dtype dtype;
+    bool requires_grad;
+} gf__leafinfo;
+
+typedef enum { GF__PENDING = 0, GF__DONE = 1 } gf__node_state;
+
+typedef struct gf__node {
+    uint16_t op;                  /* gf__op */
+    uint8_t state;                /* gf__node_state */
+    bool requires_grad;           /* backward passes through this node */
+    bool freed;                   /* inputs released after backward */
+    int n_in;
+    gf_tensor **in;               /* in_small or heap (n_in > GF__MAX_IN_SMALL) */
+    gf_tensor *in_small[GF__MAX_IN_SMALL];
+    uint64_t *in_version;         /* storage versions at record time (requires_grad) */
+    uint64_t in_version_small[GF__MAX_IN_SMALL];
+    gf_tensor *out;               /* weak: the node lives inside its output */
+    int nthreads;                 /* thread budget handed by the executor to the kernel */
+    gf__attrs a;
+    /* pending list of the ctx */
+    struct gf__node *pprev, *pnext;
+    /* scratch for graph walks (topological sort, backward) */
+    int64_t mark;
+    int64_t idx;
+} gf__node;
+
+struct gf_tensor {
+    gf_ctx *ctx;
+    gf_dtype dtype;
+    int ndim;
+    int64_t shape[GF_MAX_DIMS];
+    int64_t strides[GF_MAX_DIMS]; /* in elements */
+    int64_t offset;               /* in elements */
+    int64_t numel;
+    gf__storage *storage;
+    gf__node *node;               /* producer; NULL for leaves and computed constants */
+    gf__leafinfo *leaf;           /* leaves that require grad */
+    gf_tensor *grad;              /* handle of leaf->grad in this ctx (owned) */
+    gf_tensor *contig;            /* cached contiguous copy for gf_data_* of a strided view */
+    int refcount;                 /* user handle + consumers */
+    bool requires_grad;
+    bool user;                    /* the user's handle is alive */
+    bool is_grad;                 /* the .grad handle of a leaf (owned by the leaf) */
+    int scope;                    /* scope depth of the user handle */
+    struct gf_tensor *prev, *next; /* the ctx's list of all tensor objects */
+    /* scratch for backward */
+    gf_tensor *bw_grad;
+    int64_t bw_mark;
+};
+
+/* --------------------------------------------------------------- engine */
+typedef struct gf__alloc gf__alloc;
+
+struct gf_engine {
+    int num_threads;
+    bool deterministic;
+    bool pin_threads;
+    gf__alloc *alloc;
+    void *exec; /* executor state (engine/exec_*.c) */
+};
+
+struct gf_ctx {
+    gf_engine *eng;
+    gf_status status;
+    char err[512];
+    bool eager;
+    int no_grad;                  /* nesting depth */
+    int scope;                    /* current scope depth (0: outside any) */
+    uint64_t seed;
+    uint64_t rng_counter;         /* advances by the numel of every random tensor */
+    gf_tensor *tensors;           /* every tensor object of the ctx */
+    gf__node *pending;            /* nodes recorded and not yet run */
+    int64_t walk_epoch;           /* for node/tensor marks in graph walks */
+    pthread_mutex_t err_mu;       /* kernels may report errors from workers */
+    atomic_int errors;     /* errors reported so far, first or not */
+    gf_tensor **scratch;          /* reusable array for scope ends and graph walks */
+    int64_t scratch_cap;
+    gf_tensor *dying;             /* tensors whose refcount reached 0, being freed */
+    bool freeing;
+};
+
+/* --------------------------------------------------------------- errors */
+/* Records the first error on ctx (later ones are dropped) and returns s.
+ * Every error of the library passes through here: a good breakpoint. */
+gf_status gf__error(gf_ctx *ctx, gf_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* An error found while a kernel runs (e.g. a label out of range): thread-safe. */
+void gf__kernel_error(gf__node *n, gf_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "[2,3]" into buf (returns buf). */
+const char *gf__shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+#define GF__SHAPE(t) gf__shape_str((char[96]){0}, 96, (t)->ndim, (t)->shape)
+
+/* ------------------------------------------------------------ allocator */
+gf__alloc *gf__alloc_create(void);
+void gf__alloc_destroy(gf__alloc *a);
+void *gf__alloc_get(gf__alloc *a, size_t nbytes); /* GF__ALIGN aligned; NULL on OOM */
+void gf__alloc_put(gf__alloc *a, void *p, size_t nbytes);
+/* Test hook: the allocator fails after `n` more successful allocations
+ * (n < 0: never). Process-wide; for the OOM loop test. */
+void gf__alloc_fail_after(long n);
+size_t gf__alloc_mallocs(void); /* malloc calls so far (process-wide) */
+
+/* -------------------------------------------------------------- storage */
+gf__storage *gf__storage_new(gf_engine *eng, size_t nbytes); /* data not yet allocated */
+gf_status gf__storage_materialize(gf__storage *s);           /* allocates data */
+void gf__storage_retain(gf__storage *s);
+void gf__storage_release(gf__storage *s);
+
+/* --------------------------------------------------------------- tensor */
+size_t gf__dtype_size(gf_dtype dt);
+int64_t gf__numel(int ndim, const int64_t *shape);
+void gf__contig_strides(int ndim, const int64_t *shape, int64_t *strides);
+bool gf__is_contig(const gf_tensor *t);
+/* New tensor object in ctx with a fresh (unallocated) storage, registered as
+ * a user handle in the current scope. NULL (and error) on OOM. */
+gf_tensor *gf__tensor_new(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape);
+/* New tensor object aliasing base's storage with the given geometry. */
+gf_tensor *gf__tensor_view(gf_tensor *base, int ndim, const int64_t *shape,
+                           const int64_t *strides, int64_t offset);
+void gf__retain(gf_tensor *t);
+void gf__unref(gf_tensor *t);
+/* Pointer to element 0 of t (storage must be materialized). */
+static inline void *gf__ptr(const gf_tensor *t) {
+    return (char *)t->storage->data + (size_t)t->offset * gf__dtype_size(t->dtype);
+}
+/* Value of element at linear (row-major) index i, as double. */
+double gf__get(const gf_tensor *t, int64_t i);
+/* Broadcast strides of t against out shape (ndim >= t->ndim): 0 where t is
+ * broadcast. */
+void gf__bcast_strides(const gf_tensor *t, int ndim, const int64_t *shape, int64_t *st);
+/* Broadcast shape of a and b into out; false if incompatible. */
+bool gf__bcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *nout,
+                     int64_t *out);
+/* Normalizes a possibly negative dim against ndim (ndim 0 accepts 0 and -1);
+ * -1 with an error on ctx naming op if out of range. */
+int gf__norm_dim(gf_ctx *ctx, const char *op, int dim, int ndim);
+gf_dtype gf__promote(gf_dtype a, gf_dtype b);
+
+/* ---------------------------------------------------------------- graph */
+extern const char *const gf__op_names[GF__OP_COUNT];
+typedef void (*gf__fwd_fn)(gf__node *n);
+/* A backward rule: given the node, its output and the gradient g of the
+ * output, writes into gin[i] the gradient for input i (a new tensor made of
+ * ordinary ops, or NULL for none). Only inputs with requires_grad matter. */
+typedef gf_status (*gf__bwd_fn)(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin);
+extern const gf__fwd_fn gf__op_fwd[GF__OP_COUNT];
+extern const gf__bwd_fn gf__op_bwd[GF__OP_COUNT];
+extern const int gf__op_flags[GF__OP_COUNT];
+
+/* Records a node producing a new tensor of the given dtype/shape from n_in
+ * inputs (all non-NULL, same ctx). Decides requires_grad, saves input
+ * versions, runs at once in eager mode. Returns the output (user handle in
+ * the current scope) or NULL with an error on the ctx. */
+gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
+                      gf_tensor *const *in, const gf__attrs *a);
+/* Records a view node: output aliases in[0]'s storage with the geometry given. */
+gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *shape,
+                           const int64_t *strides, int64_t offset, const gf__attrs *a);
+/* Runs an in-place op now: realizes src inputs and every pending node that
+ * touches dst's storage, then runs the kernel of op on (dst, in...) and bumps
+ * dst's storage version. */
+gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const *in,
+                          const gf__attrs *a);
+/* Frees a node: off the pending list, its input references dropped. */
+void gf__node_free(gf__node *n);
+/* Realizes the pending ancestors of the n tensors. */
+gf_status gf__realize_many(gf_ctx *ctx, int n, gf_tensor *const *ts);
+/* Ctx of the first non-NULL tensor; NULL if any is NULL. */
+gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts);
+/* Checks that every tensor is non-NULL and of the same ctx; records an error
+ * naming op otherwise. Returns the ctx or NULL. */
+gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts);
+
+/* ------------------------------------------------------------- executor */
+/* Runs nodes (already topologically sorted, all inputs available once the
+ * earlier ones ran) on the engine. Allocates each output's storage first. */
+gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n);
+
+/* ------------------------------------------------------------------ rng */
+/* Philox 4x32-10: four 32-bit words for (key, counter). */
+void gf__philox(uint64_t key, uint64_t ctr, uint32_t out[4]);
+
+/* ------------------------------------------------------------- autograd */
+/* Sums g over broadcast dimensions so that it has the given shape. */
+gf_tensor *gf__sum_to(gf_tensor *g, int ndim, const int64_t *shape);
+/* True if input i of n needs a gradient. */
+static inline bool gf__needs_grad(const gf__node *n, int i) {
+    return n->in[i]->requires_grad;
+}
+
+#endif /* GF_INTERNAL_H */

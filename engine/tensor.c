@@ -1,0 +1,506 @@
+/*
+ * tensor.c - tensor objects: lifetime (refcounts, scopes, handles), storage,
+ * creation, metadata and data access.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --------------------------------------------------------------- storage */
+
+gf__storage *gf__storage_new(gf_engine *eng, size_t nbytes) {
+    gf__storage *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    atomic_init(&s->refcount, 1);
+    atomic_init(&s->version, 0);
+    s->nbytes = nbytes;
+    s->eng = eng;
+    return s;
+}
+
+gf_status gf__storage_materialize(gf__storage *s) {
+    if (s->data) return GF_OK;
+    s->data = gf__alloc_get(s->eng->alloc, s->nbytes ? s->nbytes : 1);
+    return s->data ? GF_OK : GF_ENOMEM;
+}
+
+void gf__storage_retain(gf__storage *s) { atomic_fetch_add(&s->refcount, 1); }
+
+void gf__storage_release(gf__storage *s) {
+    if (!s || atomic_fetch_sub(&s->refcount, 1) != 1) return;
+    if (s->data && !s->external) gf__alloc_put(s->eng->alloc, s->data, s->nbytes ? s->nbytes : 1);
+    free(s);
+}
+
+/* ---------------------------------------------------------------- shapes */
+
+size_t gf__dtype_size(gf_dtype dt) { return dt == GF_F32 ? 4 : 8; }
+
+const char *gf_dtype_name(gf_dtype dt) {
+    switch (dt) {
+    case GF_F32: return "f32";
+    case GF_F64: return "f64";
+    case GF_I64: return "i64";
+    }
+    return "?";
+}
+
+int64_t gf__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+void gf__contig_strides(int ndim, const int64_t *shape, int64_t *strides) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
+}
+
+bool gf__is_contig(const gf_tensor *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->strides[i] != s) return false;
+        s *= t->shape[i];
+    }
+    return true;
+}
+
+gf_dtype gf__promote(gf_dtype a, gf_dtype b) {
+    if (a == GF_F64 || b == GF_F64) return GF_F64;
+    if (a == GF_F32 || b == GF_F32) return GF_F32;
+    return GF_I64;
+}
+
+void gf__bcast_strides(const gf_tensor *t, int ndim, const int64_t *shape, int64_t *st) {
+    int lead = ndim - t->ndim;
+    for (int d = 0; d < ndim; d++) {
+        int td = d - lead;
+        st[d] = (td < 0 || (t->shape[td] == 1 && shape[d] != 1)) ? 0 : t->strides[td];
+    }
+}
+
+bool gf__bcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *nout,
+                     int64_t *out) {
+    int n = na > nb ? na : nb;
+    for (int d = 0; d < n; d++) {
+        int64_t x = d - (n - na) >= 0 ? sa[d - (n - na)] : 1;
+        int64_t y = d - (n - nb) >= 0 ? sb[d - (n - nb)] : 1;
+        if (x != y && x != 1 && y != 1) return false;
+        out[d] = x == 1 ? y : x;
+    }
+    *nout = n;
+    return true;
+}
+
+int gf__norm_dim(gf_ctx *ctx, const char *op, int dim, int ndim) {
+    int lim = ndim ? ndim : 1;
+    if (dim < -lim || dim >= lim) {
+        gf__error(ctx, GF_EINVAL, "%s: dim %d out of range for a %d-dim tensor (expected %d..%d)",
+                  op, dim, ndim, -lim, lim - 1);
+        return -1;
+    }
+    return dim < 0 ? dim + lim : dim;
+}
+
+/* -------------------------------------------------------------- lifetime */
+
+static void gf__link(gf_ctx *ctx, gf_tensor *t) {
+    t->next = ctx->tensors;
+    t->prev = NULL;
+    if (ctx->tensors) ctx->tensors->prev = t;
+    ctx->tensors = t;
+}
+
+static void gf__unlink(gf_ctx *ctx, gf_tensor *t) {
+    if (t->prev) t->prev->next = t->next;
+    else ctx->tensors = t->next;
+    if (t->next) t->next->prev = t->prev;
+}
+
+static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > GF_MAX_DIMS) {
+        gf__error(ctx, GF_EINVAL, "gradflow: %d dims requested (expected 0..%d)", ndim,
+                  GF_MAX_DIMS);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) {
+            gf__error(ctx, GF_ESHAPE, "gradflow: negative size %lld in shape %s",
+                      (long long)shape[i], gf__shape_str((char[96]){0}, 96, ndim, shape));
+            return NULL;
+        }
+    gf_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        gf__error(ctx, GF_ENOMEM, "gradflow: out of memory allocating a tensor");
+        return NULL;
+    }
+    t->ctx = ctx;
+    t->dtype = dt;
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->numel = gf__numel(ndim, shape);
+    t->refcount = 1;
+    t->user = true;
+    t->scope = ctx->scope;
+    gf__link(ctx, t);
+    return t;
+}
+
+gf_tensor *gf__tensor_new(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
+    gf_tensor *t = gf__tensor_alloc(ctx, dt, ndim, shape);
+    if (!t) return NULL;
+    gf__contig_strides(ndim, shape, t->strides);
+    t->storage = gf__storage_new(ctx->eng, (size_t)t->numel * gf__dtype_size(dt));
+    if (!t->storage) {
+        gf__error(ctx, GF_ENOMEM, "gradflow: out of memory allocating a tensor");
+        t->user = false;
+        gf__unref(t);
+        return NULL;
+    }
+    return t;
+}
+
+gf_tensor *gf__tensor_view(gf_tensor *base, int ndim, const int64_t *shape,
+                           const int64_t *strides, int64_t offset) {
+    gf_tensor *t = gf__tensor_alloc(base->ctx, base->dtype, ndim, shape);
+    if (!t) return NULL;
+    if (ndim) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+    t->offset = offset;
+    t->storage = base->storage;
+    gf__storage_retain(t->storage);
+    return t;
+}
+
+void gf__retain(gf_tensor *t) {
+    if (t) t->refcount++;
+}
+
+
+/* Frees t's object and drops what it holds. Freeing can cascade through a
+ * long chain (a 100,000-node graph), so dead tensors go on a list that one
+ * loop drains instead of recursing. */
+static void gf__destroy(gf_tensor *t) {
+    gf_ctx *ctx = t->ctx;
+    gf__unlink(ctx, t);
+    if (t->node) gf__node_free(t->node);
+    gf__storage_release(t->storage);
+    if (t->leaf && atomic_fetch_sub(&t->leaf->refcount, 1) == 1) {
+        gf__storage_release(t->leaf->grad);
+        pthread_mutex_destroy(&t->leaf->mu);
+        free(t->leaf);
+    }
+    if (t->grad) gf__unref(t->grad);
+    if (t->contig) gf__unref(t->contig);
+    if (t->bw_grad) gf__unref(t->bw_grad);
+    free(t);
+}
+
+void gf__unref(gf_tensor *t) {
+    if (!t || --t->refcount > 0) return;
+    gf_ctx *ctx = t->ctx;
+    gf__unlink(ctx, t);
+    t->next = ctx->dying; /* the list link is reused while dying */
+    ctx->dying = t;
+    if (ctx->freeing) return;
+    ctx->freeing = true;
+    while (ctx->dying) {
+        gf_tensor *d = ctx->dying;
+        ctx->dying = d->next;
+        gf__link(ctx, d); /* gf__destroy unlinks it again */
+        gf__destroy(d);
+    }
+    ctx->freeing = false;
+}
+
+void gf_release(gf_tensor *t) {
+    if (!t || !t->user) return;
+    t->user = false;
+    gf__unref(t);
+}
+
+gf_tensor *gf_keep(gf_tensor *t) {
+    if (!t) return NULL;
+    int outer = t->ctx->scope - 1;
+    if (outer < 0) outer = 0;
+    if (t->scope > outer) t->scope = outer;
+    return t;
+}
+
+void gf_scope_begin(gf_ctx *ctx) {
+    if (ctx) ctx->scope++;
+}
+
+static gf_tensor **gf__scratch(gf_ctx *ctx, int64_t n) {
+    if (n <= ctx->scratch_cap) return ctx->scratch;
+    int64_t cap = ctx->scratch_cap ? ctx->scratch_cap : 64;
+    while (cap < n) cap *= 2;
+    gf_tensor **p = realloc(ctx->scratch, (size_t)cap * sizeof *p);
+    if (!p) return NULL;
+    ctx->scratch = p;
+    ctx->scratch_cap = cap;
+    return p;
+}
+
+void gf_scope_end(gf_ctx *ctx) {
+    if (!ctx) return;
+    if (ctx->scope == 0) {
+        gf__error(ctx, GF_ESTATE, "gf_scope_end: no scope is open");
+        return;
+    }
+    int depth = ctx->scope--;
+    int64_t n = 0;
+    for (gf_tensor *t = ctx->tensors; t; t = t->next)
+        if (t->user && t->scope >= depth) n++;
+    gf_tensor **dead = gf__scratch(ctx, n);
+    if (!dead) {
+        /* No room for the list: release one at a time (restarting the walk
+         * because a release can free other objects). */
+        for (bool again = true; again;) {
+            again = false;
+            for (gf_tensor *t = ctx->tensors; t; t = t->next)
+                if (t->user && t->scope >= depth) {
+                    gf_release(t);
+                    again = true;
+                    break;
+                }
+        }
+        return;
+    }
+    n = 0;
+    for (gf_tensor *t = ctx->tensors; t; t = t->next)
+        if (t->user && t->scope >= depth) dead[n++] = t;
+    for (int64_t i = 0; i < n; i++) dead[i]->user = false;
+    for (int64_t i = 0; i < n; i++) gf__unref(dead[i]);
+}
+
+/* -------------------------------------------------------------- creation */
+
+static bool gf__check_ctx(gf_ctx *ctx, const char *op) {
+    (void)op;
+    return ctx != NULL;
+}
+
+static gf_tensor *gf__make(gf_ctx *ctx, const char *op, gf_dtype dt, int ndim,
+                           const int64_t *shape) {
+    if (!gf__check_ctx(ctx, op)) return NULL;
+    if (dt != GF_F32 && dt != GF_F64 && dt != GF_I64) {
+        gf__error(ctx, GF_EINVAL, "%s: unknown dtype %d", op, (int)dt);
+        return NULL;
+    }
+    if (ndim > 0 && !shape) {
+        gf__error(ctx, GF_EINVAL, "%s: shape is NULL for ndim %d", op, ndim);
+        return NULL;
+    }
+    gf_tensor *t = gf__tensor_new(ctx, dt, ndim, shape);
+    if (!t) return NULL;
+    if (gf__storage_materialize(t->storage) != GF_OK) {
+        gf__error(ctx, GF_ENOMEM, "%s: out of memory for %lld elements", op,
+                  (long long)t->numel);
+        gf_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+#define GF__FROM_DATA(fname, ctype, DT)                                                   \
+    gf_tensor *fname(gf_ctx *ctx, int ndim, const int64_t *shape, const ctype *data) {   \
+        gf_tensor *t = gf__make(ctx, #fname, DT, ndim, shape);                            \
+        if (!t) return NULL;                                                              \
+        if (!data && t->numel) {                                                          \
+            gf__error(ctx, GF_EINVAL, #fname ": data is NULL");                           \
+            gf_release(t);                                                                \
+            return NULL;                                                                  \
+        }                                                                                 \
+        if (t->numel) memcpy(t->storage->data, data, (size_t)t->numel * sizeof(ctype));  \
+        return t;                                                                         \
+    }
+GF__FROM_DATA(gf_tensor_f32, float, GF_F32)
+GF__FROM_DATA(gf_tensor_f64, double, GF_F64)
+GF__FROM_DATA(gf_tensor_i64, int64_t, GF_I64)
+
+static void gf__fill_raw(gf_tensor *t, double v) {
+    void *p = t->storage->data;
+    int64_t n = t->numel;
+    switch (t->dtype) {
+    case GF_F32: for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)v; break;
+    case GF_F64: for (int64_t i = 0; i < n; i++) ((double *)p)[i] = v; break;
+    case GF_I64: for (int64_t i = 0; i < n; i++) ((int64_t *)p)[i] = (int64_t)v; break;
+    }
+}
+
+gf_tensor *gf_full(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape, double v) {
+    gf_tensor *t = gf__make(ctx, "gf_full", dt, ndim, shape);
+    if (t) gf__fill_raw(t, v);
+    return t;
+}
+gf_tensor *gf_zeros(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
+    return gf_full(ctx, dt, ndim, shape, 0.0);
+}
+gf_tensor *gf_ones(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
+    return gf_full(ctx, dt, ndim, shape, 1.0);
+}
+gf_tensor *gf_scalar(gf_ctx *ctx, gf_dtype dt, double v) {
+    return gf_full(ctx, dt, 0, NULL, v);
+}
+gf_tensor *gf_zeros_like(gf_tensor *a) {
+    return a ? gf_zeros(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
+}
+gf_tensor *gf_ones_like(gf_tensor *a) {
+    return a ? gf_ones(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
+}
+
+gf_tensor *gf_arange(gf_ctx *ctx, gf_dtype dt, int64_t n) {
+    gf_tensor *t = gf__make(ctx, "gf_arange", dt, 1, (int64_t[]){n});
+    if (!t) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == GF_F32) ((float *)t->storage->data)[i] = (float)i;
+        else if (dt == GF_F64) ((double *)t->storage->data)[i] = (double)i;
+        else ((int64_t *)t->storage->data)[i] = i;
+    }
+    return t;
+}
+
+/* Uniform [0,1) with 53 random bits from two Philox words. */
+static double gf__u01(uint32_t hi, uint32_t lo) {
+    return (double)((((uint64_t)hi << 32) | lo) >> 11) * 0x1.0p-53;
+}
+
+/* Element i of a random tensor is a pure function of (seed, counter + i), so
+ * a tensor's values never depend on how its fill is split across threads. */
+static gf_tensor *gf__random(gf_ctx *ctx, const char *op, gf_dtype dt, int ndim,
+                             const int64_t *shape, bool normal) {
+    if (ctx && dt == GF_I64) {
+        gf__error(ctx, GF_EINVAL, "%s: dtype i64 is not supported (expected f32 or f64)", op);
+        return NULL;
+    }
+    gf_tensor *t = gf__make(ctx, op, dt, ndim, shape);
+    if (!t) return NULL;
+    uint64_t base = ctx->rng_counter;
+    ctx->rng_counter += (uint64_t)t->numel;
+    for (int64_t i = 0; i < t->numel; i++) {
+        uint32_t w[4];
+        gf__philox(ctx->seed, base + (uint64_t)i, w);
+        double v;
+        if (normal) {
+            double u1 = 1.0 - gf__u01(w[0], w[1]); /* (0,1] keeps log finite */
+            double u2 = gf__u01(w[2], w[3]);
+            v = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+        } else {
+            v = dt == GF_F32 ? (double)(w[0] >> 8) * 0x1.0p-24 : gf__u01(w[0], w[1]);
+        }
+        if (dt == GF_F32) ((float *)t->storage->data)[i] = (float)v;
+        else ((double *)t->storage->data)[i] = v;
+    }
+    return t;
+}
+
+gf_tensor *gf_rand(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
+    return gf__random(ctx, "gf_rand", dt, ndim, shape, false);
+}
+gf_tensor *gf_randn(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
+    return gf__random(ctx, "gf_randn", dt, ndim, shape, true);
+}
+
+/* -------------------------------------------------------------- metadata */
+
+int gf_ndim(const gf_tensor *t) { return t ? t->ndim : -1; }
+const int64_t *gf_shape(const gf_tensor *t) { return t ? t->shape : NULL; }
+const int64_t *gf_strides(const gf_tensor *t) { return t ? t->strides : NULL; }
+int64_t gf_numel(const gf_tensor *t) { return t ? t->numel : -1; }
+gf_dtype gf_dtype_of(const gf_tensor *t) { return t ? t->dtype : GF_F32; }
+gf_ctx *gf_ctx_of(const gf_tensor *t) { return t ? t->ctx : NULL; }
+bool gf_is_contiguous(const gf_tensor *t) { return t && gf__is_contig(t); }
+bool gf_is_leaf(const gf_tensor *t) { return t && (!t->node || !t->node->requires_grad); }
+
+/* ----------------------------------------------------------- data access */
+
+double gf__get(const gf_tensor *t, int64_t i) {
+    int64_t off = 0;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        int64_t k = i % t->shape[d];
+        i /= t->shape[d];
+        off += k * t->strides[d];
+    }
+    const char *p = gf__ptr(t);
+    switch (t->dtype) {
+    case GF_F32: return ((const float *)p)[off];
+    case GF_F64: return ((const double *)p)[off];
+    case GF_I64: return (double)((const int64_t *)p)[off];
+    }
+    return NAN;
+}
+
+/* A contiguous tensor with t's values: t itself, or a cached copy. */
+static gf_tensor *gf__contig_of(gf_tensor *t, const char *op) {
+    if (gf_realize(t) != GF_OK) return NULL;
+    if (gf__is_contig(t)) return t;
+    if (t->contig) gf__unref(t->contig);
+    t->contig = NULL;
+    gf_ctx *ctx = t->ctx;
+    gf_no_grad_begin(ctx);
+    gf_tensor *c = gf_clone(t);
+    gf_no_grad_end(ctx);
+    if (!c || gf_realize(c) != GF_OK) {
+        gf__error(ctx, GF_ENOMEM, "%s: could not make a contiguous copy", op);
+        gf_release(c);
+        return NULL;
+    }
+    c->user = false; /* owned by t from now on */
+    t->contig = c;
+    return c;
+}
+
+#define GF__DATA(fname, ctype, DT)                                                        \
+    const ctype *fname(gf_tensor *t) {                                                    \
+        if (!t) return NULL;                                                              \
+        if (t->dtype != DT) {                                                             \
+            gf__error(t->ctx, GF_EINVAL, #fname ": tensor %s is %s (expected %s)",        \
+                      GF__SHAPE(t), gf_dtype_name(t->dtype), gf_dtype_name(DT));          \
+            return NULL;                                                                  \
+        }                                                                                 \
+        gf_tensor *c = gf__contig_of(t, #fname);                                          \
+        return c ? (const ctype *)gf__ptr(c) : NULL;                                      \
+    }
+GF__DATA(gf_data_f32, float, GF_F32)
+GF__DATA(gf_data_f64, double, GF_F64)
+GF__DATA(gf_data_i64, int64_t, GF_I64)
+
+gf_status gf_copy_to_f64(gf_tensor *t, double *dst, int64_t n) {
+    if (!t) return GF_EINVAL;
+    if (!dst || n < t->numel)
+        return gf__error(t->ctx, GF_EINVAL,
+                         "gf_copy_to_f64: destination holds %lld elements (expected >= %lld)",
+                         (long long)n, (long long)t->numel);
+    gf_status s = gf_realize(t);
+    if (s != GF_OK) return s;
+    for (int64_t i = 0; i < t->numel; i++) dst[i] = gf__get(t, i);
+    return GF_OK;
+}
+
+gf_status gf_copy_to_f32(gf_tensor *t, float *dst, int64_t n) {
+    if (!t) return GF_EINVAL;
+    if (!dst || n < t->numel)
+        return gf__error(t->ctx, GF_EINVAL,
+                         "gf_copy_to_f32: destination holds %lld elements (expected >= %lld)",
+                         (long long)n, (long long)t->numel);
+    gf_status s = gf_realize(t);
+    if (s != GF_OK) return s;
+    for (int64_t i = 0; i < t->numel; i++) dst[i] = (float)gf__get(t, i);
+    return GF_OK;
+}
+
+double gf_item(gf_tensor *t) {
+    if (!t) return NAN;
+    if (t->numel != 1) {
+        gf__error(t->ctx, GF_ESHAPE, "gf_item: tensor %s has %lld elements (expected 1)",
+                  GF__SHAPE(t), (long long)t->numel);
+        return NAN;
+    }
+    if (gf_realize(t) != GF_OK) return NAN;
+    return gf__get(t, 0);
+}

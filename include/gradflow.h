@@ -1,0 +1,224 @@
+/*
+ * gradflow.h - the public API of gradflow: PyTorch-style automatic
+ * differentiation in C11 on a dataflow execution engine.
+ *
+ * Conventions (see docs/api.md for the full reference):
+ *  - Shapes are int64_t; at most GF_MAX_DIMS dimensions; 0-dim tensors are scalars.
+ *  - An op takes its ctx from its first tensor input. Every op accepts NULL
+ *    inputs and returns NULL; the first error (op name, shapes, what was
+ *    expected) is kept on the ctx and read with gf_ctx_error().
+ *  - Functions that are not ops return gf_status (GF_OK == 0, errors < 0).
+ *  - Tensors are handles owned by their ctx: released by gf_release(), by the
+ *    end of the scope that created them, or by gf_ctx_destroy().
+ *  - Ops record a node and compute nothing; data access, gf_realize() and
+ *    gf_backward() compute what they need. gf_ctx_set_eager() computes each op
+ *    as it is called. Both give identical results.
+ */
+#ifndef GRADFLOW_H
+#define GRADFLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GF_VERSION_MAJOR 0
+#define GF_VERSION_MINOR 1
+#define GF_VERSION_PATCH 0
+#define GF_MAX_DIMS 8
+
+typedef struct gf_engine gf_engine; /* worker pool + topology + allocator, shareable */
+typedef struct gf_ctx gf_ctx;       /* one user thread's graph and tensors */
+typedef struct gf_tensor gf_tensor; /* handle, owned by its ctx */
+
+typedef enum { GF_F32, GF_F64, GF_I64 } gf_dtype;
+
+/* The status codes, generated from one list (gf_strerror names them). */
+#define GF_STATUS_LIST(X)                                   \
+    X(GF_OK, 0, "success")                                  \
+    X(GF_EINVAL, -1, "invalid argument")                    \
+    X(GF_ESHAPE, -2, "shape mismatch")                      \
+    X(GF_ENOMEM, -3, "out of memory")                       \
+    X(GF_ESTATE, -4, "operation not valid in this state")   \
+    X(GF_EIO, -5, "input/output error")
+typedef enum {
+#define GF__STATUS_ENUM(name, val, msg) name = val,
+    GF_STATUS_LIST(GF__STATUS_ENUM)
+#undef GF__STATUS_ENUM
+} gf_status;
+
+/* A static English description of a status code; never NULL. */
+const char *gf_strerror(gf_status s);
+
+/* ---------------------------------------------------------------- engine */
+typedef struct {
+    int num_threads;    /* 0: one per physical core (hwloc), or GF_NUM_THREADS */
+    bool deterministic; /* bitwise-reproducible for any thread count */
+    bool pin_threads;   /* bind workers to cores */
+} gf_engine_opts;
+
+/* Creates an engine; opts NULL means defaults. Returns NULL on failure.
+ * The caller destroys it after every ctx using it has been destroyed. */
+gf_engine *gf_engine_create(const gf_engine_opts *opts);
+void gf_engine_destroy(gf_engine *eng);
+int gf_engine_num_threads(const gf_engine *eng);
+bool gf_engine_deterministic(const gf_engine *eng);
+
+/* ------------------------------------------------------------------- ctx */
+/* eng NULL: the process default engine (created on first use). */
+gf_ctx *gf_ctx_create(gf_engine *eng);
+/* Frees every tensor of the ctx. */
+void gf_ctx_destroy(gf_ctx *ctx);
+gf_engine *gf_ctx_engine(const gf_ctx *ctx);
+/* First error since the last clear, or NULL. The string lives in the ctx. */
+const char *gf_ctx_error(const gf_ctx *ctx);
+/* Status code of the first error since the last clear (GF_OK if none). */
+gf_status gf_ctx_status(const gf_ctx *ctx);
+void gf_ctx_clear_error(gf_ctx *ctx);
+void gf_ctx_set_eager(gf_ctx *ctx, bool eager);
+bool gf_ctx_eager(const gf_ctx *ctx);
+/* Seeds the ctx's counter-based generator (Philox 4x32-10). The n-th random
+ * tensor after a seed is the same for any thread count. */
+void gf_manual_seed(gf_ctx *ctx, uint64_t seed);
+
+/* ---------------------------------------------------------------- scopes */
+void gf_scope_begin(gf_ctx *ctx);  /* nested scopes allowed */
+void gf_scope_end(gf_ctx *ctx);    /* releases tensors created inside */
+gf_tensor *gf_keep(gf_tensor *t);  /* survive the innermost scope's end; returns t */
+void gf_release(gf_tensor *t);     /* the handle is invalid afterwards */
+
+void gf_no_grad_begin(gf_ctx *ctx); /* nested */
+void gf_no_grad_end(gf_ctx *ctx);
+bool gf_is_grad_enabled(const gf_ctx *ctx);
+
+/* A handle in ctx for a leaf tensor of another ctx on the same engine (a
+ * model's parameter shared by many request threads): same storage and the
+ * same .grad; backward from any ctx accumulates into that .grad atomically. */
+gf_tensor *gf_share(gf_ctx *ctx, gf_tensor *leaf);
+
+/* -------------------------------------------------------------- creation */
+/* Data is copied; shape may be NULL when ndim == 0. */
+gf_tensor *gf_tensor_f32(gf_ctx *ctx, int ndim, const int64_t *shape, const float *data);
+gf_tensor *gf_tensor_f64(gf_ctx *ctx, int ndim, const int64_t *shape, const double *data);
+gf_tensor *gf_tensor_i64(gf_ctx *ctx, int ndim, const int64_t *shape, const int64_t *data);
+gf_tensor *gf_zeros(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape);
+gf_tensor *gf_ones(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape);
+gf_tensor *gf_full(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape, double v);
+gf_tensor *gf_rand(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape);  /* U[0,1) */
+gf_tensor *gf_randn(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape); /* N(0,1) */
+gf_tensor *gf_scalar(gf_ctx *ctx, gf_dtype dt, double v);                      /* 0-dim */
+gf_tensor *gf_arange(gf_ctx *ctx, gf_dtype dt, int64_t n);                     /* 0..n-1 */
+gf_tensor *gf_zeros_like(gf_tensor *a);
+gf_tensor *gf_ones_like(gf_tensor *a);
+
+/* -------------------------------------------------------------- metadata */
+int gf_ndim(const gf_tensor *t);
+const int64_t *gf_shape(const gf_tensor *t);
+const int64_t *gf_strides(const gf_tensor *t); /* in elements */
+int64_t gf_numel(const gf_tensor *t);
+gf_dtype gf_dtype_of(const gf_tensor *t);
+gf_ctx *gf_ctx_of(const gf_tensor *t);
+bool gf_is_contiguous(const gf_tensor *t);
+bool gf_is_leaf(const gf_tensor *t);
+const char *gf_dtype_name(gf_dtype dt);
+
+/* ----------------------------------------------------------- data access */
+/* Realizes the tensor (and what it needs) first. Pointers stay valid until
+ * the tensor is released or modified in place. */
+gf_status gf_realize(gf_tensor *t);
+gf_status gf_realize_all(gf_ctx *ctx); /* every pending node of the ctx */
+const float *gf_data_f32(gf_tensor *t); /* contiguous row-major view, NULL on error */
+const double *gf_data_f64(gf_tensor *t);
+const int64_t *gf_data_i64(gf_tensor *t);
+gf_status gf_copy_to_f64(gf_tensor *t, double *dst, int64_t n); /* any dtype */
+gf_status gf_copy_to_f32(gf_tensor *t, float *dst, int64_t n);  /* any dtype */
+double gf_item(gf_tensor *t); /* one-element tensor; NAN on error */
+
+/* -------------------------------------------------------------- autograd */
+gf_tensor *gf_requires_grad(gf_tensor *t, bool on); /* returns t */
+bool gf_get_requires_grad(const gf_tensor *t);
+gf_tensor *gf_grad(gf_tensor *t); /* accumulated .grad or NULL; owned by t */
+void gf_zero_grad(gf_tensor *t);  /* sets .grad to zeros (if any) */
+gf_tensor *gf_detach(gf_tensor *t); /* shares storage, no graph */
+gf_status gf_backward(gf_tensor *loss); /* scalar loss */
+typedef struct {
+    gf_tensor *grad_output; /* NULL: ones (only for one-element outputs) */
+    bool retain_graph;
+    bool create_graph;
+} gf_backward_opts;
+gf_status gf_backward_ex(gf_tensor *out, const gf_backward_opts *opts);
+/* torch.autograd.grad: d(out)/d(inputs[i]) into grads[i] (new handles in the
+ * current scope; zeros where out does not depend on inputs[i]), no .grad
+ * side effects. */
+gf_status gf_grad_of(gf_tensor *out, int n, gf_tensor *const *inputs, gf_tensor **grads,
+                     const gf_backward_opts *opts);
+
+/* ------------------------------------------- ops: elementwise (broadcasting) */
+gf_tensor *gf_add(gf_tensor *a, gf_tensor *b);
+gf_tensor *gf_sub(gf_tensor *a, gf_tensor *b);
+gf_tensor *gf_mul(gf_tensor *a, gf_tensor *b);
+gf_tensor *gf_div(gf_tensor *a, gf_tensor *b);
+gf_tensor *gf_pow(gf_tensor *a, gf_tensor *b);
+gf_tensor *gf_add_scalar(gf_tensor *a, double s);
+gf_tensor *gf_mul_scalar(gf_tensor *a, double s);
+gf_tensor *gf_pow_scalar(gf_tensor *a, double p);
+gf_tensor *gf_neg(gf_tensor *a);
+gf_tensor *gf_exp(gf_tensor *a);
+gf_tensor *gf_log(gf_tensor *a);
+gf_tensor *gf_sqrt(gf_tensor *a);
+gf_tensor *gf_abs(gf_tensor *a);
+gf_tensor *gf_relu(gf_tensor *a);
+gf_tensor *gf_sigmoid(gf_tensor *a);
+gf_tensor *gf_tanh(gf_tensor *a);
+gf_tensor *gf_gelu(gf_tensor *a); /* exact erf form, as torch's default */
+gf_tensor *gf_sign(gf_tensor *a); /* -1, 0, 1; zero gradient */
+gf_tensor *gf_to_dtype(gf_tensor *a, gf_dtype dt); /* cast; differentiable between floats */
+gf_tensor *gf_contiguous(gf_tensor *a); /* a itself if already contiguous (new handle) */
+gf_tensor *gf_clone(gf_tensor *a);      /* always a fresh contiguous copy */
+/* ------------------------------------------------------- linear algebra */
+gf_tensor *gf_matmul(gf_tensor *a, gf_tensor *b); /* torch.matmul rules: 1-D, 2-D, batched */
+/* ----------------------------------------------- reductions (dim may be < 0) */
+gf_tensor *gf_sum(gf_tensor *a);
+gf_tensor *gf_mean(gf_tensor *a);
+gf_tensor *gf_sum_dim(gf_tensor *a, int dim, bool keepdim);
+gf_tensor *gf_mean_dim(gf_tensor *a, int dim, bool keepdim);
+gf_tensor *gf_max_dim(gf_tensor *a, int dim, bool keepdim); /* values; grad to the first max */
+gf_tensor *gf_argmax(gf_tensor *a, int dim);                /* GF_I64, no grad */
+/* ------------------------------------------------- shape (views where possible) */
+gf_tensor *gf_reshape(gf_tensor *a, int ndim, const int64_t *shape); /* one -1 allowed */
+gf_tensor *gf_transpose(gf_tensor *a, int d0, int d1);
+gf_tensor *gf_permute(gf_tensor *a, const int *dims);
+gf_tensor *gf_slice(gf_tensor *a, int dim, int64_t start, int64_t end, int64_t step);
+gf_tensor *gf_cat(int n, gf_tensor *const *ts, int dim);
+gf_tensor *gf_expand(gf_tensor *a, int ndim, const int64_t *shape);
+gf_tensor *gf_unsqueeze(gf_tensor *a, int dim);
+gf_tensor *gf_squeeze(gf_tensor *a, int dim);
+/* ------------------------------------------------------------- nn functions */
+gf_tensor *gf_softmax(gf_tensor *a, int dim);
+gf_tensor *gf_log_softmax(gf_tensor *a, int dim);
+gf_tensor *gf_mse_loss(gf_tensor *pred, gf_tensor *target);        /* mean */
+gf_tensor *gf_cross_entropy(gf_tensor *logits, gf_tensor *labels); /* labels GF_I64, mean */
+gf_tensor *gf_one_hot(gf_tensor *labels, int64_t num_classes, gf_dtype dt); /* no grad */
+/* --------------------------------- in-place (for optimizers; normally under no_grad) */
+gf_status gf_sub_(gf_tensor *a, gf_tensor *b);                /* a -= b */
+gf_status gf_axpy_(gf_tensor *y, double alpha, gf_tensor *x); /* y += alpha*x */
+gf_status gf_fill_(gf_tensor *a, double v);
+gf_status gf_copy_(gf_tensor *dst, gf_tensor *src);           /* dst = src (broadcast) */
+gf_status gf_mul_scalar_(gf_tensor *a, double s);             /* a *= s */
+
+/* ---------------------------------------------------------- gradient check */
+/* Compares the analytic gradient of sum(fn(inputs) * r) (r fixed random
+ * weights) for every floating input that requires grad against central
+ * differences with step eps, computed in float64 on copies of the inputs.
+ * Passes when |analytic - numeric| <= atol + rtol*|numeric| everywhere.
+ * Returns GF_OK, or GF_EINVAL with the worst element described on the ctx. */
+typedef gf_tensor *(*gf_fn)(gf_ctx *ctx, int n, gf_tensor *const *inputs, void *user);
+gf_status gf_gradcheck(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *inputs, void *user,
+                       double eps, double atol, double rtol);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GRADFLOW_H */

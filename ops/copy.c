@@ -1,0 +1,99 @@
+/*
+ * copy.c - data movement between tensors: the strided, broadcasting,
+ * converting copy that cat, slice_scatter, contiguous, clone, cast and copy_
+ * share; and the cast and copy ops.
+ */
+#include "ops.h"
+
+#define GF__COPY_LOOP(TD, TS)                                                              \
+    do {                                                                                   \
+        TD *pd = gf__ptr(dst);                                                             \
+        const TS *ps = gf__ptr(src);                                                       \
+        if (nd == 0) {                                                                     \
+            pd[0] = (TD)ps[0];                                                             \
+            break;                                                                         \
+        }                                                                                  \
+        int64_t idx[GF_MAX_DIMS] = {0}, off[2] = {0, 0};                                   \
+        const int64_t *st[2] = {sd, ss};                                                   \
+        int64_t inner = dst->shape[nd - 1], id = sd[nd - 1], is = ss[nd - 1];              \
+        do {                                                                               \
+            TD *rd = pd + off[0];                                                          \
+            const TS *rs = ps + off[1];                                                    \
+            if (id == 1 && is == 1)                                                        \
+                for (int64_t i = 0; i < inner; i++) rd[i] = (TD)rs[i];                     \
+            else                                                                           \
+                for (int64_t i = 0; i < inner; i++) rd[i * id] = (TD)rs[i * is];           \
+        } while (gf__next_row(nd, dst->shape, idx, 2, off, st));                           \
+    } while (0)
+
+#define GF__COPY_FROM(TD)                                                                  \
+    switch (src->dtype) {                                                                  \
+    case GF_F32: GF__COPY_LOOP(TD, float); break;                                          \
+    case GF_F64: GF__COPY_LOOP(TD, double); break;                                         \
+    case GF_I64: GF__COPY_LOOP(TD, int64_t); break;                                        \
+    }
+
+void gf__copy_into(gf_tensor *dst, const gf_tensor *src) {
+    int nd = dst->ndim;
+    if (dst->numel == 0) return;
+    int64_t sd[GF_MAX_DIMS], ss[GF_MAX_DIMS];
+    memcpy(sd, dst->strides, sizeof sd);
+    gf__bcast_strides(src, nd, dst->shape, ss);
+    switch (dst->dtype) {
+    case GF_F32: GF__COPY_FROM(float); break;
+    case GF_F64: GF__COPY_FROM(double); break;
+    case GF_I64: GF__COPY_FROM(int64_t); break;
+    }
+}
+
+/* ------------------------------------------------------------------ cast */
+
+void gf__fwd_cast(gf__node *n) { gf__copy_into(n->out, n->in[0]); }
+
+gf_status gf__bwd_cast(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf_to_dtype(g, n->in[0]->dtype);
+    return GF_OK;
+}
+
+gf_tensor *gf_to_dtype(gf_tensor *a, gf_dtype dt) {
+    if (!a) return NULL;
+    if (dt != GF_F32 && dt != GF_F64 && dt != GF_I64) {
+        gf__error(a->ctx, GF_EINVAL, "gf_to_dtype: unknown dtype %d", (int)dt);
+        return NULL;
+    }
+    if (a->dtype == dt) return gf__record_view(GF__OP_reshape, a, a->ndim, a->shape, a->strides,
+                                               a->offset, &(gf__attrs){0});
+    /* Casting to i64 ends the graph: integers carry no gradient. */
+    if (dt == GF_I64) {
+        gf_no_grad_begin(a->ctx);
+        gf_tensor *t = gf__record(GF__OP_cast, dt, a->ndim, a->shape, 1, &a, NULL);
+        gf_no_grad_end(a->ctx);
+        return t;
+    }
+    return gf__record(GF__OP_cast, dt, a->ndim, a->shape, 1, &a, NULL);
+}
+
+/* ------------------------------------------------------------------ copy */
+
+void gf__fwd_copy(gf__node *n) { gf__copy_into(n->out, n->in[0]); }
+
+gf_status gf__bwd_copy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n;
+    (void)out;
+    gin[0] = g;
+    return GF_OK;
+}
+
+gf_tensor *gf_clone(gf_tensor *a) {
+    if (!a) return NULL;
+    return gf__record(GF__OP_copy, a->dtype, a->ndim, a->shape, 1, &a, NULL);
+}
+
+gf_tensor *gf_contiguous(gf_tensor *a) {
+    if (!a) return NULL;
+    if (gf__is_contig(a))
+        return gf__record_view(GF__OP_reshape, a, a->ndim, a->shape, a->strides, a->offset,
+                               &(gf__attrs){0});
+    return gf_clone(a);
+}

@@ -1,0 +1,107 @@
+/*
+ * gemm.c - gf__sgemm / gf__dgemm (kernels.h): picks the micro-kernel variant
+ * once per process and runs the BLIS-style driver (gemm_driver.h) with it.
+ *
+ * Variants, best first: avx512 (AVX-512F), avx2 (AVX2+FMA), generic (C).
+ * The CPU is probed once (call_once); GF_ISA=avx512|avx2|generic asks for a
+ * variant, and one the CPU lacks falls back to the best it has. The per-ISA
+ * kernels live in ops/kernels/<isa>/, each compiled with its own flags; this
+ * file has no intrinsics and needs no ISA flags.
+ */
+#include "kernels.h"
+
+#include "gemm_ukr.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <threads.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define GF_T float
+#define GF_FN(x) gf__sgemm_##x
+#define GF_BLK gf__sgemm_blk
+#include "gemm_driver.h"
+#undef GF_T
+#undef GF_FN
+#undef GF_BLK
+
+#define GF_T double
+#define GF_FN(x) gf__dgemm_##x
+#define GF_BLK gf__dgemm_blk
+#include "gemm_driver.h"
+#undef GF_T
+#undef GF_FN
+#undef GF_BLK
+
+/* Best first: the first supported one is the default. */
+static const gf__gemm_variant *const gf__gemm_variants[] = {
+#if defined(__x86_64__) || defined(__i386__)
+    &gf__gemm_avx512,
+    &gf__gemm_avx2,
+#endif
+    &gf__gemm_generic,
+};
+#define GF__NVARIANTS (sizeof gf__gemm_variants / sizeof gf__gemm_variants[0])
+
+static once_flag gf__gemm_once = ONCE_FLAG_INIT;
+static const gf__gemm_variant *gf__gemm_startup; /* written once, under gf__gemm_once */
+static _Atomic(const gf__gemm_variant *) gf__gemm_active;
+
+/* Whether this CPU (and OS: libgcc checks that it saves the wider
+ * registers) can run variant v. */
+static int gf__gemm_supported(const gf__gemm_variant *v) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (v == &gf__gemm_avx512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    if (v == &gf__gemm_avx2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return v == &gf__gemm_generic;
+}
+
+/* The variant called name if the CPU runs it, else the best it runs. */
+static const gf__gemm_variant *gf__gemm_choose(const char *name) {
+    for (size_t i = 0; name && i < GF__NVARIANTS; i++)
+        if (strcmp(name, gf__gemm_variants[i]->name) == 0 && gf__gemm_supported(gf__gemm_variants[i]))
+            return gf__gemm_variants[i];
+    for (size_t i = 0; i < GF__NVARIANTS; i++)
+        if (gf__gemm_supported(gf__gemm_variants[i])) return gf__gemm_variants[i];
+    return &gf__gemm_generic;
+}
+
+static void gf__gemm_detect(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+#endif
+    gf__gemm_startup = gf__gemm_choose(getenv("GF_ISA"));
+    atomic_store(&gf__gemm_active, gf__gemm_startup);
+}
+
+static const gf__gemm_variant *gf__gemm_variant_now(void) {
+    call_once(&gf__gemm_once, gf__gemm_detect);
+    return atomic_load_explicit(&gf__gemm_active, memory_order_acquire);
+}
+
+const char *gf__gemm_isa(void) { return gf__gemm_variant_now()->name; }
+
+void gf__gemm_force_isa(const char *name) {
+    call_once(&gf__gemm_once, gf__gemm_detect);
+    atomic_store(&gf__gemm_active, name ? gf__gemm_choose(name) : gf__gemm_startup);
+}
+
+void gf__sgemm(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
+               const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
+               int64_t csc, int nthreads) {
+    gf__sgemm_driver(&gf__gemm_variant_now()->s, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
+                     csc, nthreads);
+}
+
+void gf__dgemm(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
+               const double *B, int64_t rsb, int64_t csb, double beta, double *C, int64_t rsc,
+               int64_t csc, int nthreads) {
+    gf__dgemm_driver(&gf__gemm_variant_now()->d, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
+                     csc, nthreads);
+}

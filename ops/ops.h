@@ -1,0 +1,47 @@
+/*
+ * ops.h - what every op file includes: the internal structures, the
+ * forward/backward prototypes generated from ops.def, and small helpers for
+ * walking strided tensors.
+ */
+#ifndef GF_OPS_H
+#define GF_OPS_H
+
+#include "../engine/internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#define GF_OP(name, flags)                                                          \
+    void gf__fwd_##name(gf__node *n);                                               \
+    gf_status gf__bwd_##name(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin);
+#include "ops.def"
+#undef GF_OP
+
+/* Row walker over a shape: the last dim is the caller's inner loop; this
+ * advances the multi-index over dims [0, ndim-1) and k operand offsets.
+ *   int64_t idx[GF_MAX_DIMS] = {0}, off[k] = {start offsets};
+ *   do { inner loop over shape[ndim-1] at off[] } while (gf__next_row(...));
+ * st[j] are operand j's strides (in elements) over the same shape. */
+static inline bool gf__next_row(int ndim, const int64_t *shape, int64_t *idx, int k,
+                                int64_t *off, const int64_t *const *st) {
+    for (int d = ndim - 2; d >= 0; d--) {
+        if (++idx[d] < shape[d]) {
+            for (int j = 0; j < k; j++) off[j] += st[j][d];
+            return true;
+        }
+        for (int j = 0; j < k; j++) off[j] -= st[j][d] * (shape[d] - 1);
+        idx[d] = 0;
+    }
+    return false;
+}
+
+/* dst = src elementwise, with src broadcast (by strides) to dst's shape and
+ * converted to dst's dtype. Both may be strided. (ops/copy.c) */
+void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
+
+/* For backward rules: a tensor's dims as an int64 array view (used with
+ * gf__sum_to, gf_reshape, gf_expand). */
+#define GF__DIMS(t) gf_ndim(t), gf_shape(t)
+
+#endif /* GF_OPS_H */
