@@ -121,6 +121,13 @@ void gf_ctx_set_eager(gf_ctx *ctx, bool eager) {
 }
 bool gf_ctx_eager(const gf_ctx *ctx) { return ctx && ctx->eager; }
 
+int64_t gf_ctx_live_tensors(const gf_ctx *ctx) {
+    int64_t n = 0;
+    if (ctx)
+        for (const gf_tensor *t = ctx->tensors; t; t = t->next) n++;
+    return n;
+}
+
 void gf_manual_seed(gf_ctx *ctx, uint64_t seed) {
     if (!ctx) return;
     ctx->seed = seed;

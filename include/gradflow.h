@@ -78,6 +78,9 @@ const char *gf_ctx_error(const gf_ctx *ctx);
 gf_status gf_ctx_status(const gf_ctx *ctx);
 void gf_ctx_clear_error(gf_ctx *ctx);
 void gf_ctx_set_eager(gf_ctx *ctx, bool eager);
+/* Number of tensor objects the ctx holds (handles and internal
+ * intermediates): a training loop with scopes keeps it flat. */
+int64_t gf_ctx_live_tensors(const gf_ctx *ctx);
 bool gf_ctx_eager(const gf_ctx *ctx);
 /* Seeds the ctx's counter-based generator (Philox 4x32-10). The n-th random
  * tensor after a seed is the same for any thread count. */

@@ -1,17 +1,533 @@
-/* PLACEHOLDER being replaced by a helper right now. */
+/*
+ * nn.c - fused nn functions: softmax, log_softmax, mse_loss, cross_entropy
+ * and one_hot.
+ *
+ * The forward kernels are fused and numerically stable: each softmax row is
+ * one sweep of three short loops (max, then sum of exp(x - max), then write),
+ * so large logits (1000, -1000) never overflow. A row is always reduced in
+ * the same order on one thread, and losses over many rows are summed from
+ * per-row (or per-block) partials in a fixed order, so results are bitwise
+ * identical for any thread count.
+ *
+ * Backward rules are compositions of public ops (softmax, one_hot, sum_dim,
+ * ...) so that create_graph gives higher-order gradients.
+ */
 #include "ops.h"
-void gf__fwd_softmax(gf__node *n) { (void)n; }
-gf_status gf__bwd_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_log_softmax(gf__node *n) { (void)n; }
-gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_mse_loss(gf__node *n) { (void)n; }
-gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_cross_entropy(gf__node *n) { (void)n; }
-gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_one_hot(gf__node *n) { (void)n; }
-gf_status gf__bwd_one_hot(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-gf_tensor *gf_softmax(gf_tensor *a, int dim) { (void)dim; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_log_softmax(gf_tensor *a, int dim) { (void)dim; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_mse_loss(gf_tensor *a, gf_tensor *b) { (void)b; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_cross_entropy(gf_tensor *a, gf_tensor *b) { (void)b; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_one_hot(gf_tensor *a, int64_t k, gf_dtype dt) { (void)k,(void)dt; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Below this many elements a kernel runs on one thread (the fork costs more). */
+#define GF__NN_PAR 32768
+/* The fixed block size of mse_loss's partial sums over contiguous inputs. */
+#define GF__NN_BLOCK 4096
+
+/* ------------------------------------------------------------- helpers */
+
+/* Offset (in elements, from gf__ptr(t)) of the element at row-major linear
+ * index i of t: for i64 labels of any strides. */
+static int64_t gf__nn_off(const gf_tensor *t, int64_t i) {
+    int64_t off = 0;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        off += (i % t->shape[d]) * t->strides[d];
+        i /= t->shape[d];
+    }
+    return off;
+}
+
+/* Index of the first label outside [0, C) of labels (i64, any strides), or -1.
+ * Labels must be computed. */
+static int64_t gf__nn_bad_label(const gf_tensor *labels, int64_t C) {
+    const int64_t *p = gf__ptr(labels);
+    for (int64_t i = 0; i < labels->numel; i++) {
+        int64_t v = p[gf__nn_off(labels, i)];
+        if (v < 0 || v >= C) return i;
+    }
+    return -1;
+}
+
+static int64_t gf__nn_label_at(const gf_tensor *labels, int64_t i) {
+    return ((const int64_t *)gf__ptr(labels))[gf__nn_off(labels, i)];
+}
+
+/* True if t's values can be read now: no pending producer, data present. */
+static bool gf__nn_computed(const gf_tensor *t) {
+    return (t->node == NULL || t->node->state == GF__DONE) && t->storage->data != NULL;
+}
+
+/* Checks labels at record time when they are already computed, so that the
+ * error points at the call that caused it (pending labels are checked by the
+ * kernel). Returns false with an error on the ctx. */
+static bool gf__nn_check_labels_now(const char *op, gf_tensor *labels, int64_t C) {
+    if (!gf__nn_computed(labels) || labels->numel == 0) return true;
+    int64_t i = gf__nn_bad_label(labels, C);
+    if (i < 0) return true;
+    gf__error(labels->ctx, GF_EINVAL,
+              "%s: label %lld at index %lld is out of range for %lld classes (expected 0..%lld)",
+              op, (long long)gf__nn_label_at(labels, i), (long long)i, (long long)C,
+              (long long)(C - 1));
+    return false;
+}
+
+/* The same check from inside a kernel (labels computed by then). */
+static bool gf__nn_check_labels_kernel(gf__node *n, const char *op, const gf_tensor *labels,
+                                       int64_t C) {
+    int64_t i = gf__nn_bad_label(labels, C);
+    if (i < 0) return true;
+    gf__kernel_error(n, GF_EINVAL,
+                     "%s: label %lld at index %lld is out of range for %lld classes "
+                     "(expected 0..%lld)",
+                     op, (long long)gf__nn_label_at(labels, i), (long long)i, (long long)C,
+                     (long long)(C - 1));
+    return false;
+}
+
+/* Row geometry of a reduction along dim d of t (viewed as [outer, C, inner]):
+ * rows = outer*inner. gf__nn_row_off gives the input offset of row r's first
+ * element (rows numbered like the contiguous output: r = o*inner + i). */
+typedef struct {
+    int64_t C, inner, rows, stride; /* stride: t's stride along d */
+} gf__nn_rows;
+
+static gf__nn_rows gf__nn_rows_of(const gf_tensor *t, int d) {
+    gf__nn_rows g = {1, 1, 1, 1};
+    if (t->ndim == 0) return g;
+    g.C = t->shape[d];
+    g.stride = t->strides[d];
+    for (int k = d + 1; k < t->ndim; k++) g.inner *= t->shape[k];
+    g.rows = g.C ? t->numel / g.C : 0;
+    return g;
+}
+
+static int64_t gf__nn_row_off(const gf_tensor *t, int d, int64_t r) {
+    int64_t off = 0;
+    for (int k = t->ndim - 1; k >= 0; k--) {
+        if (k == d) continue;
+        off += (r % t->shape[k]) * t->strides[k];
+        r /= t->shape[k];
+    }
+    return off;
+}
+
+/* ------------------------------------------------- softmax row kernels */
+/* One row x[0..C) (contiguous) into y[0..C) (contiguous; y may equal x).
+ * Math in T (expf for f32), the sum of exponentials in double. */
+#define GF__SOFTMAX_ROWS(T, EXP, LOG)                                                      \
+    static void gf__softmax_row_##T(const T *x, T *y, int64_t C, bool log_out) {           \
+        T m = -INFINITY;                                                                   \
+        for (int64_t k = 0; k < C; k++) m = x[k] > m ? x[k] : m;                           \
+        double s = 0;                                                                      \
+        if (log_out) {                                                                     \
+            for (int64_t k = 0; k < C; k++) s += EXP(x[k] - m);                            \
+            T ls = (T)LOG(s);                                                              \
+            for (int64_t k = 0; k < C; k++) y[k] = (x[k] - m) - ls;                        \
+        } else {                                                                           \
+            for (int64_t k = 0; k < C; k++) {                                              \
+                T e = EXP(x[k] - m);                                                       \
+                y[k] = e;                                                                  \
+                s += e;                                                                    \
+            }                                                                              \
+            T inv = (T)(1.0 / s);                                                          \
+            for (int64_t k = 0; k < C; k++) y[k] *= inv;                                   \
+        }                                                                                  \
+    }                                                                                      \
+    /* -log_softmax(x)[l] = log(sum exp(x - max)) - (x[l] - max), in double. */           \
+    static double gf__ce_row_##T(const T *x, int64_t C, int64_t l) {                       \
+        T m = -INFINITY;                                                                   \
+        for (int64_t k = 0; k < C; k++) m = x[k] > m ? x[k] : m;                           \
+        double s = 0;                                                                      \
+        for (int64_t k = 0; k < C; k++) s += EXP(x[k] - m);                                \
+        return log(s) - (double)(x[l] - m);                                                \
+    }
+
+GF__SOFTMAX_ROWS(float, expf, log)
+GF__SOFTMAX_ROWS(double, exp, log)
+
+/* out [outer, C, inner] (contiguous) = (log_)softmax of in along d, any
+ * strides. Rows whose elements are contiguous in both are done in place;
+ * others are gathered into a per-thread buffer, computed, and scattered. */
+#define GF__SOFTMAX_KERNEL(T)                                                              \
+    static void gf__softmax_##T(gf__node *n, bool log_out) {                              \
+        gf_tensor *X = n->in[0], *Y = n->out;                                              \
+        int d = n->a.dim;                                                                  \
+        gf__nn_rows g = gf__nn_rows_of(X, d);                                              \
+        if (Y->numel == 0) return;                                                         \
+        const T *px = gf__ptr(X);                                                          \
+        T *py = gf__ptr(Y);                                                                \
+        int64_t rows = g.rows, C = g.C, inner = g.inner;                                   \
+        bool direct = inner == 1 && (g.stride == 1 || C == 1);                             \
+        bool oom = false;                                                                  \
+        _Pragma("omp parallel num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")       \
+        {                                                                                  \
+            T *buf = direct ? NULL : malloc((size_t)C * sizeof(T));                        \
+            if (!direct && !buf) {                                                         \
+                _Pragma("omp atomic write") oom = true;                                    \
+            }                                                                              \
+            _Pragma("omp for schedule(static)")                                            \
+            for (int64_t r = 0; r < rows; r++) {                                           \
+                const T *x = px + gf__nn_row_off(X, d, r);                                 \
+                T *y = py + (r / inner) * C * inner + r % inner;                           \
+                if (direct) {                                                              \
+                    gf__softmax_row_##T(x, y, C, log_out);                                 \
+                } else if (buf) {                                                          \
+                    for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];              \
+                    gf__softmax_row_##T(buf, buf, C, log_out);                             \
+                    for (int64_t k = 0; k < C; k++) y[k * inner] = buf[k];                 \
+                }                                                                          \
+            }                                                                              \
+            free(buf);                                                                     \
+        }                                                                                  \
+        if (oom)                                                                           \
+            gf__kernel_error(n, GF_ENOMEM, "gf_%s: out of memory for a row buffer of %lld", \
+                             gf__op_names[n->op], (long long)C);                           \
+    }
+
+GF__SOFTMAX_KERNEL(float)
+GF__SOFTMAX_KERNEL(double)
+
+static void gf__softmax_any(gf__node *n, bool log_out) {
+    if (n->out->dtype == GF_F32) gf__softmax_float(n, log_out);
+    else gf__softmax_double(n, log_out);
+}
+
+void gf__fwd_softmax(gf__node *n) { gf__softmax_any(n, false); }
+void gf__fwd_log_softmax(gf__node *n) { gf__softmax_any(n, true); }
+
+/* Checks, promotes (i64 -> f32) and records softmax or log_softmax of a
+ * along dim (negative counts from the end). */
+static gf_tensor *gf__softmax_op(gf__op op, gf_tensor *a, int dim) {
+    if (!a) return NULL;
+    gf_ctx *ctx = a->ctx;
+    char name[32];
+    snprintf(name, sizeof name, "gf_%s", gf__op_names[op]);
+    int d = gf__norm_dim(ctx, name, dim, a->ndim);
+    if (d < 0) return NULL;
+    gf__attrs at = {0};
+    at.dim = d;
+    gf_scope_begin(ctx);
+    gf_tensor *x = a->dtype == GF_I64 ? gf_to_dtype(a, GF_F32) : a;
+    gf_tensor *out = x ? gf_keep(gf__record(op, x->dtype, x->ndim, x->shape, 1, &x, &at)) : NULL;
+    gf_scope_end(ctx);
+    return out;
+}
+
+gf_tensor *gf_softmax(gf_tensor *a, int dim) { return gf__softmax_op(GF__OP_softmax, a, dim); }
+gf_tensor *gf_log_softmax(gf_tensor *a, int dim) {
+    return gf__softmax_op(GF__OP_log_softmax, a, dim);
+}
+
+/* dx = y * (g - sum_d(g * y)), y = softmax(x). */
+gf_status gf__bwd_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    if (!gf__needs_grad(n, 0)) return GF_OK;
+    gf_tensor *gy = gf_mul(g, out);
+    /* A 0-dim softmax has a one-element "row": the sum is gy itself. */
+    gf_tensor *s = out->ndim ? gf_sum_dim(gy, n->a.dim, true) : gy;
+    gin[0] = gf_mul(out, gf_sub(g, s));
+    return GF_OK;
+}
+
+/* dx = g - exp(y) * sum_d(g), y = log_softmax(x). */
+gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    if (!gf__needs_grad(n, 0)) return GF_OK;
+    gf_tensor *s = out->ndim ? gf_sum_dim(g, n->a.dim, true) : g;
+    gin[0] = gf_sub(g, gf_mul(gf_exp(out), s));
+    return GF_OK;
+}
+
+/* ------------------------------------------------------------ mse_loss */
+
+/* out (0-dim) = mean over the broadcast shape S of (p - t)^2. Partial sums
+ * (double) per fixed block: GF__NN_BLOCK elements when both inputs are
+ * contiguous of shape S, else one row of S's last dim; then summed in order. */
+#define GF__MSE_KERNEL(T)                                                                  \
+    static void gf__mse_##T(gf__node *n) {                                                 \
+        gf_tensor *P = n->in[0], *Q = n->in[1];                                            \
+        int nd;                                                                            \
+        int64_t S[GF_MAX_DIMS];                                                            \
+        gf__bcast_shape(P->ndim, P->shape, Q->ndim, Q->shape, &nd, S);                     \
+        int64_t total = gf__numel(nd, S);                                                  \
+        T *out = gf__ptr(n->out);                                                          \
+        if (total == 0) {                                                                  \
+            out[0] = (T)NAN; /* the mean of nothing, as torch */                           \
+            return;                                                                        \
+        }                                                                                  \
+        const T *pp = gf__ptr(P), *pq = gf__ptr(Q);                                        \
+        bool flat = gf__is_contig(P) && gf__is_contig(Q) && P->numel == total &&           \
+                    Q->numel == total;                                                     \
+        int64_t sp[GF_MAX_DIMS] = {0}, sq[GF_MAX_DIMS] = {0};                              \
+        if (nd) {                                                                          \
+            gf__bcast_strides(P, nd, S, sp);                                               \
+            gf__bcast_strides(Q, nd, S, sq);                                               \
+        }                                                                                  \
+        int64_t inner = flat ? GF__NN_BLOCK : (nd ? S[nd - 1] : 1);                        \
+        int64_t nblk = flat ? (total + inner - 1) / inner : total / inner;                 \
+        double *part = malloc((size_t)nblk * sizeof *part);                                \
+        if (!part) {                                                                       \
+            gf__kernel_error(n, GF_ENOMEM, "gf_mse_loss: out of memory for %lld partial " \
+                             "sums", (long long)nblk);                                     \
+            return;                                                                        \
+        }                                                                                  \
+        _Pragma("omp parallel for num_threads(n->nthreads) if (total > GF__NN_PAR)")      \
+        for (int64_t b = 0; b < nblk; b++) {                                               \
+            double acc = 0;                                                                \
+            if (flat) {                                                                    \
+                int64_t lo = b * inner, hi = lo + inner < total ? lo + inner : total;      \
+                for (int64_t i = lo; i < hi; i++) {                                        \
+                    T e = pp[i] - pq[i];                                                   \
+                    acc += e * e;                                                          \
+                }                                                                          \
+            } else {                                                                       \
+                /* row b of S's leading dims: its offsets in P and Q */                    \
+                int64_t op_ = 0, oq = 0, r = b;                                            \
+                for (int k = nd - 2; k >= 0; k--) {                                        \
+                    op_ += (r % S[k]) * sp[k];                                             \
+                    oq += (r % S[k]) * sq[k];                                              \
+                    r /= S[k];                                                             \
+                }                                                                          \
+                int64_t ip = nd ? sp[nd - 1] : 0, iq = nd ? sq[nd - 1] : 0;                \
+                for (int64_t i = 0; i < inner; i++) {                                      \
+                    T e = pp[op_ + i * ip] - pq[oq + i * iq];                              \
+                    acc += e * e;                                                          \
+                }                                                                          \
+            }                                                                              \
+            part[b] = acc;                                                                 \
+        }                                                                                  \
+        double s = 0;                                                                      \
+        for (int64_t b = 0; b < nblk; b++) s += part[b];                                   \
+        free(part);                                                                        \
+        out[0] = (T)(s / (double)total);                                                   \
+    }
+
+GF__MSE_KERNEL(float)
+GF__MSE_KERNEL(double)
+
+void gf__fwd_mse_loss(gf__node *n) {
+    if (n->out->dtype == GF_F32) gf__mse_float(n);
+    else gf__mse_double(n);
+}
+
+gf_tensor *gf_mse_loss(gf_tensor *pred, gf_tensor *target) {
+    gf_tensor *in[2] = {pred, target};
+    gf_ctx *ctx = gf__check_inputs("gf_mse_loss", 2, in);
+    if (!ctx) return NULL;
+    int nd;
+    int64_t shape[GF_MAX_DIMS];
+    if (!gf__bcast_shape(pred->ndim, pred->shape, target->ndim, target->shape, &nd, shape)) {
+        gf__error(ctx, GF_ESHAPE,
+                  "gf_mse_loss: pred %s and target %s cannot be broadcast together (expected "
+                  "equal or broadcastable shapes)",
+                  GF__SHAPE(pred), GF__SHAPE(target));
+        return NULL;
+    }
+    gf_dtype dt = gf__promote(pred->dtype, target->dtype);
+    if (dt == GF_I64) dt = GF_F32; /* a float-only op */
+    gf_scope_begin(ctx);
+    gf_tensor *p = pred->dtype == dt ? pred : gf_to_dtype(pred, dt);
+    gf_tensor *t = target->dtype == dt ? target : gf_to_dtype(target, dt);
+    gf_tensor *out = NULL;
+    if (p && t) out = gf_keep(gf__record(GF__OP_mse_loss, dt, 0, NULL, 2, (gf_tensor *[]){p, t}, NULL));
+    gf_scope_end(ctx);
+    return out;
+}
+
+/* d/dp = g * 2 (p - t) / numel, summed back to each input's shape;
+ * d/dt is its negative. */
+gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gf_tensor *p = n->in[0], *t = n->in[1];
+    gf_tensor *d = gf_sub(p, t);
+    if (!d) return GF_OK; /* the error is on the ctx */
+    double total = (double)d->numel;
+    gf_tensor *gd = gf_mul(g, gf_mul_scalar(d, total ? 2.0 / total : 0.0));
+    if (gf__needs_grad(n, 0)) gin[0] = gf__sum_to(gd, GF__DIMS(p));
+    if (gf__needs_grad(n, 1)) gin[1] = gf__sum_to(gf_neg(gd), GF__DIMS(t));
+    return GF_OK;
+}
+
+/* ------------------------------------------------------- cross_entropy */
+
+/* out (0-dim) = mean over rows r of -log_softmax(logits[r])[labels[r]];
+ * logits [N, C] (or [C] with a 0-dim label: N = 1), labels i64 [N]. Labels
+ * are checked first (the first bad one is reported); per-row losses are
+ * summed in row order. */
+#define GF__CE_KERNEL(T)                                                                   \
+    static void gf__ce_##T(gf__node *n) {                                                  \
+        gf_tensor *X = n->in[0], *L = n->in[1];                                            \
+        int d = X->ndim - 1;                                                               \
+        gf__nn_rows g = gf__nn_rows_of(X, d);                                              \
+        int64_t N = X->ndim == 2 ? X->shape[0] : 1, C = g.C;                               \
+        T *out = gf__ptr(n->out);                                                          \
+        if (!gf__nn_check_labels_kernel(n, "gf_cross_entropy", L, C)) {                    \
+            out[0] = (T)NAN;                                                               \
+            return;                                                                        \
+        }                                                                                  \
+        if (N == 0) {                                                                      \
+            out[0] = (T)NAN; /* the mean of nothing, as torch */                           \
+            return;                                                                        \
+        }                                                                                  \
+        const T *px = gf__ptr(X);                                                          \
+        bool direct = g.stride == 1 || C == 1;                                             \
+        double *loss = malloc((size_t)N * sizeof *loss);                                   \
+        if (!loss) {                                                                       \
+            gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for %lld "    \
+                             "row losses", (long long)N);                                  \
+            return;                                                                        \
+        }                                                                                  \
+        bool oom = false;                                                                  \
+        _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")          \
+        {                                                                                  \
+            T *buf = direct ? NULL : malloc((size_t)C * sizeof(T));                        \
+            if (!direct && !buf) {                                                         \
+                _Pragma("omp atomic write") oom = true;                                    \
+            }                                                                              \
+            _Pragma("omp for schedule(static)")                                            \
+            for (int64_t r = 0; r < N; r++) {                                              \
+                const T *x = px + gf__nn_row_off(X, d, r);                                 \
+                int64_t l = gf__nn_label_at(L, r);                                         \
+                if (direct) {                                                              \
+                    loss[r] = gf__ce_row_##T(x, C, l);                                     \
+                } else if (buf) {                                                          \
+                    for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];              \
+                    loss[r] = gf__ce_row_##T(buf, C, l);                                   \
+                }                                                                          \
+            }                                                                              \
+            free(buf);                                                                     \
+        }                                                                                  \
+        if (oom) {                                                                         \
+            free(loss);                                                                    \
+            gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a row "   \
+                             "buffer of %lld", (long long)C);                              \
+            return;                                                                        \
+        }                                                                                  \
+        double s = 0;                                                                      \
+        for (int64_t r = 0; r < N; r++) s += loss[r];                                      \
+        free(loss);                                                                        \
+        out[0] = (T)(s / (double)N);                                                       \
+    }
+
+GF__CE_KERNEL(float)
+GF__CE_KERNEL(double)
+
+void gf__fwd_cross_entropy(gf__node *n) {
+    if (n->out->dtype == GF_F32) gf__ce_float(n);
+    else gf__ce_double(n);
+}
+
+gf_tensor *gf_cross_entropy(gf_tensor *logits, gf_tensor *labels) {
+    gf_tensor *in[2] = {logits, labels};
+    gf_ctx *ctx = gf__check_inputs("gf_cross_entropy", 2, in);
+    if (!ctx) return NULL;
+    if (labels->dtype != GF_I64) {
+        gf__error(ctx, GF_EINVAL,
+                  "gf_cross_entropy: labels %s are %s (expected i64 class indices)",
+                  GF__SHAPE(labels), gf_dtype_name(labels->dtype));
+        return NULL;
+    }
+    if (logits->ndim != 1 && logits->ndim != 2) {
+        gf__error(ctx, GF_ESHAPE,
+                  "gf_cross_entropy: logits %s (expected [N, C], or [C] with a 0-dim label)",
+                  GF__SHAPE(logits));
+        return NULL;
+    }
+    int64_t N = logits->ndim == 2 ? logits->shape[0] : 1, C = logits->shape[logits->ndim - 1];
+    bool ok = logits->ndim == 2 ? labels->ndim == 1 && labels->shape[0] == N : labels->ndim == 0;
+    if (!ok) {
+        gf__error(ctx, GF_ESHAPE,
+                  "gf_cross_entropy: logits %s and labels %s do not match (expected labels %s)",
+                  GF__SHAPE(logits), GF__SHAPE(labels),
+                  logits->ndim == 2 ? gf__shape_str((char[32]){0}, 32, 1, &N) : "[] (0-dim)");
+        return NULL;
+    }
+    if (C == 0 && N > 0) {
+        gf__error(ctx, GF_ESHAPE, "gf_cross_entropy: logits %s have no classes",
+                  GF__SHAPE(logits));
+        return NULL;
+    }
+    if (!gf__nn_check_labels_now("gf_cross_entropy", labels, C)) return NULL;
+    gf_scope_begin(ctx);
+    gf_tensor *x = logits->dtype == GF_I64 ? gf_to_dtype(logits, GF_F32) : logits;
+    gf_tensor *out = NULL;
+    if (x)
+        out = gf_keep(gf__record(GF__OP_cross_entropy, x->dtype, 0, NULL, 2,
+                                 (gf_tensor *[]){x, labels}, NULL));
+    gf_scope_end(ctx);
+    return out;
+}
+
+/* d/dlogits = (softmax(logits) - one_hot(labels)) * g / N. */
+gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    if (!gf__needs_grad(n, 0)) return GF_OK;
+    gf_tensor *x = n->in[0], *labels = n->in[1];
+    int64_t N = x->ndim == 2 ? x->shape[0] : 1, C = x->shape[x->ndim - 1];
+    gf_tensor *diff = gf_sub(gf_softmax(x, -1), gf_one_hot(labels, C, x->dtype));
+    gin[0] = gf_mul(diff, gf_mul_scalar(g, N ? 1.0 / (double)N : 0.0));
+    return GF_OK;
+}
+
+/* ------------------------------------------------------------- one_hot */
+
+/* out [labels..., C] (contiguous) = 1 at each label's class, 0 elsewhere. */
+#define GF__ONE_HOT_KERNEL(T)                                                              \
+    static void gf__one_hot_##T(gf__node *n) {                                             \
+        gf_tensor *L = n->in[0];                                                           \
+        int64_t C = n->a.i[0], rows = L->numel;                                            \
+        T *po = gf__ptr(n->out);                                                           \
+        if (n->out->numel == 0) return;                                                    \
+        if (!gf__nn_check_labels_kernel(n, "gf_one_hot", L, C)) return;                    \
+        _Pragma("omp parallel for num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")   \
+        for (int64_t r = 0; r < rows; r++) {                                               \
+            T *o = po + r * C;                                                             \
+            for (int64_t k = 0; k < C; k++) o[k] = 0;                                      \
+            o[gf__nn_label_at(L, r)] = 1;                                                  \
+        }                                                                                  \
+    }
+
+GF__ONE_HOT_KERNEL(float)
+GF__ONE_HOT_KERNEL(double)
+GF__ONE_HOT_KERNEL(int64_t)
+
+void gf__fwd_one_hot(gf__node *n) {
+    switch (n->out->dtype) {
+    case GF_F32: gf__one_hot_float(n); break;
+    case GF_F64: gf__one_hot_double(n); break;
+    case GF_I64: gf__one_hot_int64_t(n); break;
+    }
+}
+
+gf_status gf__bwd_one_hot(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK; /* NODIFF: never called */
+}
+
+gf_tensor *gf_one_hot(gf_tensor *labels, int64_t num_classes, gf_dtype dt) {
+    if (!labels) return NULL;
+    gf_ctx *ctx = labels->ctx;
+    if (labels->dtype != GF_I64) {
+        gf__error(ctx, GF_EINVAL, "gf_one_hot: labels %s are %s (expected i64 class indices)",
+                  GF__SHAPE(labels), gf_dtype_name(labels->dtype));
+        return NULL;
+    }
+    if (num_classes < 1) {
+        gf__error(ctx, GF_EINVAL, "gf_one_hot: num_classes %lld (expected >= 1)",
+                  (long long)num_classes);
+        return NULL;
+    }
+    if (dt != GF_F32 && dt != GF_F64 && dt != GF_I64) {
+        gf__error(ctx, GF_EINVAL, "gf_one_hot: unknown dtype %d (expected GF_F32, GF_F64 or "
+                  "GF_I64)", (int)dt);
+        return NULL;
+    }
+    if (labels->ndim + 1 > GF_MAX_DIMS) {
+        gf__error(ctx, GF_ESHAPE, "gf_one_hot: labels %s have %d dims (expected at most %d, "
+                  "the result adds one)", GF__SHAPE(labels), labels->ndim, GF_MAX_DIMS - 1);
+        return NULL;
+    }
+    if (!gf__nn_check_labels_now("gf_one_hot", labels, num_classes)) return NULL;
+    int64_t shape[GF_MAX_DIMS];
+    memcpy(shape, labels->shape, (size_t)labels->ndim * sizeof *shape);
+    shape[labels->ndim] = num_classes;
+    gf__attrs at = {0};
+    at.i[0] = num_classes;
+    return gf__record(GF__OP_one_hot, dt, labels->ndim + 1, shape, 1, &labels, &at);
+}

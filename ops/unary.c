@@ -1,45 +1,342 @@
-/* PLACEHOLDER being replaced by a helper right now. */
+/*
+ * unary.c - elementwise unary ops and the scalar forms of the arithmetic
+ * ops: add_scalar, mul_scalar, pow_scalar, neg, exp, log, sqrt, abs, relu,
+ * sigmoid, tanh, gelu (exact erf form), and the helpers their backward rules
+ * are built from: gelu_grad (d gelu/dx), sign and step (both NODIFF).
+ *
+ * Dtypes follow PyTorch: i64 inputs to the transcendental ops (exp, log,
+ * sqrt, sigmoid, tanh, gelu) are cast to f32 first; add/mul/pow with a
+ * scalar keep i64 when the scalar is integral (pow: and >= 0) and go to f32
+ * otherwise; neg, abs, relu, sign keep i64. A cast node in front of the op
+ * does the promotion, so every kernel reads and writes one dtype.
+ *
+ * Kernels: out (contiguous, x's shape) = f(x). A contiguous x is one flat
+ * loop with f inlined (f32 math in f32: expf, tanhf, erff); a strided view is
+ * walked row by row. Each element is independent, so the result is the same
+ * bits for any thread count.
+ */
 #include "ops.h"
-void gf__fwd_add_scalar(gf__node *n) { (void)n; }
-gf_status gf__bwd_add_scalar(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_mul_scalar(gf__node *n) { (void)n; }
-gf_status gf__bwd_mul_scalar(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_pow_scalar(gf__node *n) { (void)n; }
-gf_status gf__bwd_pow_scalar(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_neg(gf__node *n) { (void)n; }
-gf_status gf__bwd_neg(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_exp(gf__node *n) { (void)n; }
-gf_status gf__bwd_exp(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_log(gf__node *n) { (void)n; }
-gf_status gf__bwd_log(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_sqrt(gf__node *n) { (void)n; }
-gf_status gf__bwd_sqrt(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_abs(gf__node *n) { (void)n; }
-gf_status gf__bwd_abs(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_relu(gf__node *n) { (void)n; }
-gf_status gf__bwd_relu(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_sigmoid(gf__node *n) { (void)n; }
-gf_status gf__bwd_sigmoid(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_tanh(gf__node *n) { (void)n; }
-gf_status gf__bwd_tanh(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_gelu(gf__node *n) { (void)n; }
-gf_status gf__bwd_gelu(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_gelu_grad(gf__node *n) { (void)n; }
-gf_status gf__bwd_gelu_grad(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_sign(gf__node *n) { (void)n; }
-gf_status gf__bwd_sign(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_step(gf__node *n) { (void)n; }
-gf_status gf__bwd_step(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-gf_tensor *gf_add_scalar(gf_tensor *a, double s) { (void)s; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_mul_scalar(gf_tensor *a, double s) { (void)s; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_pow_scalar(gf_tensor *a, double s) { (void)s; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_neg(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_exp(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_log(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_sqrt(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_abs(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_relu(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_sigmoid(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_tanh(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_gelu(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_sign(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
+
+/* f32 math in f32: GF__M(exp, x) is expf(x) for float x, exp(x) for double. */
+#define GF__M(fn, x) _Generic((x), float: fn##f, default: fn)(x)
+
+#define GF__INV_SQRT2 0.70710678118654752440     /* 1/sqrt(2) */
+#define GF__INV_SQRT2PI 0.39894228040143267794   /* 1/sqrt(2*pi) */
+
+/* GF__M2(fn, x, y): the f32 or f64 form of a two-argument helper. */
+#define GF__M2(fn, x, y) _Generic((x), float: fn##f, default: fn)(x, y)
+
+/* Numerically stable logistic: exp only ever sees -|x| <= 0, so nothing
+ * overflows; for x < 0 the result is e/(1+e) rather than 1 - 1/(1+e), which
+ * keeps the relative precision of tiny outputs. */
+static inline float gf__s_sigmoidf(float x) {
+    float e = expf(-fabsf(x)), r = 1.0f / (1.0f + e);
+    return x >= 0 ? r : e * r;
+}
+static inline double gf__s_sigmoid(double x) {
+    double e = exp(-fabs(x)), r = 1.0 / (1.0 + e);
+    return x >= 0 ? r : e * r;
+}
+
+/* gelu(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)) */
+static inline float gf__s_geluf(float x) {
+    return 0.5f * x * (1.0f + erff(x * (float)GF__INV_SQRT2));
+}
+static inline double gf__s_gelu(double x) { return 0.5 * x * (1.0 + erf(x * GF__INV_SQRT2)); }
+
+/* gelu'(x) = Phi(x) + x phi(x), phi the standard normal density */
+static inline float gf__s_gelu_gradf(float x) {
+    return 0.5f * (1.0f + erff(x * (float)GF__INV_SQRT2)) +
+           x * (float)GF__INV_SQRT2PI * expf(-0.5f * x * x);
+}
+static inline double gf__s_gelu_grad(double x) {
+    return 0.5 * (1.0 + erf(x * GF__INV_SQRT2)) + x * GF__INV_SQRT2PI * exp(-0.5 * x * x);
+}
+
+/* x^p with the common small exponents as multiplications (exact where pow
+ * is, and vectorizable). */
+static inline float gf__s_powsf(float x, float p) {
+    return p == 2.0f ? x * x : p == 1.0f ? x : p == 3.0f ? x * x * x
+         : p == 0.5f ? sqrtf(x) : powf(x, p);
+}
+static inline double gf__s_pows(double x, double p) {
+    return p == 2.0 ? x * x : p == 1.0 ? x : p == 3.0 ? x * x * x
+         : p == 0.5 ? sqrt(x) : pow(x, p);
+}
+
+/* x^p for i64 x and integral p >= 0 (the constructor rejects p < 0). */
+static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
+    int64_t r = 1;
+    while (p) {
+        if (p & 1) r *= x;
+        x *= x;
+        p >>= 1;
+    }
+    return r;
+}
+
+/* One kernel: out (contiguous, shape of x) = EXPR(x, s), s = attrs.s in T.
+ * x (shape S, any strides) is read flat when contiguous, else row by row. */
+#define GF__UN_KERNEL(NAME, T, EXPR)                                                       \
+    static void NAME(gf__node *n) {                                                       \
+        const gf_tensor *X = n->in[0];                                                    \
+        gf_tensor *O = n->out;                                                            \
+        const T *px = gf__ptr(X);                                                         \
+        T *po = gf__ptr(O);                                                               \
+        const T s = (T)n->a.s;                                                            \
+        (void)s;                                                                          \
+        int64_t total = O->numel;                                                         \
+        int nd = O->ndim;                                                                 \
+        if (total == 0) return;                                                           \
+        if (nd == 0 || gf__is_contig(X)) {                                                \
+            _Pragma("omp parallel for simd if (total > 32768) num_threads(n->nthreads)") \
+            for (int64_t i = 0; i < total; i++) {                                         \
+                T x = px[i];                                                              \
+                po[i] = (EXPR);                                                           \
+            }                                                                             \
+            return;                                                                       \
+        }                                                                                 \
+        int64_t sx[GF_MAX_DIMS], so[GF_MAX_DIMS];                                         \
+        memcpy(sx, X->strides, sizeof sx);                                                \
+        memcpy(so, O->strides, sizeof so);                                                \
+        int64_t inner = O->shape[nd - 1], ix = sx[nd - 1];                                \
+        int64_t idx[GF_MAX_DIMS] = {0}, off[2] = {0, 0};                                  \
+        const int64_t *st[2] = {sx, so};                                                  \
+        do {                                                                              \
+            const T *rx = px + off[0];                                                    \
+            T *ro = po + off[1];                                                          \
+            for (int64_t i = 0; i < inner; i++) {                                         \
+                T x = rx[i * ix];                                                         \
+                ro[i] = (EXPR);                                                           \
+            }                                                                             \
+        } while (gf__next_row(nd, O->shape, idx, 2, off, st));                            \
+    }
+
+/* An op on f32 and f64 only (i64 inputs were cast to f32 by the constructor). */
+#define GF__UN_OP_F(name, EXPR_F)                                                          \
+    GF__UN_KERNEL(gf__##name##_f32, float, EXPR_F)                                        \
+    GF__UN_KERNEL(gf__##name##_f64, double, EXPR_F)                                       \
+    void gf__fwd_##name(gf__node *n) {                                                    \
+        switch (n->out->dtype) {                                                          \
+        case GF_F32: gf__##name##_f32(n); break;                                          \
+        case GF_F64: gf__##name##_f64(n); break;                                          \
+        case GF_I64:                                                                      \
+            gf__kernel_error(n, GF_ESTATE, "gf_%s: internal error: i64 kernel reached",   \
+                             #name);                                                      \
+            break;                                                                        \
+        }                                                                                 \
+    }
+
+/* An op on f32, f64 and i64. */
+#define GF__UN_OP_FI(name, EXPR_F, EXPR_I)                                                 \
+    GF__UN_KERNEL(gf__##name##_f32, float, EXPR_F)                                        \
+    GF__UN_KERNEL(gf__##name##_f64, double, EXPR_F)                                       \
+    GF__UN_KERNEL(gf__##name##_i64, int64_t, EXPR_I)                                      \
+    void gf__fwd_##name(gf__node *n) {                                                    \
+        switch (n->out->dtype) {                                                          \
+        case GF_F32: gf__##name##_f32(n); break;                                          \
+        case GF_F64: gf__##name##_f64(n); break;                                          \
+        case GF_I64: gf__##name##_i64(n); break;                                          \
+        }                                                                                 \
+    }
+
+/* x: (S) -> out: (S), same dtype. */
+GF__UN_OP_FI(add_scalar, x + s, x + s)
+GF__UN_OP_FI(mul_scalar, x * s, x * s)
+GF__UN_OP_FI(pow_scalar, GF__M2(gf__s_pows, x, s), gf__ipow_s(x, s))
+GF__UN_OP_FI(neg, -x, -x)
+GF__UN_OP_F(exp, GF__M(exp, x))
+GF__UN_OP_F(log, GF__M(log, x))
+GF__UN_OP_F(sqrt, GF__M(sqrt, x))
+GF__UN_OP_FI(abs, GF__M(fabs, x), x < 0 ? -x : x)
+/* x < 0 ? 0 : x (not x > 0 ? x : 0) so that NaN passes through, as in torch. */
+GF__UN_OP_FI(relu, x < 0 ? 0 : x, x < 0 ? 0 : x)
+GF__UN_OP_F(sigmoid, GF__M(gf__s_sigmoid, x))
+GF__UN_OP_F(tanh, GF__M(tanh, x))
+GF__UN_OP_F(gelu, GF__M(gf__s_gelu, x))
+GF__UN_OP_F(gelu_grad, GF__M(gf__s_gelu_grad, x))
+/* Comparisons give 0 for NaN, as torch.sign does. */
+GF__UN_OP_FI(sign, (x > 0) - (x < 0), (x > 0) - (x < 0))
+GF__UN_OP_FI(step, x > 0, x > 0)
+
+/* ---------------------------------------------------------- constructors */
+
+/* Records op on a (already of dtype dt, or cast to it here) with the scalar s.
+ * The cast node, if any, is a temporary of an inner scope. */
+static gf_tensor *gf__unary(gf__op op, gf_tensor *a, gf_dtype dt, double s) {
+    if (!a) return NULL;
+    gf__attrs at = {0};
+    at.s = s;
+    if (a->dtype == dt) return gf__record(op, dt, a->ndim, a->shape, 1, &a, &at);
+    gf_ctx *ctx = a->ctx;
+    gf_scope_begin(ctx);
+    gf_tensor *c = gf_to_dtype(a, dt);
+    gf_tensor *out = c ? gf_keep(gf__record(op, dt, c->ndim, c->shape, 1, &c, &at)) : NULL;
+    gf_scope_end(ctx);
+    return out;
+}
+
+/* i64 to f32 for the ops that are only defined on floats. */
+static gf_dtype gf__float_dt(const gf_tensor *a) { return a->dtype == GF_I64 ? GF_F32 : a->dtype; }
+
+/* A scalar that an i64 tensor can absorb without leaving the integers. */
+static bool gf__is_integral(double s) {
+    return isfinite(s) && s == floor(s) && fabs(s) < 9.2e18;
+}
+
+gf_tensor *gf_add_scalar(gf_tensor *a, double s) {
+    if (!a) return NULL;
+    gf_dtype dt = a->dtype == GF_I64 && !gf__is_integral(s) ? GF_F32 : a->dtype;
+    return gf__unary(GF__OP_add_scalar, a, dt, s);
+}
+
+gf_tensor *gf_mul_scalar(gf_tensor *a, double s) {
+    if (!a) return NULL;
+    gf_dtype dt = a->dtype == GF_I64 && !gf__is_integral(s) ? GF_F32 : a->dtype;
+    return gf__unary(GF__OP_mul_scalar, a, dt, s);
+}
+
+gf_tensor *gf_pow_scalar(gf_tensor *a, double p) {
+    if (!a) return NULL;
+    gf_dtype dt = a->dtype;
+    if (dt == GF_I64 && !gf__is_integral(p)) {
+        dt = GF_F32;
+    } else if (dt == GF_I64 && p < 0) {
+        gf__error(a->ctx, GF_EINVAL,
+                  "gf_pow_scalar: i64 tensor %s to the negative integer power %g (integers to "
+                  "negative integer powers are not allowed; expected p >= 0, or convert to a "
+                  "float dtype first)",
+                  GF__SHAPE(a), p);
+        return NULL;
+    }
+    return gf__unary(GF__OP_pow_scalar, a, dt, p);
+}
+
+gf_tensor *gf_neg(gf_tensor *a) { return a ? gf__unary(GF__OP_neg, a, a->dtype, 0) : NULL; }
+gf_tensor *gf_abs(gf_tensor *a) { return a ? gf__unary(GF__OP_abs, a, a->dtype, 0) : NULL; }
+gf_tensor *gf_relu(gf_tensor *a) { return a ? gf__unary(GF__OP_relu, a, a->dtype, 0) : NULL; }
+gf_tensor *gf_sign(gf_tensor *a) { return a ? gf__unary(GF__OP_sign, a, a->dtype, 0) : NULL; }
+
+#define GF__FLOAT_OP(name)                                                                 \
+    gf_tensor *gf_##name(gf_tensor *a) {                                                   \
+        return a ? gf__unary(GF__OP_##name, a, gf__float_dt(a), 0) : NULL;                 \
+    }
+GF__FLOAT_OP(exp)
+GF__FLOAT_OP(log)
+GF__FLOAT_OP(sqrt)
+GF__FLOAT_OP(sigmoid)
+GF__FLOAT_OP(tanh)
+GF__FLOAT_OP(gelu)
+
+/* The internal helpers of the backward rules (not in the public API). */
+static gf_tensor *gf__step(gf_tensor *a) { return gf__unary(GF__OP_step, a, a->dtype, 0); }
+static gf_tensor *gf__gelu_grad(gf_tensor *a) {
+    return gf__unary(GF__OP_gelu_grad, a, a->dtype, 0);
+}
+
+/* -------------------------------------------------------------- backward */
+/* Every rule is made of public differentiable ops (so create_graph gives
+ * higher derivatives); gin[0] has x's shape because every op here keeps it. */
+
+gf_status gf__bwd_add_scalar(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out;
+    gin[0] = g;
+    return GF_OK;
+}
+
+gf_status gf__bwd_mul_scalar(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf_mul_scalar(g, n->a.s);
+    return GF_OK;
+}
+
+/* d x^p = p x^(p-1), itself a pow_scalar so that it differentiates again;
+ * p == 0 is a constant (and x^-1 at 0 would make 0*inf = NaN). */
+gf_status gf__bwd_pow_scalar(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gf_tensor *x = n->in[0];
+    double p = n->a.s;
+    if (p == 0) gin[0] = gf_zeros_like(x);
+    else gin[0] = gf_mul(g, gf_mul_scalar(gf_pow_scalar(x, p - 1), p));
+    return GF_OK;
+}
+
+gf_status gf__bwd_neg(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out;
+    gin[0] = gf_neg(g);
+    return GF_OK;
+}
+
+gf_status gf__bwd_exp(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n;
+    gin[0] = gf_mul(g, out);
+    return GF_OK;
+}
+
+gf_status gf__bwd_log(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf_div(g, n->in[0]);
+    return GF_OK;
+}
+
+gf_status gf__bwd_sqrt(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n;
+    gin[0] = gf_div(g, gf_mul_scalar(out, 2.0));
+    return GF_OK;
+}
+
+gf_status gf__bwd_abs(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf_mul(g, gf_sign(n->in[0]));
+    return GF_OK;
+}
+
+gf_status gf__bwd_relu(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf_mul(g, gf__step(n->in[0]));
+    return GF_OK;
+}
+
+/* sigmoid' = out (1 - out) */
+gf_status gf__bwd_sigmoid(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n;
+    gin[0] = gf_mul(g, gf_mul(out, gf_add_scalar(gf_neg(out), 1.0)));
+    return GF_OK;
+}
+
+/* tanh' = 1 - out^2 */
+gf_status gf__bwd_tanh(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n;
+    gin[0] = gf_mul(g, gf_add_scalar(gf_neg(gf_mul(out, out)), 1.0));
+    return GF_OK;
+}
+
+gf_status gf__bwd_gelu(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf_mul(g, gf__gelu_grad(n->in[0]));
+    return GF_OK;
+}
+
+/* gelu''(x) = d/dx (Phi + x phi) = 2 phi + x phi' = phi(x) (2 - x^2), with
+ * phi(x) = exp(-x^2/2)/sqrt(2 pi), composed of public ops so that a third
+ * derivative works too. */
+gf_status gf__bwd_gelu_grad(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gf_tensor *x = n->in[0];
+    gf_tensor *x2 = gf_mul(x, x);
+    gf_tensor *phi = gf_mul_scalar(gf_exp(gf_mul_scalar(x2, -0.5)), GF__INV_SQRT2PI);
+    gin[0] = gf_mul(g, gf_mul(phi, gf_add_scalar(gf_neg(x2), 2.0)));
+    return GF_OK;
+}
+
+/* sign and step are NODIFF: their outputs never require grad, so autograd
+ * never calls these; they give no gradient. */
+gf_status gf__bwd_sign(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK;
+}
+
+gf_status gf__bwd_step(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK;
+}

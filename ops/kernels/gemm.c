@@ -6,7 +6,8 @@
  * The CPU is probed once (call_once); GF_ISA=avx512|avx2|generic asks for a
  * variant, and one the CPU lacks falls back to the best it has. The per-ISA
  * kernels live in ops/kernels/<isa>/, each compiled with its own flags; this
- * file has no intrinsics and needs no ISA flags.
+ * file has no intrinsics and needs no ISA flags. The build defines
+ * GF_HAVE_AVX2 / GF_HAVE_AVX512 when it compiles those kernels (x86 only).
  */
 #include "kernels.h"
 
@@ -38,8 +39,10 @@
 
 /* Best first: the first supported one is the default. */
 static const gf__gemm_variant *const gf__gemm_variants[] = {
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef GF_HAVE_AVX512
     &gf__gemm_avx512,
+#endif
+#ifdef GF_HAVE_AVX2
     &gf__gemm_avx2,
 #endif
     &gf__gemm_generic,
@@ -53,9 +56,11 @@ static _Atomic(const gf__gemm_variant *) gf__gemm_active;
 /* Whether this CPU (and OS: libgcc checks that it saves the wider
  * registers) can run variant v. */
 static int gf__gemm_supported(const gf__gemm_variant *v) {
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef GF_HAVE_AVX512
     if (v == &gf__gemm_avx512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#endif
+#ifdef GF_HAVE_AVX2
     if (v == &gf__gemm_avx2)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif

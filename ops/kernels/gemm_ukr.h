@@ -52,8 +52,10 @@ typedef struct {
 #define GF__GEMM_MAX_TILE (14 * 32)
 
 extern const gf__gemm_variant gf__gemm_generic;
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef GF_HAVE_AVX2
 extern const gf__gemm_variant gf__gemm_avx2;
+#endif
+#ifdef GF_HAVE_AVX512
 extern const gf__gemm_variant gf__gemm_avx512;
 #endif
 

@@ -1,0 +1,31 @@
+/*
+ * seed_autograd.c - the first example of the PyTorch autograd tutorial:
+ * y = sum(x^2), dy/dx = 2x.
+ *
+ *   x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+ *   y = x ** 2
+ *   y.sum().backward()
+ *   print(x.grad)   # tensor([2., 4., 6.])
+ */
+#include <stdio.h>
+
+#include "gradflow.h"
+
+int main(void) {
+    gf_ctx *ctx = gf_ctx_create(NULL);
+    if (!ctx) return 1;
+    gf_tensor *x =
+        gf_requires_grad(gf_tensor_f32(ctx, 1, (int64_t[]){3}, (float[]){1, 2, 3}), true);
+    gf_tensor *y = gf_pow_scalar(x, 2);
+    if (gf_backward(gf_sum(y)) != GF_OK) {
+        fprintf(stderr, "backward failed: %s\n", gf_ctx_error(ctx));
+        gf_ctx_destroy(ctx);
+        return 1;
+    }
+    const float *g = gf_data_f32(gf_grad(x));
+    printf("x      = [1, 2, 3]\n");
+    printf("y      = x^2, summed\n");
+    printf("x.grad = [%g, %g, %g]\n", g[0], g[1], g[2]);
+    gf_ctx_destroy(ctx);
+    return 0;
+}
