@@ -105,13 +105,19 @@ static void GF_FN(gemv)(int64_t m, int64_t k, const GF_T *M, int64_t rsm, int64_
 
 /* Packs rows [0, mc) x columns [0, kc) of A into mr-row micro-panels: panel
  * q holds ap[q*mr*kc + p*mr + i] = A(q*mr + i, p), rows past mc zero. Reads
- * along whichever of A's dimensions is contiguous. */
+ * along whichever of A's dimensions is contiguous. A's rows are far apart
+ * and short (kc values), too short for the hardware prefetcher to ramp up,
+ * so the next panel's rows are prefetched while this one is packed. */
 static void GF_FN(pack_a)(int64_t mc, int64_t kc, const GF_T *A, int64_t rsa, int64_t csa,
                           int mr, GF_T *restrict ap) {
+    const int line = 64 / (int)sizeof(GF_T);
     for (int64_t ir = 0; ir < mc; ir += mr, ap += (int64_t)mr * kc) {
         const GF_T *a = A + ir * rsa;
         int64_t mb = GF_FN(min)(mr, mc - ir);
         if (csa == 1) {
+            const int64_t next = GF_FN(min)(mr, mc - ir - mb);
+            for (int64_t i = 0; i < next; i++)
+                for (int64_t p = 0; p < kc; p += line) __builtin_prefetch(a + (mb + i) * rsa + p);
             for (int64_t i = 0; i < mb; i++) {
                 const GF_T *row = a + i * rsa;
                 for (int64_t p = 0; p < kc; p++) ap[p * mr + i] = row[p];
@@ -128,25 +134,49 @@ static void GF_FN(pack_a)(int64_t mc, int64_t kc, const GF_T *A, int64_t rsa, in
     }
 }
 
-/* Packs one micro-panel of B, rows [0, kc) x columns [0, nb), nb <= nr:
- * bp[p*nr + j] = B(p, j), columns past nb zero. */
-static void GF_FN(pack_b)(int64_t kc, int64_t nb, const GF_T *B, int64_t rsb, int64_t csb,
-                          int nr, GF_T *restrict bp) {
-    if (csb == 1 && nb == nr) {
-        for (int64_t p = 0; p < kc; p++) memcpy(bp + p * nr, B + p * rsb, nr * sizeof(GF_T));
-        return;
-    }
+/* Packs micro-panels [jp0, jp1) of the kc x nc panel B: panel q holds
+ * bp[q*nr*kc + p*nr + j] = B(p, q*nr + j), columns past nc zero. Row-major B
+ * is read row by row across all the panels (one sequential stream: reading a
+ * panel at a time would touch a new page for every 64 bytes); transposed B
+ * is read down its contiguous columns. */
+static void GF_FN(pack_b)(int64_t kc, int64_t nc, int64_t jp0, int64_t jp1, const GF_T *B,
+                          int64_t rsb, int64_t csb, int nr, GF_T *restrict bp) {
     if (csb == 1) {
-        for (int64_t p = 0; p < kc; p++)
-            for (int64_t j = 0; j < nr; j++) bp[p * nr + j] = j < nb ? B[p * rsb + j] : 0;
+        const int64_t full1 = GF_FN(min)(jp1, nc / nr); /* panels without padding */
+        for (int64_t p = 0; p < kc; p++) {
+            const GF_T *row = B + p * rsb;
+            /* Constant sizes let the compiler inline the copies (a call per
+             * 64 bytes would cost more than the copy). */
+#define GF__PACK_B_ROWS(NR)                                                             \
+    for (int64_t jp = jp0; jp < full1; jp++)                                            \
+        memcpy(bp + jp * (NR) * kc + p * (NR), row + jp * (NR), (NR) * sizeof(GF_T))
+            if (nr == 8)
+                GF__PACK_B_ROWS(8);
+            else if (nr == 16)
+                GF__PACK_B_ROWS(16);
+            else if (nr == 32)
+                GF__PACK_B_ROWS(32);
+            else
+                GF__PACK_B_ROWS(nr);
+#undef GF__PACK_B_ROWS
+            if (full1 < jp1) { /* the last, partial panel */
+                GF_T *dst = bp + full1 * nr * kc + p * nr;
+                const int64_t nb = nc - full1 * nr;
+                for (int64_t j = 0; j < nr; j++) dst[j] = j < nb ? row[full1 * nr + j] : 0;
+            }
+        }
         return;
     }
-    for (int64_t j = 0; j < nb; j++) {
-        const GF_T *col = B + j * csb;
-        for (int64_t p = 0; p < kc; p++) bp[p * nr + j] = col[p * rsb];
+    for (int64_t jp = jp0; jp < jp1; jp++) {
+        GF_T *dst = bp + jp * nr * kc;
+        const int64_t nb = GF_FN(min)(nr, nc - jp * nr);
+        for (int64_t j = 0; j < nb; j++) {
+            const GF_T *col = B + (jp * nr + j) * csb;
+            for (int64_t p = 0; p < kc; p++) dst[p * nr + j] = col[p * rsb];
+        }
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t j = nb; j < nr; j++) dst[p * nr + j] = 0;
     }
-    for (int64_t p = 0; p < kc; p++)
-        for (int64_t j = nb; j < nr; j++) bp[p * nr + j] = 0;
 }
 
 /* Everything the threads of one blocked GEMM share. */
@@ -172,9 +202,10 @@ typedef struct {
 static void GF_FN(loops)(const GF_FN(job) *x) {
     const GF_BLK *bk = x->bk;
     const int mr = bk->mr, nr = bk->nr;
-    int tid = 0;
+    int tid = 0, nthr = 1;
 #ifdef _OPENMP
     tid = omp_get_thread_num();
+    nthr = omp_get_num_threads();
 #endif
     GF_T *ap = x->ap + tid * x->ap_size;
     for (int64_t jc = 0; jc < x->n; jc += bk->nc) {
@@ -186,12 +217,12 @@ static void GF_FN(loops)(const GF_FN(job) *x) {
             /* Later kc blocks add to what the earlier ones wrote. */
             const GF_T beta = pc == 0 ? x->beta : 1;
             const GF_T *B = x->B + pc * x->rsb + jc * x->csb;
-#pragma omp for schedule(static)
-            for (int64_t jp = 0; jp < npan; jp++)
-                GF_FN(pack_b)(kc, GF_FN(min)(nr, nc - jp * nr), B + jp * nr * x->csb, x->rsb,
-                              x->csb, nr, x->bp + jp * nr * kc);
-            /* The implied barrier above publishes the B panel; the one below
-             * keeps it until every thread is done with it. */
+            /* Each thread packs a contiguous range of the panels; the barrier
+             * publishes the B panel, the one ending the loop below keeps it
+             * until every thread is done with it. */
+            GF_FN(pack_b)(kc, nc, npan * tid / nthr, npan * (tid + 1) / nthr, B, x->rsb, x->csb,
+                          nr, x->bp);
+#pragma omp barrier
             int64_t packed = -1;
 #pragma omp for collapse(2) schedule(static)
             for (int64_t ib = 0; ib < x->mblocks; ib++)
