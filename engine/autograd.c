@@ -324,6 +324,9 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
     const char *op = n_inputs ? "gf_grad_of" : "gf_backward";
     gf_backward_opts o = {0};
     if (opts) o = *opts;
+    /* As torch: retain_graph defaults to create_graph (a graph that produced
+     * a differentiable gradient is still needed by that gradient). */
+    if (o.create_graph) o.retain_graph = true;
     if (!out->requires_grad)
         return gf__error(ctx, GF_ESTATE,
                          "%s: the output %s does not require grad (no input of its graph "

@@ -7,7 +7,11 @@
 #include "internal.h"
 
 gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
+    int errs = atomic_load(&ctx->errors);
     for (int64_t i = 0; i < n; i++) {
+        /* A kernel that reported bad data stops the run: its consumers stay
+         * pending rather than compute from its output. */
+        if (atomic_load(&ctx->errors) != errs) return GF_EINVAL;
         gf__node *nd = nodes[i];
         gf__op op = (gf__op)nd->op;
         if (!(gf__op_flags[op] & GF__OPF_VIEW)) {

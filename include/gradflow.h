@@ -148,8 +148,8 @@ gf_tensor *gf_detach(gf_tensor *t); /* shares storage, no graph */
 gf_status gf_backward(gf_tensor *loss); /* scalar loss */
 typedef struct {
     gf_tensor *grad_output; /* NULL: ones (only for one-element outputs) */
-    bool retain_graph;
-    bool create_graph;
+    bool retain_graph;      /* keep the graph for another backward */
+    bool create_graph;      /* record the gradient's graph (higher order); implies retain_graph */
 } gf_backward_opts;
 gf_status gf_backward_ex(gf_tensor *out, const gf_backward_opts *opts);
 /* torch.autograd.grad: d(out)/d(inputs[i]) into grads[i] (new handles in the

@@ -474,7 +474,10 @@ gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_te
         int64_t C = n->a.i[0], rows = L->numel;                                            \
         T *po = gf__ptr(n->out);                                                           \
         if (n->out->numel == 0) return;                                                    \
-        if (!gf__nn_check_labels_kernel(n, "gf_one_hot", L, C)) return;                    \
+        if (!gf__nn_check_labels_kernel(n, "gf_one_hot", L, C)) {                          \
+            memset(po, 0, (size_t)n->out->numel * sizeof(T)); /* defined for consumers */  \
+            return;                                                                        \
+        }                                                                                  \
         _Pragma("omp parallel for num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")   \
         for (int64_t r = 0; r < rows; r++) {                                               \
             T *o = po + r * C;                                                             \
