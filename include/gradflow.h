@@ -72,7 +72,8 @@ gf_ctx *gf_ctx_create(gf_engine *eng);
 /* Frees every tensor of the ctx. */
 void gf_ctx_destroy(gf_ctx *ctx);
 gf_engine *gf_ctx_engine(const gf_ctx *ctx);
-/* First error since the last clear, or NULL. The string lives in the ctx. */
+/* First error since the last clear, or NULL if none. The string lives in the
+ * ctx. (A NULL ctx gives a static message saying so.) */
 const char *gf_ctx_error(const gf_ctx *ctx);
 /* Status code of the first error since the last clear (GF_OK if none). */
 gf_status gf_ctx_status(const gf_ctx *ctx);
@@ -128,8 +129,10 @@ bool gf_is_leaf(const gf_tensor *t);
 const char *gf_dtype_name(gf_dtype dt);
 
 /* ----------------------------------------------------------- data access */
-/* Realizes the tensor (and what it needs) first. Pointers stay valid until
- * the tensor is released or modified in place. */
+/* Realizes the tensor (and what it needs) first. For a contiguous tensor
+ * the pointer is into its storage (valid until the tensor is released; it
+ * shows later in-place writes). For a strided view it points into a
+ * contiguous copy that the next gf_data_* call on the same tensor replaces. */
 gf_status gf_realize(gf_tensor *t);
 gf_status gf_realize_all(gf_ctx *ctx); /* every pending node of the ctx */
 const float *gf_data_f32(gf_tensor *t); /* contiguous row-major view, NULL on error */
@@ -216,7 +219,8 @@ gf_status gf_mul_scalar_(gf_tensor *a, double s);             /* a *= s */
  * weights) for every floating input that requires grad against central
  * differences with step eps, computed in float64 on copies of the inputs.
  * Passes when |analytic - numeric| <= atol + rtol*|numeric| everywhere.
- * Returns GF_OK, or GF_EINVAL with the worst element described on the ctx. */
+ * Returns GF_OK, or GF_EINVAL with the first failing element described on
+ * the ctx. */
 typedef gf_tensor *(*gf_fn)(gf_ctx *ctx, int n, gf_tensor *const *inputs, void *user);
 gf_status gf_gradcheck(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *inputs, void *user,
                        double eps, double atol, double rtol);
