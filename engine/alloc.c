@@ -28,6 +28,7 @@ typedef struct {
 
 struct gf__alloc {
     gf__class cls[GF__NCLASS];
+    atomic_llong in_use, cached, sys_allocs;
 };
 
 static atomic_long gf__fail_after = -1;
@@ -82,29 +83,54 @@ static void *gf__sys_alloc(size_t n) {
 
 void *gf__alloc_get(gf__alloc *a, size_t nbytes) {
     size_t r;
-    if (nbytes > GF__MAX_CACHED) return gf__sys_alloc(nbytes);
+    if (nbytes > GF__MAX_CACHED) {
+        void *p = gf__sys_alloc(nbytes);
+        if (p) {
+            atomic_fetch_add(&a->sys_allocs, 1);
+            atomic_fetch_add(&a->in_use, (long long)nbytes);
+        }
+        return p;
+    }
     int c = gf__class_of(nbytes, &r);
     gf__class *cl = &a->cls[c];
     pthread_mutex_lock(&cl->mu);
     gf__free *f = cl->head;
     if (f) cl->head = f->next;
     pthread_mutex_unlock(&cl->mu);
-    if (f) return f;
-    return gf__sys_alloc(r);
+    if (f) {
+        atomic_fetch_sub(&a->cached, (long long)r);
+        atomic_fetch_add(&a->in_use, (long long)r);
+        return f;
+    }
+    void *p = gf__sys_alloc(r);
+    if (p) {
+        atomic_fetch_add(&a->sys_allocs, 1);
+        atomic_fetch_add(&a->in_use, (long long)r);
+    }
+    return p;
 }
 
 void gf__alloc_put(gf__alloc *a, void *p, size_t nbytes) {
     if (!p) return;
     size_t r;
     if (nbytes > GF__MAX_CACHED) {
+        atomic_fetch_sub(&a->in_use, (long long)nbytes);
         free(p);
         return;
     }
     int c = gf__class_of(nbytes, &r);
+    atomic_fetch_sub(&a->in_use, (long long)r);
+    atomic_fetch_add(&a->cached, (long long)r);
     gf__class *cl = &a->cls[c];
     gf__free *f = p;
     pthread_mutex_lock(&cl->mu);
     f->next = cl->head;
     cl->head = f;
     pthread_mutex_unlock(&cl->mu);
+}
+
+void gf__alloc_stats(gf__alloc *a, gf_memory_stats *st) {
+    st->bytes_in_use = atomic_load(&a->in_use);
+    st->bytes_cached = atomic_load(&a->cached);
+    st->system_allocs = atomic_load(&a->sys_allocs);
 }

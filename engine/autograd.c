@@ -64,7 +64,7 @@ static gf_tensor *gf__grad_handle(gf_tensor *t) {
     gf__storage_release(g->storage);
     g->storage = l->grad;
     gf__storage_retain(l->grad);
-    g->user = false;
+    gf__disown(g);
     g->is_grad = true;
     t->grad = g;
     return g;
@@ -85,7 +85,7 @@ void gf_zero_grad(gf_tensor *t) {
         /* A .grad with a graph (create_graph): replace it by plain zeros. */
         gf_tensor *z = gf_zeros_like(g);
         if (z) {
-            z->user = false;
+            gf__disown(z);
             z->is_grad = true;
             t->grad = z;
             gf__unref(g);
@@ -116,6 +116,7 @@ gf_tensor *gf_share(gf_ctx *ctx, gf_tensor *leaf) {
     }
     gf_tensor *t = gf__tensor_view(leaf, leaf->ndim, leaf->shape, leaf->strides, leaf->offset);
     if (!t) return NULL;
+    gf__disown(t); /* it was made a handle of leaf's ctx: move it to ctx */
     t->ctx = ctx;
     /* gf__tensor_view linked it into leaf's ctx; move it. */
     if (t->prev) t->prev->next = t->next;
@@ -125,7 +126,7 @@ gf_tensor *gf_share(gf_ctx *ctx, gf_tensor *leaf) {
     t->next = ctx->tensors;
     if (ctx->tensors) ctx->tensors->prev = t;
     ctx->tensors = t;
-    t->scope = ctx->scope;
+    gf__own(t);
     if (leaf->leaf) {
         t->leaf = leaf->leaf;
         atomic_fetch_add(&t->leaf->refcount, 1);
@@ -277,7 +278,7 @@ static gf_status gf__accum_leaf(gf_tensor *t, gf_tensor *g, bool create_graph) {
         gf_tensor *old = gf__grad_handle(t);
         gf_tensor *ng = old ? gf_add(old, g) : gf_reshape(g, t->ndim, t->shape);
         if (!ng) return gf_ctx_status(ctx);
-        ng->user = false;
+        gf__disown(ng);
         ng->is_grad = true;
         if (old) gf__unref(old);
         t->grad = ng;

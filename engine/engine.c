@@ -3,6 +3,7 @@
  * created process default engine, the only global state of the library.
  */
 #include "internal.h"
+#include "pool.h"
 
 
 #include <stdlib.h>
@@ -48,13 +49,29 @@ gf_engine *gf_engine_create(const gf_engine_opts *opts) {
         free(e);
         return NULL;
     }
+    /* num_threads - 1 workers: the thread that realizes a graph is the last. */
+    if (o.num_threads > 1) {
+        e->exec = gf__pool_create(o.num_threads - 1, o.num_threads, o.pin_threads);
+        if (!e->exec) {
+            gf__alloc_destroy(e->alloc);
+            free(e);
+            return NULL;
+        }
+    }
     return e;
 }
 
 void gf_engine_destroy(gf_engine *eng) {
     if (!eng) return;
+    gf__pool_destroy(eng->exec);
     gf__alloc_destroy(eng->alloc);
     free(eng);
+}
+
+gf_status gf_engine_memory_stats(const gf_engine *eng, gf_memory_stats *st) {
+    if (!eng || !st) return GF_EINVAL;
+    gf__alloc_stats(eng->alloc, st);
+    return GF_OK;
 }
 
 int gf_engine_num_threads(const gf_engine *eng) { return eng ? eng->num_threads : 0; }
@@ -86,6 +103,12 @@ gf_ctx *gf_ctx_create(gf_engine *eng) {
     gf_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->eng = eng;
+    c->scope_heads = calloc(16, sizeof *c->scope_heads);
+    if (!c->scope_heads) {
+        free(c);
+        return NULL;
+    }
+    c->scope_cap = 16;
     pthread_mutex_init(&c->err_mu, NULL);
     atomic_init(&c->errors, 0);
     return c;
@@ -97,6 +120,7 @@ void gf_ctx_destroy(gf_ctx *ctx) {
      * alive by each other's references), without touching refcounts. */
     for (gf_tensor *t = ctx->tensors; t; t = t->next) {
         t->user = false;
+        t->hprev = t->hnext = NULL;
         if (t->node) {
             t->node->n_in = 0; /* the inputs are on this list too */
             gf__node_free(t->node);
@@ -109,7 +133,7 @@ void gf_ctx_destroy(gf_ctx *ctx) {
         t->refcount = 1;
         gf__unref(t);
     }
-    free(ctx->scratch);
+    free(ctx->scope_heads);
     pthread_mutex_destroy(&ctx->err_mu);
     free(ctx);
 }

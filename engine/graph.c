@@ -65,11 +65,11 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
             break;
         }
     if (!ctx) return NULL;
+    (void)op;
     for (int i = 0; i < n; i++) {
-        if (!ts[i]) {
-            gf__error(ctx, GF_EINVAL, "%s: input %d is NULL", op, i);
-            return NULL;
-        }
+        /* A NULL input is the result of an earlier failed call, whose error
+         * is already on the ctx: pass the NULL on quietly. */
+        if (!ts[i]) return NULL;
         if (ts[i]->ctx != ctx) {
             gf__error(ctx, GF_EINVAL,
                       "%s: input %d belongs to another ctx (expected all inputs in one ctx; "

@@ -116,6 +116,7 @@ struct gf_tensor {
     bool user;                    /* the user's handle is alive */
     bool is_grad;                 /* the .grad handle of a leaf (owned by the leaf) */
     int scope;                    /* scope depth of the user handle */
+    struct gf_tensor *hprev, *hnext; /* the handle list of that scope */
     struct gf_tensor *prev, *next; /* the ctx's list of all tensor objects */
     /* scratch for backward */
     gf_tensor *bw_grad;
@@ -130,7 +131,7 @@ struct gf_engine {
     bool deterministic;
     bool pin_threads;
     gf__alloc *alloc;
-    void *exec; /* executor state (engine/exec_*.c) */
+    struct gf__pool *exec; /* the work-stealing pool (NULL with one thread) */
 };
 
 struct gf_ctx {
@@ -147,8 +148,8 @@ struct gf_ctx {
     int64_t walk_epoch;           /* for node/tensor marks in graph walks */
     pthread_mutex_t err_mu;       /* kernels may report errors from workers */
     atomic_int errors;     /* errors reported so far, first or not */
-    gf_tensor **scratch;          /* reusable array for scope ends and graph walks */
-    int64_t scratch_cap;
+    gf_tensor **scope_heads;      /* user handles of each open scope depth (0: none open) */
+    int scope_cap;
     gf_tensor *dying;             /* tensors whose refcount reached 0, being freed */
     bool freeing;
 };
@@ -174,6 +175,7 @@ void gf__alloc_put(gf__alloc *a, void *p, size_t nbytes);
  * (n < 0: never). Process-wide; for the OOM loop test. */
 void gf__alloc_fail_after(long n);
 size_t gf__alloc_mallocs(void); /* malloc calls so far (process-wide) */
+void gf__alloc_stats(gf__alloc *a, gf_memory_stats *st);
 
 /* -------------------------------------------------------------- storage */
 gf__storage *gf__storage_new(gf_engine *eng, size_t nbytes); /* data not yet allocated */
@@ -192,6 +194,10 @@ gf_tensor *gf__tensor_new(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *sha
 /* New tensor object aliasing base's storage with the given geometry. */
 gf_tensor *gf__tensor_view(gf_tensor *base, int ndim, const int64_t *shape,
                            const int64_t *strides, int64_t offset);
+/* The user handle of t ends (t stays alive while internally referenced). */
+void gf__disown(gf_tensor *t);
+/* t becomes a user handle in the current scope of its ctx. */
+void gf__own(gf_tensor *t);
 void gf__retain(gf_tensor *t);
 void gf__unref(gf_tensor *t);
 /* Pointer to element 0 of t (storage must be materialized). */

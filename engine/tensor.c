@@ -145,9 +145,8 @@ static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     t->numel = gf__numel(ndim, shape);
     t->refcount = 1;
-    t->user = true;
-    t->scope = ctx->scope;
     gf__link(ctx, t);
+    gf__own(t);
     return t;
 }
 
@@ -158,7 +157,7 @@ gf_tensor *gf__tensor_new(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *sha
     t->storage = gf__storage_new(ctx->eng, (size_t)t->numel * gf__dtype_size(dt));
     if (!t->storage) {
         gf__error(ctx, GF_ENOMEM, "gradflow: out of memory allocating a tensor");
-        t->user = false;
+        gf__disown(t);
         gf__unref(t);
         return NULL;
     }
@@ -217,33 +216,75 @@ void gf__unref(gf_tensor *t) {
     ctx->freeing = false;
 }
 
+/* Handles are kept on one list per open scope depth, so ending a scope
+ * touches only what it created, never the whole ctx. */
+static gf_tensor **gf__scope_head(gf_ctx *ctx, int depth) {
+    if (depth >= ctx->scope_cap) {
+        int cap = ctx->scope_cap ? ctx->scope_cap : 16;
+        while (cap <= depth) cap *= 2;
+        gf_tensor **h = realloc(ctx->scope_heads, (size_t)cap * sizeof *h);
+        if (!h) return NULL;
+        for (int i = ctx->scope_cap; i < cap; i++) h[i] = NULL;
+        ctx->scope_heads = h;
+        ctx->scope_cap = cap;
+    }
+    return &ctx->scope_heads[depth];
+}
+
+static void gf__hlink(gf_tensor *t, int depth) {
+    gf_tensor **head = gf__scope_head(t->ctx, depth);
+    /* Without room for a deeper list the handle joins the outermost one:
+     * it then lives until released, never freed early. */
+    if (!head) {
+        depth = 0;
+        head = &t->ctx->scope_heads[0];
+    }
+    t->scope = depth;
+    t->hprev = NULL;
+    t->hnext = *head;
+    if (*head) (*head)->hprev = t;
+    *head = t;
+}
+
+static void gf__hunlink(gf_tensor *t) {
+    if (t->hprev) t->hprev->hnext = t->hnext;
+    else if (t->ctx->scope_heads && t->ctx->scope_heads[t->scope] == t)
+        t->ctx->scope_heads[t->scope] = t->hnext;
+    if (t->hnext) t->hnext->hprev = t->hprev;
+    t->hprev = t->hnext = NULL;
+}
+
+void gf__own(gf_tensor *t) {
+    if (t->user) return;
+    t->user = true;
+    gf__hlink(t, t->ctx->scope);
+}
+
+void gf__disown(gf_tensor *t) {
+    if (!t->user) return;
+    gf__hunlink(t);
+    t->user = false;
+}
+
 void gf_release(gf_tensor *t) {
     if (!t || !t->user) return;
-    t->user = false;
+    gf__disown(t);
     gf__unref(t);
 }
 
 gf_tensor *gf_keep(gf_tensor *t) {
-    if (!t) return NULL;
+    if (!t || !t->user) return t;
     int outer = t->ctx->scope - 1;
     if (outer < 0) outer = 0;
-    if (t->scope > outer) t->scope = outer;
+    if (t->scope > outer) {
+        gf__hunlink(t);
+        gf__hlink(t, outer);
+    }
     return t;
 }
 
 void gf_scope_begin(gf_ctx *ctx) {
     if (ctx) ctx->scope++;
-}
-
-static gf_tensor **gf__scratch(gf_ctx *ctx, int64_t n) {
-    if (n <= ctx->scratch_cap) return ctx->scratch;
-    int64_t cap = ctx->scratch_cap ? ctx->scratch_cap : 64;
-    while (cap < n) cap *= 2;
-    gf_tensor **p = realloc(ctx->scratch, (size_t)cap * sizeof *p);
-    if (!p) return NULL;
-    ctx->scratch = p;
-    ctx->scratch_cap = cap;
-    return p;
 }
 
 void gf_scope_end(gf_ctx *ctx) {
@@ -253,29 +294,18 @@ void gf_scope_end(gf_ctx *ctx) {
         return;
     }
     int depth = ctx->scope--;
-    int64_t n = 0;
-    for (gf_tensor *t = ctx->tensors; t; t = t->next)
-        if (t->user && t->scope >= depth) n++;
-    gf_tensor **dead = gf__scratch(ctx, n);
-    if (!dead) {
-        /* No room for the list: release one at a time (restarting the walk
-         * because a release can free other objects). */
-        for (bool again = true; again;) {
-            again = false;
-            for (gf_tensor *t = ctx->tensors; t; t = t->next)
-                if (t->user && t->scope >= depth) {
-                    gf_release(t);
-                    again = true;
-                    break;
-                }
-        }
-        return;
+    if (depth >= ctx->scope_cap) return;
+    gf_tensor *t = ctx->scope_heads[depth];
+    ctx->scope_heads[depth] = NULL;
+    /* Every handle on the list holds a reference until its turn, so
+     * releasing one can never free the next. */
+    while (t) {
+        gf_tensor *next = t->hnext;
+        t->hprev = t->hnext = NULL;
+        t->user = false;
+        gf__unref(t);
+        t = next;
     }
-    n = 0;
-    for (gf_tensor *t = ctx->tensors; t; t = t->next)
-        if (t->user && t->scope >= depth) dead[n++] = t;
-    for (int64_t i = 0; i < n; i++) dead[i]->user = false;
-    for (int64_t i = 0; i < n; i++) gf__unref(dead[i]);
 }
 
 /* -------------------------------------------------------------- creation */
@@ -450,7 +480,7 @@ static gf_tensor *gf__contig_of(gf_tensor *t, const char *op) {
         gf_release(c);
         return NULL;
     }
-    c->user = false; /* owned by t from now on */
+    gf__disown(c); /* owned by t from now on */
     t->contig = c;
     return c;
 }

@@ -64,6 +64,14 @@ typedef struct {
 gf_engine *gf_engine_create(const gf_engine_opts *opts);
 void gf_engine_destroy(gf_engine *eng);
 int gf_engine_num_threads(const gf_engine *eng);
+/* Tensor memory of an engine's caching allocator. After warm-up a training
+ * loop's system_allocs stays constant: buffers are reused, not allocated. */
+typedef struct {
+    int64_t bytes_in_use;  /* held by live tensors */
+    int64_t bytes_cached;  /* freed by tensors, kept for reuse */
+    int64_t system_allocs; /* buffers obtained from the system so far */
+} gf_memory_stats;
+gf_status gf_engine_memory_stats(const gf_engine *eng, gf_memory_stats *st);
 bool gf_engine_deterministic(const gf_engine *eng);
 
 /* ------------------------------------------------------------------- ctx */

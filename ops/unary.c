@@ -19,12 +19,11 @@
 
 /* f32 math in f32: GF__M(exp, x) is expf(x) for float x, exp(x) for double. */
 #define GF__M(fn, x) _Generic((x), float: fn##f, default: fn)(x)
+/* GF__M2(fn, x, y): the same for a two-argument function. */
+#define GF__M2(fn, x, y) _Generic((x), float: fn##f, default: fn)(x, y)
 
 #define GF__INV_SQRT2 0.70710678118654752440     /* 1/sqrt(2) */
 #define GF__INV_SQRT2PI 0.39894228040143267794   /* 1/sqrt(2*pi) */
-
-/* GF__M2(fn, x, y): the f32 or f64 form of a two-argument helper. */
-#define GF__M2(fn, x, y) _Generic((x), float: fn##f, default: fn)(x, y)
 
 /* Numerically stable logistic: exp only ever sees -|x| <= 0, so nothing
  * overflows; for x < 0 the result is e/(1+e) rather than 1 - 1/(1+e), which

@@ -1,0 +1,196 @@
+/*
+ * exec.c - the executor: runs a topologically sorted list of pending nodes
+ * on the engine's work-stealing pool.
+ *
+ * Partitioning: maximal single-producer/single-consumer chains of nodes
+ * become one task (a chain has no parallelism to offer, and running it on one
+ * thread keeps its data in that core's cache). Each task counts its
+ * unfinished predecessor tasks; finishing a task releases its successors: one
+ * ready successor runs next on the same thread (no queue round trip), the
+ * others are pushed on the worker's deque where idle workers steal them.
+ * A run with a single chain (or an engine with one thread) runs on the
+ * calling thread with no pool traffic at all.
+ *
+ * Every kernel gets the thread budget of the pool at the time it starts
+ * (gf__pool_budget): the engine's threads divided among the running tasks.
+ * Kernels produce the same bits for any budget, so the schedule never changes
+ * results.
+ */
+#include "internal.h"
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct gf__run gf__run;
+
+typedef struct {
+    gf__task base;
+    gf__run *run;
+    int64_t first, count; /* the chain: run->order[first .. first+count) */
+    int64_t succ_first, nsucc;
+    atomic_int pending;
+} gf__xtask;
+
+struct gf__run {
+    gf_ctx *ctx;
+    gf__pool *pool;
+    gf__node **order;
+    gf__xtask *tasks;
+    int64_t *succ;
+    atomic_long remaining;
+    int errs0;
+};
+
+/* Runs one node's kernel. False if the run must stop (an error). */
+static bool gf__run_node(gf_ctx *ctx, gf__node *nd, int budget, int errs0) {
+    if (atomic_load_explicit(&ctx->errors, memory_order_relaxed) != errs0) return false;
+    gf__op op = (gf__op)nd->op;
+    if (!(gf__op_flags[op] & GF__OPF_VIEW)) {
+        if (gf__storage_materialize(nd->out->storage) != GF_OK) {
+            gf__kernel_error(nd, GF_ENOMEM, "gf_%s: out of memory for output %s",
+                             gf__op_names[op], GF__SHAPE(nd->out));
+            return false;
+        }
+        nd->nthreads = budget;
+        gf__op_fwd[op](nd);
+        if (atomic_load_explicit(&ctx->errors, memory_order_relaxed) != errs0) {
+            nd->state = GF__DONE; /* its output is defined (the kernel says what) */
+            return false;
+        }
+    }
+    nd->state = GF__DONE;
+    return true;
+}
+
+static void gf__xtask_run(gf__task *base) {
+    gf__xtask *t = (gf__xtask *)base;
+    gf__run *r = t->run;
+    while (t) {
+        for (int64_t i = 0; i < t->count; i++)
+            if (!gf__run_node(r->ctx, r->order[t->first + i], gf__pool_budget(r->pool), r->errs0))
+                break;
+        /* Release successors; keep one to run next on this thread. */
+        gf__xtask *next = NULL;
+        for (int64_t k = 0; k < t->nsucc; k++) {
+            gf__xtask *s = &r->tasks[r->succ[t->succ_first + k]];
+            if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) {
+                if (!next) next = s;
+                else gf__pool_submit(r->pool, &s->base);
+            }
+        }
+        /* Last touch of t's run for this task: the waiter may return once
+         * remaining reaches 0, but not while `next` is still counted. */
+        atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel);
+        t = next;
+    }
+}
+
+static gf_status gf__exec_serial(gf_ctx *ctx, gf__node **nodes, int64_t n, int budget) {
+    int errs0 = atomic_load(&ctx->errors);
+    for (int64_t i = 0; i < n; i++)
+        if (!gf__run_node(ctx, nodes[i], budget, errs0)) break;
+    return atomic_load(&ctx->errors) != errs0 ? gf_ctx_status(ctx) ? gf_ctx_status(ctx) : GF_EINVAL
+                                              : GF_OK;
+}
+
+/* The producer of input k of node v if it is part of this run and not the
+ * same as an earlier input's (x*x has one edge), else -1. */
+static int64_t gf__pred(gf__node *v, int k, int64_t epoch) {
+    gf__node *p = v->in[k]->node;
+    if (!p || p->mark != epoch) return -1;
+    for (int j = 0; j < k; j++)
+        if (v->in[j]->node == p) return -1;
+    return p->idx;
+}
+
+gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
+    gf_engine *eng = ctx->eng;
+    gf__pool *pool = eng->exec;
+    if (!pool || n == 1) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+
+    int64_t epoch = ++ctx->walk_epoch;
+    for (int64_t i = 0; i < n; i++) {
+        nodes[i]->mark = epoch;
+        nodes[i]->idx = i;
+    }
+    /* Per node: in-run predecessor count, successor count, chain id. */
+    int64_t *buf = malloc((size_t)n * 4 * sizeof *buf);
+    if (!buf) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    int64_t *npred = buf, *nsucc = buf + n, *one = buf + 2 * n, *chain = buf + 3 * n;
+    memset(buf, 0, (size_t)n * 2 * sizeof *buf);
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < nodes[i]->n_in; k++) {
+            int64_t p = gf__pred(nodes[i], k, epoch);
+            if (p < 0) continue;
+            npred[i]++;
+            nsucc[p]++;
+            one[i] = p;
+        }
+    int64_t nchains = 0;
+    for (int64_t i = 0; i < n; i++)
+        chain[i] = (npred[i] == 1 && nsucc[one[i]] == 1) ? chain[one[i]] : nchains++;
+    if (nchains == 1) {
+        free(buf);
+        return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    }
+
+    /* Tasks: chain lengths -> ranges of `order`; successor lists (CSR). */
+    gf__xtask *tasks = calloc((size_t)nchains, sizeof *tasks);
+    gf__node **order = malloc((size_t)n * sizeof *order);
+    int64_t nedges = 0;
+    for (int64_t i = 0; i < n; i++) nedges += npred[i];
+    int64_t *succ = malloc((size_t)(nedges ? nedges : 1) * sizeof *succ);
+    if (!tasks || !order || !succ) {
+        free(tasks), free(order), free(succ), free(buf);
+        return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    }
+    for (int64_t i = 0; i < n; i++) tasks[chain[i]].count++;
+    for (int64_t c = 0, at = 0; c < nchains; c++) {
+        tasks[c].first = at;
+        at += tasks[c].count;
+        tasks[c].count = 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        gf__xtask *t = &tasks[chain[i]];
+        order[t->first + t->count++] = nodes[i];
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < nodes[i]->n_in; k++) {
+            int64_t p = gf__pred(nodes[i], k, epoch);
+            if (p >= 0 && chain[p] != chain[i]) tasks[chain[p]].nsucc++;
+        }
+    for (int64_t c = 0, at = 0; c < nchains; c++) {
+        tasks[c].succ_first = at;
+        at += tasks[c].nsucc;
+        tasks[c].nsucc = 0;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < nodes[i]->n_in; k++) {
+            int64_t p = gf__pred(nodes[i], k, epoch);
+            if (p < 0 || chain[p] == chain[i]) continue;
+            gf__xtask *src = &tasks[chain[p]];
+            succ[src->succ_first + src->nsucc++] = chain[i];
+            atomic_fetch_add_explicit(&tasks[chain[i]].pending, 1, memory_order_relaxed);
+        }
+
+    gf__run run = {.ctx = ctx, .pool = pool, .order = order, .tasks = tasks, .succ = succ};
+    run.errs0 = atomic_load(&ctx->errors);
+    atomic_init(&run.remaining, nchains);
+    for (int64_t c = 0; c < nchains; c++) {
+        tasks[c].base.run = gf__xtask_run;
+        tasks[c].run = &run;
+    }
+    /* The initially ready chains are listed before any is submitted: once
+     * one runs, others reach pending 0 and are submitted by their producer.
+     * (npred is free now; it holds the list.) */
+    int64_t nready = 0;
+    for (int64_t c = 0; c < nchains; c++)
+        if (atomic_load_explicit(&tasks[c].pending, memory_order_relaxed) == 0) npred[nready++] = c;
+    for (int64_t k = 0; k < nready; k++) gf__pool_submit(pool, &tasks[npred[k]].base);
+    gf__pool_wait(pool, &run.remaining);
+
+    free(tasks), free(order), free(succ), free(buf);
+    int errs = atomic_load(&ctx->errors);
+    return errs != run.errs0 ? (gf_ctx_status(ctx) ? gf_ctx_status(ctx) : GF_EINVAL) : GF_OK;
+}

@@ -1,0 +1,284 @@
+/*
+ * pool.c - the work-stealing pool: pthread workers with Chase-Lev deques, a
+ * shared injection queue for tasks submitted from outside, spin-then-sleep
+ * idling, helping waits, and optional pinning of workers to cores (hwloc).
+ */
+#include "pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef GF_HAVE_HWLOC
+#include <hwloc.h>
+#endif
+
+#include "deque.h"
+
+#define GF__SPINS 2000
+
+typedef struct {
+    gf__deque q;
+    pthread_t thread;
+    struct gf__pool *pool;
+    int id;
+    uint64_t rng; /* victim selection (xorshift) */
+} gf__worker;
+
+struct gf__pool {
+    int nworkers, nthreads;
+    gf__worker *w;
+    /* The injection queue: a growable ring under a mutex. Only tasks from
+     * threads that are not workers of this pool pass through it. */
+    pthread_mutex_t inj_mu;
+    gf__task **inj;
+    int64_t inj_head, inj_tail, inj_cap;
+    _Alignas(64) atomic_int_fast64_t inj_count;
+    /* Sleeping. */
+    _Alignas(64) atomic_uint_fast64_t epoch; /* bumped by every submit */
+    atomic_int sleepers;
+    pthread_mutex_t sleep_mu;
+    pthread_cond_t sleep_cv;
+    atomic_bool stop;
+    _Alignas(64) atomic_int active; /* tasks running now */
+#ifdef GF_HAVE_HWLOC
+    hwloc_topology_t topo;
+    bool have_topo;
+#endif
+    bool pin;
+};
+
+/* The worker this thread is, if any (per pool: checked against p). */
+static _Thread_local gf__worker *gf__self;
+
+static inline void gf__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static gf__task *gf__inj_pop(gf__pool *p) {
+    if (atomic_load_explicit(&p->inj_count, memory_order_acquire) == 0) return NULL;
+    gf__task *t = NULL;
+    pthread_mutex_lock(&p->inj_mu);
+    if (p->inj_head != p->inj_tail) {
+        t = p->inj[p->inj_head % p->inj_cap];
+        p->inj_head++;
+        atomic_fetch_sub(&p->inj_count, 1);
+    }
+    pthread_mutex_unlock(&p->inj_mu);
+    return t;
+}
+
+static bool gf__inj_push(gf__pool *p, gf__task *t) {
+    pthread_mutex_lock(&p->inj_mu);
+    if (p->inj_tail - p->inj_head == p->inj_cap) {
+        int64_t cap = p->inj_cap ? p->inj_cap * 2 : 256;
+        gf__task **n = malloc((size_t)cap * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&p->inj_mu);
+            return false;
+        }
+        for (int64_t i = p->inj_head; i < p->inj_tail; i++)
+            n[i - p->inj_head] = p->inj[i % p->inj_cap];
+        p->inj_tail -= p->inj_head;
+        p->inj_head = 0;
+        free(p->inj);
+        p->inj = n;
+        p->inj_cap = cap;
+    }
+    p->inj[p->inj_tail % p->inj_cap] = t;
+    p->inj_tail++;
+    atomic_fetch_add(&p->inj_count, 1);
+    pthread_mutex_unlock(&p->inj_mu);
+    return true;
+}
+
+static void gf__wake(gf__pool *p) {
+    atomic_fetch_add(&p->epoch, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->sleep_mu);
+        pthread_cond_signal(&p->sleep_cv);
+        pthread_mutex_unlock(&p->sleep_mu);
+    }
+}
+
+void gf__pool_submit(gf__pool *p, gf__task *t) {
+    gf__worker *me = gf__self;
+    if (me && me->pool == p && gf__deque_push(&me->q, t) == 0) {
+        gf__wake(p);
+        return;
+    }
+    if (!gf__inj_push(p, t)) {
+        /* No memory to queue it: run it here, which is always correct. */
+        gf__pool_task_begin(p);
+        t->run(t);
+        gf__pool_task_end(p);
+        return;
+    }
+    gf__wake(p);
+}
+
+static uint64_t gf__xorshift(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* One attempt to find work: own deque, random victims, the injector. */
+static gf__task *gf__find(gf__pool *p, gf__worker *me, uint64_t *rng) {
+    gf__task *t = NULL;
+    if (me && (t = gf__deque_pop(&me->q))) return t;
+    int n = p->nworkers;
+    if (n) {
+        int start = (int)(gf__xorshift(rng) % (uint64_t)n);
+        for (int k = 0; k < n; k++) {
+            gf__worker *v = &p->w[(start + k) % n];
+            if (v == me) continue;
+            if ((t = gf__deque_steal(&v->q))) return t;
+        }
+    }
+    return gf__inj_pop(p);
+}
+
+static void gf__run(gf__pool *p, gf__task *t) {
+    gf__pool_task_begin(p);
+    t->run(t);
+    gf__pool_task_end(p);
+}
+
+static void gf__pin(gf__pool *p, int id) {
+#ifdef GF_HAVE_HWLOC
+    if (!p->pin || !p->have_topo) return;
+    int ncores = hwloc_get_nbobjs_by_type(p->topo, HWLOC_OBJ_CORE);
+    if (ncores <= 0) return;
+    hwloc_obj_t core = hwloc_get_obj_by_type(p->topo, HWLOC_OBJ_CORE, (unsigned)(id % ncores));
+    if (core && core->cpuset) {
+        hwloc_bitmap_t set = hwloc_bitmap_dup(core->cpuset);
+        hwloc_bitmap_singlify(set);
+        hwloc_set_cpubind(p->topo, set, HWLOC_CPUBIND_THREAD);
+        hwloc_bitmap_free(set);
+    }
+#else
+    (void)p, (void)id;
+#endif
+}
+
+static void *gf__worker_main(void *arg) {
+    gf__worker *me = arg;
+    gf__pool *p = me->pool;
+    gf__self = me;
+    /* Worker i takes core i+1: core 0 is left to the thread that submits. */
+    gf__pin(p, me->id + 1);
+    while (!atomic_load_explicit(&p->stop, memory_order_acquire)) {
+        gf__task *t = gf__find(p, me, &me->rng);
+        if (t) {
+            gf__run(p, t);
+            continue;
+        }
+        /* Spin a little (work usually arrives in bursts), then sleep. */
+        uint64_t e = atomic_load(&p->epoch);
+        bool found = false;
+        for (int i = 0; i < GF__SPINS && !found; i++) {
+            gf__cpu_relax();
+            if (atomic_load_explicit(&p->epoch, memory_order_relaxed) != e) found = true;
+        }
+        if (found) continue;
+        pthread_mutex_lock(&p->sleep_mu);
+        atomic_fetch_add(&p->sleepers, 1);
+        if (atomic_load(&p->epoch) == e && !atomic_load(&p->stop))
+            pthread_cond_wait(&p->sleep_cv, &p->sleep_mu);
+        atomic_fetch_sub(&p->sleepers, 1);
+        pthread_mutex_unlock(&p->sleep_mu);
+    }
+    gf__self = NULL;
+    return NULL;
+}
+
+void gf__pool_wait(gf__pool *p, atomic_long *remaining) {
+    gf__worker *me = gf__self && gf__self->pool == p ? gf__self : NULL;
+    uint64_t rng = (uint64_t)(uintptr_t)remaining | 1;
+    int idle = 0;
+    while (atomic_load_explicit(remaining, memory_order_acquire) > 0) {
+        gf__task *t = gf__find(p, me, me ? &me->rng : &rng);
+        if (t) {
+            gf__run(p, t);
+            idle = 0;
+            continue;
+        }
+        /* Nothing to steal: the rest is running elsewhere. */
+        if (++idle < GF__SPINS) gf__cpu_relax();
+        else sched_yield();
+    }
+}
+
+int gf__pool_budget(gf__pool *p) {
+    int a = atomic_load_explicit(&p->active, memory_order_relaxed);
+    int b = a > 0 ? p->nthreads / a : p->nthreads;
+    return b > 0 ? b : 1;
+}
+
+void gf__pool_task_begin(gf__pool *p) { atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed); }
+void gf__pool_task_end(gf__pool *p) { atomic_fetch_sub_explicit(&p->active, 1, memory_order_relaxed); }
+
+gf__pool *gf__pool_create(int nworkers, int nthreads, bool pin) {
+    gf__pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->nthreads = nthreads;
+    p->pin = pin;
+    pthread_mutex_init(&p->inj_mu, NULL);
+    pthread_mutex_init(&p->sleep_mu, NULL);
+    pthread_cond_init(&p->sleep_cv, NULL);
+    atomic_init(&p->inj_count, 0);
+    atomic_init(&p->epoch, 0);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->stop, false);
+    atomic_init(&p->active, 0);
+#ifdef GF_HAVE_HWLOC
+    if (pin && hwloc_topology_init(&p->topo) == 0) {
+        if (hwloc_topology_load(p->topo) == 0) p->have_topo = true;
+        else hwloc_topology_destroy(p->topo);
+    }
+#endif
+    p->w = calloc((size_t)(nworkers ? nworkers : 1), sizeof *p->w);
+    if (!p->w) {
+        gf__pool_destroy(p);
+        return NULL;
+    }
+    for (int i = 0; i < nworkers; i++) {
+        gf__worker *w = &p->w[i];
+        w->pool = p;
+        w->id = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
+        if (gf__deque_init(&w->q, 256) != 0 ||
+            pthread_create(&w->thread, NULL, gf__worker_main, w) != 0) {
+            gf__deque_destroy(&w->q);
+            gf__pool_destroy(p);
+            return NULL;
+        }
+        p->nworkers = i + 1;
+    }
+    return p;
+}
+
+void gf__pool_destroy(gf__pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->sleep_mu);
+    atomic_store(&p->stop, true);
+    pthread_cond_broadcast(&p->sleep_cv);
+    pthread_mutex_unlock(&p->sleep_mu);
+    for (int i = 0; i < p->nworkers; i++) pthread_join(p->w[i].thread, NULL);
+    for (int i = 0; i < p->nworkers; i++) gf__deque_destroy(&p->w[i].q);
+    free(p->w);
+    free(p->inj);
+#ifdef GF_HAVE_HWLOC
+    if (p->have_topo) hwloc_topology_destroy(p->topo);
+#endif
+    pthread_mutex_destroy(&p->inj_mu);
+    pthread_mutex_destroy(&p->sleep_mu);
+    pthread_cond_destroy(&p->sleep_cv);
+    free(p);
+}
