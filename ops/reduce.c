@@ -1,19 +1,558 @@
-/* PLACEHOLDER being replaced by a helper right now. */
+/*
+ * reduce.c - reductions along one dim: sum_dim, mean_dim, max_dim, argmax,
+ * argmax_mask (max_dim's backward); the public gf_sum/gf_mean over every
+ * element; and gf__sum_to, which every broadcasting backward rule uses.
+ *
+ * Geometry. The input (any strides) is seen as a set of kept dims (every dim
+ * but the reduced one, size-1 dims dropped, neighbours merged where their
+ * strides allow) and the reduced dim (length n, stride sd). The output is
+ * contiguous and row-major over the kept dims. Two kernels:
+ *  - row mode: one output element per unit, reading x[base + k*sd]
+ *    (sd == 1 is the contiguous last-dim case: a row reduction);
+ *  - column mode (sd != 1 and the innermost kept dim has stride 1, e.g.
+ *    reducing the first or a middle dim of a contiguous tensor): a unit is up
+ *    to GF__RC adjacent output elements whose inputs are adjacent in memory,
+ *    accumulated row by row (vectorizable over the columns).
+ *
+ * Determinism. The reduced dim is cut into blocks of GF__RB elements. Each
+ * block gives a partial per output element in a fixed order (row mode: 8
+ * interleaved lanes, then the lanes pairwise, then the tail; column mode:
+ * rows in groups of four, ((x0 + x1) + (x2 + x3)) added to the partial, then
+ * the leftover rows), and the partials are added in block order from 0.
+ * Threads only ever divide units, or (when there are few units and a long
+ * reduced dim) (unit, block) pairs whose partials are then combined in block
+ * order: the same operations either way, so the bits do not depend on the
+ * thread count, nor on which of the two schedules ran. The order depends
+ * only on the input's shape and strides.
+ * Accumulation: f32 and f64 in double (f32 results are rounded once, at the
+ * end); i64 in uint64 (wrapping, as PyTorch's int64 sum does, without UB).
+ *
+ * max/argmax: the first maximum along the dim; NaN counts as larger than any
+ * number (the first NaN wins), as in PyTorch.
+ */
 #include "ops.h"
-void gf__fwd_sum_dim(gf__node *n) { (void)n; }
-gf_status gf__bwd_sum_dim(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_mean_dim(gf__node *n) { (void)n; }
-gf_status gf__bwd_mean_dim(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_max_dim(gf__node *n) { (void)n; }
-gf_status gf__bwd_max_dim(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_argmax(gf__node *n) { (void)n; }
-gf_status gf__bwd_argmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-void gf__fwd_argmax_mask(gf__node *n) { (void)n; }
-gf_status gf__bwd_argmax_mask(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { (void)n,(void)out,(void)g,(void)gin; return GF_ESTATE; }
-gf_tensor *gf_sum(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_mean(gf_tensor *a) { if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_sum_dim(gf_tensor *a, int dim, bool keepdim) { (void)dim,(void)keepdim; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_mean_dim(gf_tensor *a, int dim, bool keepdim) { (void)dim,(void)keepdim; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_max_dim(gf_tensor *a, int dim, bool keepdim) { (void)dim,(void)keepdim; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf_argmax(gf_tensor *a, int dim) { (void)dim; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
-gf_tensor *gf__sum_to(gf_tensor *a, int ndim, const int64_t *shape) { (void)ndim,(void)shape; if (a) gf__error(a->ctx, GF_ESTATE, "not yet"); return NULL; }
+
+#include <stdlib.h>
+
+#define GF__RB 1024     /* block length along the reduced dim: fixes the summation order */
+#define GF__RC 1024     /* output elements per unit in column mode (stack buffers: <= 32 KiB) */
+#define GF__SPLIT 64    /* below this many units, long reductions split over blocks too */
+#define GF__PAR 32768   /* elements read below which a kernel stays on one thread */
+
+typedef struct {
+    int nk;                                /* kept dims (>= 1) */
+    int64_t ksh[GF_MAX_DIMS], kst[GF_MAX_DIMS];
+    int64_t n, sd;                         /* reduced length and stride */
+    int64_t nout;                          /* output elements */
+    int64_t nblk;                          /* blocks of GF__RB along the reduced dim */
+    bool col;                              /* column mode */
+    int64_t L, ncc;                        /* column mode: row length, units per row */
+    int64_t nunits, width;                 /* units; most output elements in one unit */
+} gf__rgeom;
+
+static void gf__rgeom_init(gf__rgeom *g, const gf_tensor *x, int d) {
+    g->nk = 0;
+    g->nout = 1;
+    g->n = x->ndim ? x->shape[d] : 1;
+    g->sd = g->n > 1 ? x->strides[d] : 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (i == d) continue;
+        g->nout *= x->shape[i];
+        if (x->shape[i] == 1) continue;
+        if (g->nk && g->kst[g->nk - 1] == x->strides[i] * x->shape[i]) {
+            g->ksh[g->nk - 1] *= x->shape[i];
+            g->kst[g->nk - 1] = x->strides[i];
+        } else {
+            g->ksh[g->nk] = x->shape[i];
+            g->kst[g->nk] = x->strides[i];
+            g->nk++;
+        }
+    }
+    if (g->nk == 0) {
+        g->nk = 1;
+        g->ksh[0] = 1;
+        g->kst[0] = 0;
+    }
+    g->nblk = (g->n + GF__RB - 1) / GF__RB;
+    g->col = g->sd != 1 && g->kst[g->nk - 1] == 1 && g->ksh[g->nk - 1] > 1;
+    if (g->col) {
+        g->L = g->ksh[g->nk - 1];
+        g->ncc = (g->L + GF__RC - 1) / GF__RC;
+        g->nunits = g->nout / g->L * g->ncc;
+        g->width = g->L < GF__RC ? g->L : GF__RC;
+    } else {
+        g->L = g->ncc = 1;
+        g->nunits = g->nout;
+        g->width = 1;
+    }
+}
+
+/* Input offset of index o, row-major over the first nk kept dims. */
+static inline int64_t gf__koff(const gf__rgeom *g, int nk, int64_t o) {
+    if (nk == 1) return o * g->kst[0]; /* the common case, without divisions */
+    int64_t off = 0;
+    for (int i = nk - 1; i >= 0; i--) {
+        off += (o % g->ksh[i]) * g->kst[i];
+        o /= g->ksh[i];
+    }
+    return off;
+}
+
+/* Unit u's first output element, its element count and its first input
+ * element (block 0). */
+static inline int64_t gf__unit(const gf__rgeom *g, int64_t u, int64_t *w, int64_t *xoff) {
+    if (!g->col) {
+        *w = 1;
+        *xoff = gf__koff(g, g->nk, u);
+        return u;
+    }
+    int64_t r = u / g->ncc, j0 = (u % g->ncc) * GF__RC;
+    *w = g->L - j0 < GF__RC ? g->L - j0 : GF__RC;
+    *xoff = gf__koff(g, g->nk - 1, r) + j0;
+    return r * g->L + j0;
+}
+
+static inline int64_t gf__blen(const gf__rgeom *g, int64_t b) {
+    int64_t len = g->n - b * GF__RB;
+    return len < GF__RB ? len : GF__RB;
+}
+
+/* Whether (unit, block) pairs are worth spreading over threads: few units,
+ * a long reduced dim. A function of the shape only. */
+static inline bool gf__split(const gf__rgeom *g) {
+    return g->nout * g->n > GF__PAR && g->nblk > 1 && g->nunits < GF__SPLIT;
+}
+
+/* ------------------------------------------------------------ sum / mean */
+
+/* Partials of block b for unit u: part[0..w). T input, A accumulator. */
+#define GF__SUM_PART(NAME, T, A)                                                            \
+    static inline void NAME(const gf__rgeom *g, const T *x, int64_t u, int64_t b, A *part) {        \
+        int64_t w, off, len = gf__blen(g, b), sd = g->sd;                                   \
+        gf__unit(g, u, &w, &off);                                                           \
+        const T *p = x + off + b * GF__RB * sd;                                             \
+        if (!g->col) {                                                                      \
+            A l[8] = {0};                                                                   \
+            int64_t k = 0;                                                                  \
+            if (sd == 1)                                                                    \
+                for (; k + 8 <= len; k += 8)                                                \
+                    for (int q = 0; q < 8; q++) l[q] += (A)p[k + q];                        \
+            else                                                                            \
+                for (; k + 8 <= len; k += 8)                                                \
+                    for (int q = 0; q < 8; q++) l[q] += (A)p[(k + q) * sd];                 \
+            A s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));        \
+            for (; k < len; k++) s += (A)p[k * sd];                                         \
+            part[0] = s;                                                                    \
+            return;                                                                         \
+        }                                                                                   \
+        for (int64_t j = 0; j < w; j++) part[j] = 0;                                        \
+        int64_t k = 0;                                                                      \
+        for (; k + 4 <= len; k += 4) { /* 4 rows per pass over part[] */                    \
+            const T *q0 = p + k * sd, *q1 = q0 + sd, *q2 = q1 + sd, *q3 = q2 + sd;          \
+            for (int64_t j = 0; j < w; j++)                                                 \
+                part[j] += ((A)q0[j] + (A)q1[j]) + ((A)q2[j] + (A)q3[j]);                   \
+        }                                                                                   \
+        for (; k < len; k++) {                                                              \
+            const T *q = p + k * sd;                                                        \
+            for (int64_t j = 0; j < w; j++) part[j] += (A)q[j];                             \
+        }                                                                                   \
+    }
+
+/* out (kept shape, contiguous) = sum (or mean) over the reduced dim of x. */
+#define GF__SUM_KERNEL(NAME, T, A)                                                          \
+    GF__SUM_PART(NAME##_part, T, A)                                                         \
+    static void NAME##_fin(const gf__rgeom *g, int64_t o, int64_t w, const A *tot, T *out,  \
+                           bool mean) {                                                     \
+        for (int64_t j = 0; j < w; j++)                                                     \
+            out[o + j] = mean ? (T)((double)tot[j] / (double)g->n) : (T)tot[j];             \
+    }                                                                                       \
+    static void NAME(gf__node *nd, bool mean) {                                             \
+        const gf_tensor *X = nd->in[0];                                                     \
+        gf__rgeom g;                                                                        \
+        gf__rgeom_init(&g, X, nd->a.dim);                                                   \
+        T *out = gf__ptr(nd->out);                                                          \
+        if (g.nout == 0) return;                                                            \
+        if (g.n == 0) { /* an empty sum is 0, an empty mean 0/0 */                          \
+            for (int64_t o = 0; o < g.nout; o++) out[o] = mean ? (T)NAN : (T)0;             \
+            return;                                                                         \
+        }                                                                                   \
+        const T *x = gf__ptr(X);                                                            \
+        A *sc = gf__split(&g)                                                               \
+                    ? malloc((size_t)(g.nunits * g.nblk * g.width) * sizeof *sc)            \
+                    : NULL;                                                                 \
+        if (sc) { /* partials of every (unit, block) in parallel, then in order */          \
+            int64_t nt = g.nunits * g.nblk;                                                 \
+            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads)")          \
+            for (int64_t t = 0; t < nt; t++)                                                \
+                NAME##_part(&g, x, t / g.nblk, t % g.nblk, sc + t * g.width);               \
+            for (int64_t u = 0; u < g.nunits; u++) {                                        \
+                A tot[GF__RC];                                                              \
+                int64_t w, off, o = gf__unit(&g, u, &w, &off);                              \
+                for (int64_t j = 0; j < w; j++) tot[j] = 0;                                 \
+                for (int64_t b = 0; b < g.nblk; b++) {                                      \
+                    const A *part = sc + (u * g.nblk + b) * g.width;                        \
+                    for (int64_t j = 0; j < w; j++) tot[j] += part[j];                      \
+                }                                                                           \
+                NAME##_fin(&g, o, w, tot, out, mean);                                       \
+            }                                                                               \
+            free(sc);                                                                       \
+            return;                                                                         \
+        }                                                                                   \
+        bool par = g.nout * g.n > GF__PAR;                                                  \
+        if (!g.col && g.nblk == 1) { /* short rows: one partial is the result */            \
+            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)") \
+            for (int64_t u = 0; u < g.nunits; u++) {                                        \
+                A tot = 0, part = 0;                                                            \
+                NAME##_part(&g, x, u, 0, &part);                                            \
+                tot += part; /* as below: 0 + partial */                                    \
+                out[u] = mean ? (T)((double)tot / (double)g.n) : (T)tot;                    \
+            }                                                                               \
+            return;                                                                         \
+        }                                                                                   \
+        _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)")    \
+        for (int64_t u = 0; u < g.nunits; u++) {                                            \
+            A tot[GF__RC], part[GF__RC];                                                    \
+            int64_t w, off, o = gf__unit(&g, u, &w, &off);                                  \
+            for (int64_t j = 0; j < w; j++) tot[j] = 0;                                     \
+            for (int64_t b = 0; b < g.nblk; b++) {                                          \
+                NAME##_part(&g, x, u, b, part);                                             \
+                for (int64_t j = 0; j < w; j++) tot[j] += part[j];                          \
+            }                                                                               \
+            NAME##_fin(&g, o, w, tot, out, mean);                                           \
+        }                                                                                   \
+    }
+
+GF__SUM_KERNEL(gf__sum_f32, float, double)
+GF__SUM_KERNEL(gf__sum_f64, double, double)
+GF__SUM_KERNEL(gf__sum_i64, int64_t, uint64_t)
+
+static void gf__sum_any(gf__node *n, bool mean) {
+    switch (n->out->dtype) {
+    case GF_F32: gf__sum_f32(n, mean); break;
+    case GF_F64: gf__sum_f64(n, mean); break;
+    case GF_I64: gf__sum_i64(n, mean); break;
+    }
+}
+
+void gf__fwd_sum_dim(gf__node *n) { gf__sum_any(n, false); }
+void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
+
+/* --------------------------------------------------------- max / argmax */
+
+/* v beats the best so far: strictly larger, or the first NaN. */
+#define GF__GT_F(v, best) ((v) > (best) || (isnan(v) && !isnan(best)))
+#define GF__GT_I(v, best) ((v) > (best))
+
+/* Best value and its index (along the whole dim) of block b for unit u. */
+#define GF__MAX_PART(NAME, T, GT)                                                           \
+    static inline void NAME(const gf__rgeom *g, const T *x, int64_t u, int64_t b, T *pv,           \
+                     int64_t *pi) {                                                         \
+        int64_t w, off, len = gf__blen(g, b), sd = g->sd, k0 = b * GF__RB;                  \
+        gf__unit(g, u, &w, &off);                                                           \
+        const T *p = x + off + k0 * sd;                                                     \
+        if (!g->col) {                                                                      \
+            T best = p[0];                                                                  \
+            int64_t bi = 0, k = 1;                                                          \
+            if (sd == 1 && len >= 16) { /* 8 lanes, each keeping its first best */          \
+                T lv[8];                                                                    \
+                int64_t li[8];                                                              \
+                for (int q = 0; q < 8; q++) lv[q] = p[q], li[q] = q;                        \
+                for (k = 8; k + 8 <= len; k += 8)                                           \
+                    for (int q = 0; q < 8; q++) {                                           \
+                        T v = p[k + q];                                                     \
+                        bool gt = GT(v, lv[q]);                                             \
+                        lv[q] = gt ? v : lv[q];                                             \
+                        li[q] = gt ? k + q : li[q];                                         \
+                    }                                                                       \
+                /* the best of the lanes; among equals the earliest */                      \
+                best = lv[0], bi = li[0];                                                   \
+                for (int q = 1; q < 8; q++)                                                 \
+                    if (GT(lv[q], best) || (!GT(best, lv[q]) && li[q] < bi))                \
+                        best = lv[q], bi = li[q];                                           \
+            }                                                                               \
+            for (; k < len; k++) {                                                          \
+                T v = p[k * sd];                                                            \
+                if (GT(v, best)) best = v, bi = k;                                          \
+            }                                                                               \
+            pv[0] = best;                                                                   \
+            pi[0] = k0 + bi;                                                                \
+            return;                                                                         \
+        }                                                                                   \
+        for (int64_t j = 0; j < w; j++) pv[j] = p[j], pi[j] = k0;                           \
+        for (int64_t k = 1; k < len; k++) {                                                 \
+            const T *q = p + k * sd;                                                        \
+            for (int64_t j = 0; j < w; j++) {                                               \
+                bool gt = GT(q[j], pv[j]);                                                  \
+                pv[j] = gt ? q[j] : pv[j];                                                  \
+                pi[j] = gt ? k0 + k : pi[j];                                                \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+/* Where a max kernel writes: values (vout), indices (iout), and/or 1 at the
+ * max of a zeroed mask shaped like the input (mask, minner = the product of
+ * the input dims after the reduced one). Any may be NULL. */
+#define GF__MAX_KERNEL(NAME, T, GT)                                                         \
+    GF__MAX_PART(NAME##_part, T, GT)                                                        \
+    static void NAME##_fin(const gf__rgeom *g, int64_t o, int64_t w, const T *bv,           \
+                           const int64_t *bi, T *vout, int64_t *iout, T *mask,              \
+                           int64_t minner) {                                                \
+        for (int64_t j = 0; j < w; j++) {                                                   \
+            if (vout) vout[o + j] = bv[j];                                                  \
+            if (iout) iout[o + j] = bi[j];                                                  \
+            if (mask) {                                                                     \
+                int64_t e = o + j;                                                          \
+                mask[(e / minner * g->n + bi[j]) * minner + e % minner] = (T)1;             \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    static void NAME(gf__node *nd, T *vout, int64_t *iout, T *mask, int64_t minner) {       \
+        const gf_tensor *X = nd->in[0];                                                     \
+        gf__rgeom g;                                                                        \
+        gf__rgeom_init(&g, X, nd->a.dim);                                                   \
+        if (g.nout == 0) return;                                                            \
+        if (g.n == 0) { /* refused at record time; kept safe here */                        \
+            gf__kernel_error(nd, GF_EINVAL, "gf_%s: reduction over an empty dim",           \
+                             gf__op_names[nd->op]);                                         \
+            return;                                                                         \
+        }                                                                                   \
+        const T *x = gf__ptr(X);                                                            \
+        size_t per = (size_t)(g.nunits * g.nblk * g.width);                                 \
+        T *sv = gf__split(&g) ? malloc(per * sizeof *sv) : NULL;                            \
+        int64_t *si = sv ? malloc(per * sizeof *si) : NULL;                                 \
+        if (si) { /* per-block bests in parallel, then in block order */                    \
+            int64_t nt = g.nunits * g.nblk;                                                 \
+            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads)")          \
+            for (int64_t t = 0; t < nt; t++)                                                \
+                NAME##_part(&g, x, t / g.nblk, t % g.nblk, sv + t * g.width,                \
+                            si + t * g.width);                                              \
+            for (int64_t u = 0; u < g.nunits; u++) {                                        \
+                T bv[GF__RC];                                                               \
+                int64_t bi[GF__RC], w, off, o = gf__unit(&g, u, &w, &off);                  \
+                for (int64_t b = 0; b < g.nblk; b++) {                                      \
+                    const T *pv = sv + (u * g.nblk + b) * g.width;                          \
+                    const int64_t *pi = si + (u * g.nblk + b) * g.width;                    \
+                    for (int64_t j = 0; j < w; j++)                                         \
+                        if (b == 0 || GT(pv[j], bv[j])) bv[j] = pv[j], bi[j] = pi[j];       \
+                }                                                                           \
+                NAME##_fin(&g, o, w, bv, bi, vout, iout, mask, minner);                     \
+            }                                                                               \
+            free(sv);                                                                       \
+            free(si);                                                                       \
+            return;                                                                         \
+        }                                                                                   \
+        free(sv);                                                                           \
+        bool par = g.nout * g.n > GF__PAR;                                                  \
+        _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)")    \
+        for (int64_t u = 0; u < g.nunits; u++) {                                            \
+            T bv[GF__RC], pv[GF__RC];                                                       \
+            int64_t bi[GF__RC], pi[GF__RC], w, off, o = gf__unit(&g, u, &w, &off);          \
+            for (int64_t b = 0; b < g.nblk; b++) {                                          \
+                NAME##_part(&g, x, u, b, pv, pi);                                           \
+                for (int64_t j = 0; j < w; j++)                                             \
+                    if (b == 0 || GT(pv[j], bv[j])) bv[j] = pv[j], bi[j] = pi[j];           \
+            }                                                                               \
+            NAME##_fin(&g, o, w, bv, bi, vout, iout, mask, minner);                         \
+        }                                                                                   \
+    }
+
+GF__MAX_KERNEL(gf__max_f32, float, GF__GT_F)
+GF__MAX_KERNEL(gf__max_f64, double, GF__GT_F)
+GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I)
+
+/* Runs the max kernel of x's dtype: values into vals (x's dtype), indices
+ * into idx, or a mask (x's dtype, x's shape) into mask. */
+static void gf__max_any(gf__node *n, void *vals, int64_t *idx, void *mask) {
+    const gf_tensor *x = n->in[0];
+    int64_t minner = 1;
+    for (int i = n->a.dim + 1; i < x->ndim; i++) minner *= x->shape[i];
+    if (minner == 0) return; /* then the mask is empty */
+    switch (x->dtype) {
+    case GF_F32: gf__max_f32(n, vals, idx, mask, minner); break;
+    case GF_F64: gf__max_f64(n, vals, idx, mask, minner); break;
+    case GF_I64: gf__max_i64(n, vals, idx, mask, minner); break;
+    }
+}
+
+void gf__fwd_max_dim(gf__node *n) { gf__max_any(n, gf__ptr(n->out), NULL, NULL); }
+void gf__fwd_argmax(gf__node *n) { gf__max_any(n, NULL, gf__ptr(n->out), NULL); }
+
+/* out: x's shape and dtype, 1 at the first max along dim, 0 elsewhere. */
+void gf__fwd_argmax_mask(gf__node *n) {
+    gf_tensor *o = n->out;
+    if (o->numel == 0) return;
+    memset(gf__ptr(o), 0, (size_t)o->numel * gf__dtype_size(o->dtype));
+    gf__max_any(n, NULL, NULL, gf__ptr(o));
+}
+
+/* ------------------------------------------------------------ recording */
+
+/* Validates dim (and, for max/argmax, a non-empty dim) and records op over a
+ * with output dtype dt. 0-dim inputs accept dim 0 / -1 and give a 0-dim. */
+static gf_tensor *gf__reduce(gf__op op, const char *name, gf_tensor *a, int dim, bool keepdim,
+                             gf_dtype dt) {
+    if (!a) return NULL;
+    int d = gf__norm_dim(a->ctx, name, dim, a->ndim);
+    if (d < 0) return NULL;
+    if ((op == GF__OP_max_dim || op == GF__OP_argmax) && a->ndim && a->shape[d] == 0) {
+        gf__error(a->ctx, GF_ESHAPE,
+                  "%s: cannot reduce dim %d of size 0 in %s (expected a non-empty dim: "
+                  "the max of nothing is undefined)",
+                  name, d, GF__SHAPE(a));
+        return NULL;
+    }
+    int ond = 0;
+    int64_t osh[GF_MAX_DIMS];
+    for (int i = 0; i < a->ndim; i++) {
+        if (i != d) osh[ond++] = a->shape[i];
+        else if (keepdim) osh[ond++] = 1;
+    }
+    gf__attrs at = {.dim = d, .keepdim = keepdim};
+    return gf__record(op, dt, ond, osh, 1, &a, &at);
+}
+
+static bool gf__floating_or_error(gf_tensor *a, const char *name) {
+    if (a->dtype != GF_I64) return true;
+    gf__error(a->ctx, GF_EINVAL, "%s: input %s has dtype i64 (expected a floating tensor)",
+              name, GF__SHAPE(a));
+    return false;
+}
+
+gf_tensor *gf_sum_dim(gf_tensor *a, int dim, bool keepdim) {
+    return a ? gf__reduce(GF__OP_sum_dim, "gf_sum_dim", a, dim, keepdim, a->dtype) : NULL;
+}
+
+gf_tensor *gf_mean_dim(gf_tensor *a, int dim, bool keepdim) {
+    if (!a || !gf__floating_or_error(a, "gf_mean_dim")) return NULL;
+    return gf__reduce(GF__OP_mean_dim, "gf_mean_dim", a, dim, keepdim, a->dtype);
+}
+
+gf_tensor *gf_max_dim(gf_tensor *a, int dim, bool keepdim) {
+    return a ? gf__reduce(GF__OP_max_dim, "gf_max_dim", a, dim, keepdim, a->dtype) : NULL;
+}
+
+gf_tensor *gf_argmax(gf_tensor *a, int dim) {
+    return a ? gf__reduce(GF__OP_argmax, "gf_argmax", a, dim, false, GF_I64) : NULL;
+}
+
+static gf_tensor *gf__argmax_mask(gf_tensor *a, int d) {
+    if (!a) return NULL;
+    gf__attrs at = {.dim = d};
+    return gf__record(GF__OP_argmax_mask, a->dtype, a->ndim, a->shape, 1, &a, &at);
+}
+
+/* Every element, as a 1-D view (a copy if a is strided), reduced over dim 0. */
+static gf_tensor *gf__reduce_all(gf_tensor *a, bool mean) {
+    gf_tensor *flat = gf_reshape(a, 1, (int64_t[]){-1});
+    gf_tensor *r = mean ? gf_mean_dim(flat, 0, false) : gf_sum_dim(flat, 0, false);
+    gf_release(flat); /* the node keeps what it reads */
+    return r;
+}
+
+gf_tensor *gf_sum(gf_tensor *a) { return a ? gf__reduce_all(a, false) : NULL; }
+
+gf_tensor *gf_mean(gf_tensor *a) {
+    if (!a || !gf__floating_or_error(a, "gf_mean")) return NULL;
+    return gf__reduce_all(a, true);
+}
+
+/* ------------------------------------------------------------- backward */
+
+/* g (the reduction's output shape) broadcast back to the input's shape: the
+ * reduced dim re-inserted as size 1 (a view with a placeholder stride), then
+ * expanded. */
+static gf_tensor *gf__grad_expand(gf__node *n, gf_tensor *g) {
+    gf_tensor *x = n->in[0];
+    if (!g) return NULL;
+    gf_tensor *u = g, *e;
+    if (x->ndim && !n->a.keepdim) {
+        int64_t sh[GF_MAX_DIMS], st[GF_MAX_DIMS];
+        for (int i = 0, k = 0; i < x->ndim; i++) {
+            bool ins = i == n->a.dim;
+            sh[i] = ins ? 1 : g->shape[k];
+            st[i] = ins ? 0 : g->strides[k];
+            k += !ins;
+        }
+        u = gf__record_view(GF__OP_reshape, g, x->ndim, sh, st, g->offset, NULL);
+    }
+    e = gf_expand(u, x->ndim, x->shape);
+    if (u != g) gf_release(u);
+    return e;
+}
+
+gf_status gf__bwd_sum_dim(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf__grad_expand(n, g);
+    return GF_OK;
+}
+
+gf_status gf__bwd_mean_dim(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gf_tensor *x = n->in[0];
+    int64_t len = x->ndim ? x->shape[n->a.dim] : 1;
+    gin[0] = gf_mul_scalar(gf__grad_expand(n, g), 1.0 / (double)len);
+    return GF_OK;
+}
+
+/* The gradient goes to the first max only: expand(g) * mask. The mask is
+ * not differentiable (piecewise constant), so second order stays exact. */
+gf_status gf__bwd_max_dim(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)out;
+    gin[0] = gf_mul(gf__grad_expand(n, g), gf__argmax_mask(n->in[0], n->a.dim));
+    return GF_OK;
+}
+
+gf_status gf__bwd_argmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK;
+}
+
+gf_status gf__bwd_argmax_mask(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK;
+}
+
+/* ---------------------------------------------------------------- sum_to */
+
+/* g summed over its extra leading dims and over the dims where shape has 1
+ * and g does not; exactly `shape`. g itself when it already has that shape.
+ * Built of gf_reshape/gf_sum_dim, so it is differentiable; intermediates
+ * are released at once (no scope: ending one walks every tensor of the ctx). */
+gf_tensor *gf__sum_to(gf_tensor *g, int ndim, const int64_t *shape) {
+    if (!g) return NULL;
+    int lead = g->ndim - ndim;
+    bool ok = lead >= 0, same = lead == 0;
+    for (int i = 0; ok && i < ndim; i++) {
+        int64_t have = g->shape[lead + i];
+        ok = have == shape[i] || shape[i] == 1;
+        same = same && have == shape[i];
+    }
+    if (!ok) {
+        gf__error(g->ctx, GF_ESHAPE,
+                  "gf__sum_to: cannot sum a gradient of shape %s to %s (expected trailing dims "
+                  "equal or 1)",
+                  GF__SHAPE(g), gf__shape_str((char[96]){0}, 96, ndim, shape));
+        return NULL;
+    }
+    if (same) return g;
+    gf_tensor *t = g;
+    if (lead > 1 && gf__is_contig(g)) { /* one pass over the merged leading dims */
+        int64_t sh[GF_MAX_DIMS];
+        sh[0] = -1;
+        memcpy(sh + 1, g->shape + lead, (size_t)ndim * sizeof *sh);
+        t = gf_reshape(g, ndim + 1, sh);
+        lead = 1;
+    }
+    for (; lead > 0 && t; lead--) {
+        gf_tensor *s = gf_sum_dim(t, 0, false);
+        if (t != g) gf_release(t);
+        t = s;
+    }
+    for (int i = 0; i < ndim && t; i++) {
+        if (shape[i] != 1 || t->shape[i] == 1) continue;
+        gf_tensor *s = gf_sum_dim(t, i, true);
+        if (t != g) gf_release(t);
+        t = s;
+    }
+    return t;
+}

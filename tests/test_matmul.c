@@ -42,7 +42,8 @@ static double *ref_matmul(gf_tensor *a, gf_tensor *b, int *ond, int64_t *osh) {
         bat[d] = x == 1 ? y : x;
         nbatch *= bat[d];
     }
-    double *o = malloc(sizeof(double) * (size_t)(nbatch * M * N ? nbatch * M * N : 1));
+    int64_t on = nbatch * M * N;
+    double *o = malloc(sizeof(double) * (size_t)(on > 0 ? on : 1));
     cr_assert(o);
     for (int64_t bi = 0; bi < nbatch; bi++) {
         /* row-major batch offsets of a and b, size-1 dims broadcast */
@@ -165,12 +166,15 @@ Test(matmul, batched_broadcast) {
 Test(matmul, transposed_operands) {
     gf_tensor *w = rnd(GF_F64, 2, SH(4, 3)), *x = rnd(GF_F64, 2, SH(5, 3));
     check_mm(ctx, x, gf_transpose(w, 0, 1), 1e-14);                     /* [5,3] x [3,4] */
-    check_mm(ctx, gf_transpose(w, 0, 1), gf_transpose(x, 0, 1), 1e-14); /* [3,4] x [4,5]... */
+    check_mm(ctx, gf_transpose(w, 0, 1), w, 1e-14);                     /* [3,4] x [4,3] */
+    gf_tensor *v = rnd(GF_F64, 2, SH(2, 4));
+    check_mm(ctx, gf_transpose(w, 0, 1), gf_transpose(v, 1, 0), 1e-14); /* both transposed */
     check_mm(ctx, gf_transpose(x, 0, 1), x, 1e-14);
     /* batched, transposed in the matrix dims and across batch/matrix dims */
     gf_tensor *a = rnd(GF_F32, 3, SH(3, 4, 5)), *b = rnd(GF_F32, 3, SH(3, 2, 5));
     check_mm(ctx, a, gf_transpose(b, -1, -2), 1e-6);
-    check_mm(ctx, gf_transpose(a, 0, 1), gf_transpose(gf_transpose(b, -1, -2), 0, 1), 1e-6);
+    gf_tensor *p = rnd(GF_F32, 3, SH(4, 3, 5)); /* [3,4,5] with the batch dim inside */
+    check_mm(ctx, gf_transpose(p, 0, 1), gf_transpose(b, -1, -2), 1e-6);
     /* large enough to go through the packed GEMM path */
     gf_tensor *big = rnd(GF_F64, 2, SH(131, 97));
     check_mm(ctx, gf_transpose(big, 0, 1), big, 1e-14);
@@ -378,7 +382,7 @@ static double h_eval(int na, const int64_t *sa, const double *a, int nb, const i
     gf_tensor *B = gf_requires_grad(gf_tensor_f64(ctx, nb, sb, b), true);
     gf_tensor *y = gf_matmul(A, B);
     gf_tensor *g[1] = {NULL};
-    gf_backward_opts o = {.create_graph = ga_out != NULL};
+    gf_backward_opts o = {.create_graph = ga_out != NULL, .retain_graph = ga_out != NULL};
     GF_OK_OR_FAIL(ctx, gf_grad_of(gf_sum(gf_mul(y, y)), 1, (gf_tensor *[]){A}, g, &o));
     gf_tensor *h = GF_T(ctx, gf_sum(gf_mul(g[0], v)));
     if (ga_out) {

@@ -283,12 +283,10 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
         GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
         return;
     }
-    if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-        GF_FN(loops)(&x);
-    } else {
-        GF_FN(loops)(&x);
-    }
+    /* Always a region of our own (a team of one when nt == 1): loops()'s
+     * barriers and worksharing must never bind to a caller's team. */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    GF_FN(loops)(&x);
     free(x.bp);
     free(x.ap);
 }
