@@ -330,8 +330,11 @@ gf_status gf__bwd_gelu_grad(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor
 
 /* sign and step are NODIFF: their outputs never require grad, so autograd
  * never calls these; they give no gradient. */
+/* sign is flat almost everywhere: its gradient is zeros (as torch.sign),
+ * not an error for graphs that pass through it. */
 gf_status gf__bwd_sign(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
-    (void)n, (void)out, (void)g, (void)gin;
+    (void)out, (void)g;
+    gin[0] = gf_zeros_like(n->in[0]);
     return GF_OK;
 }
 

@@ -287,3 +287,10 @@ Test(autograd, gradcheck_passes_for_correct_and_reports_wrong) {
     cr_assert_eq(gf_gradcheck(ctx, fn_poly, 2, (gf_tensor *[]){a, b}, NULL, 0.5, 0, 0), GF_EINVAL);
     gf_test_expect_error(ctx, "analytic");
 }
+
+Test(autograd, sign_has_zero_gradient_like_torch) {
+    gf_tensor *x = gf_requires_grad(vec3(-2, 0, 3), true);
+    gf_tensor *y = gf_sum(gf_add(gf_sign(x), gf_mul(x, x)));
+    GF_OK_OR_FAIL(ctx, gf_backward(y));
+    gf_test_expect_close(gf_grad(x), (double[]){-4, 0, 6}, 3, 0, 0);
+}

@@ -446,9 +446,11 @@ Test(unary, gradient_at_kinks) {
     gf_test_expect_close(g, (double[]){0, 0, 0}, 3, 0, 0);
     GF_OK_OR_FAIL(ctx, gf_grad_of(gf_pow_scalar(x, 1), 1, &x, &g, &o));
     gf_test_expect_close(g, (double[]){3, 3, 3}, 3, 0, 0);
-    /* sign has no gradient: its output does not require grad */
+    /* sign's gradient is zeros, as torch.sign's (its output is in the graph) */
     gf_tensor *s = GF_T(ctx, gf_sign(x));
-    cr_assert(!gf_get_requires_grad(s));
+    cr_assert(gf_get_requires_grad(s));
+    GF_OK_OR_FAIL(ctx, gf_grad_of(gf_sum(s), 1, &x, &g, &o));
+    gf_test_expect_close(g, (double[]){0, 0, 0}, 3, 0, 0);
     gf_ctx_destroy(ctx);
 }
 
