@@ -134,6 +134,16 @@ void gf_ctx_destroy(gf_ctx *ctx) {
         gf__unref(t);
     }
     free(ctx->scope_heads);
+    for (gf_tensor *t = ctx->free_tensors, *nx; t; t = nx) {
+        nx = t->next;
+        free(t);
+    }
+    for (gf__node *n = ctx->free_nodes, *nx; n; n = nx) {
+        nx = n->pnext;
+        free(n);
+    }
+    free(ctx->topo_buf);
+    free(ctx->exec_buf);
     pthread_mutex_destroy(&ctx->err_mu);
     free(ctx);
 }

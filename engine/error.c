@@ -50,6 +50,16 @@ gf_status gf_ctx_status(const gf_ctx *ctx) {
     return ctx ? ctx->status : GF_EINVAL;
 }
 
+gf_status gf_ctx_set_error(gf_ctx *ctx, gf_status s, const char *fmt, ...) {
+    if (!ctx || s == GF_OK) return s;
+    char msg[sizeof ctx->err];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+    va_end(ap);
+    return gf__error(ctx, s, "%s", msg);
+}
+
 void gf_ctx_clear_error(gf_ctx *ctx) {
     if (!ctx) return;
     ctx->status = GF_OK;

@@ -114,9 +114,20 @@ gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
         nodes[i]->mark = epoch;
         nodes[i]->idx = i;
     }
-    /* Per node: in-run predecessor count, successor count, chain id. */
-    int64_t *buf = malloc((size_t)n * 4 * sizeof *buf);
-    if (!buf) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    /* One scratch block of the ctx (no allocation after warm-up): per node
+     * in-run predecessor count, successor count, sole predecessor and chain
+     * id; then the tasks, the chain-ordered node list and the successor
+     * lists, sized by upper bounds (chains <= nodes, edges <= inputs). */
+    int64_t max_edges = 0;
+    for (int64_t i = 0; i < n; i++) max_edges += nodes[i]->n_in;
+    size_t bytes = (size_t)n * 4 * sizeof(int64_t) + (size_t)n * sizeof(gf__xtask) +
+                   (size_t)n * sizeof(gf__node *) + (size_t)(max_edges + 1) * sizeof(int64_t);
+    char *mem = gf__scratch(&ctx->exec_buf, &ctx->exec_cap, bytes);
+    if (!mem) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    int64_t *buf = (int64_t *)mem;
+    gf__xtask *tasks = (gf__xtask *)(mem + (size_t)n * 4 * sizeof(int64_t));
+    gf__node **order = (gf__node **)(tasks + n);
+    int64_t *succ = (int64_t *)(order + n);
     int64_t *npred = buf, *nsucc = buf + n, *one = buf + 2 * n, *chain = buf + 3 * n;
     memset(buf, 0, (size_t)n * 2 * sizeof *buf);
     for (int64_t i = 0; i < n; i++)
@@ -130,21 +141,10 @@ gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
     int64_t nchains = 0;
     for (int64_t i = 0; i < n; i++)
         chain[i] = (npred[i] == 1 && nsucc[one[i]] == 1) ? chain[one[i]] : nchains++;
-    if (nchains == 1) {
-        free(buf);
-        return gf__exec_serial(ctx, nodes, n, eng->num_threads);
-    }
+    if (nchains == 1) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
 
     /* Tasks: chain lengths -> ranges of `order`; successor lists (CSR). */
-    gf__xtask *tasks = calloc((size_t)nchains, sizeof *tasks);
-    gf__node **order = malloc((size_t)n * sizeof *order);
-    int64_t nedges = 0;
-    for (int64_t i = 0; i < n; i++) nedges += npred[i];
-    int64_t *succ = malloc((size_t)(nedges ? nedges : 1) * sizeof *succ);
-    if (!tasks || !order || !succ) {
-        free(tasks), free(order), free(succ), free(buf);
-        return gf__exec_serial(ctx, nodes, n, eng->num_threads);
-    }
+    memset(tasks, 0, (size_t)nchains * sizeof *tasks);
     for (int64_t i = 0; i < n; i++) tasks[chain[i]].count++;
     for (int64_t c = 0, at = 0; c < nchains; c++) {
         tasks[c].first = at;
@@ -190,7 +190,6 @@ gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
     for (int64_t k = 0; k < nready; k++) gf__pool_submit(pool, &tasks[npred[k]].base);
     gf__pool_wait(pool, &run.remaining);
 
-    free(tasks), free(order), free(succ), free(buf);
     int errs = atomic_load(&ctx->errors);
     return errs != run.errs0 ? (gf_ctx_status(ctx) ? gf_ctx_status(ctx) : GF_EINVAL) : GF_OK;
 }

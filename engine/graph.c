@@ -48,7 +48,8 @@ void gf__node_free(gf__node *n) {
     if (in != n->in_small) free(in);
     if (n->in_version != n->in_version_small) free(n->in_version);
     (void)n_in;
-    free(n);
+    n->pnext = ctx->free_nodes;
+    ctx->free_nodes = n;
 }
 
 gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts) {
@@ -83,7 +84,13 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
 
 static gf__node *gf__node_new(gf_ctx *ctx, gf__op op, int n_in, gf_tensor *const *in,
                               const gf__attrs *a) {
-    gf__node *n = calloc(1, sizeof *n);
+    gf__node *n = ctx->free_nodes;
+    if (n) {
+        ctx->free_nodes = n->pnext;
+        memset(n, 0, sizeof *n);
+    } else {
+        n = calloc(1, sizeof *n);
+    }
     if (!n) return NULL;
     n->op = (uint16_t)op;
     n->in = n->in_small;
@@ -94,7 +101,8 @@ static gf__node *gf__node_new(gf_ctx *ctx, gf__op op, int n_in, gf_tensor *const
         if (!n->in || !n->in_version) {
             if (n->in != n->in_small) free(n->in);
             if (n->in_version != n->in_version_small) free(n->in_version);
-            free(n);
+            n->pnext = ctx->free_nodes;
+            ctx->free_nodes = n;
             return NULL;
         }
     }
@@ -153,18 +161,21 @@ gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *sh
 
 /* ------------------------------------------------------------ realizing */
 
-/* Appends the pending ancestors of roots (roots included) to order[],
- * inputs before consumers. Iterative DFS with an explicit stack. Returns the
- * count, or -1 on OOM. *order is malloc'd. */
+/* Lists the pending ancestors of roots (roots included) in *order, inputs
+ * before consumers. Iterative DFS with an explicit stack (graphs can be
+ * 100,000 deep). The list lives in the ctx's topo scratch buffer and the
+ * stack in its exec buffer (free again before the executor runs). Returns
+ * the count, or -1 on OOM. */
 static int64_t gf__topo(gf_ctx *ctx, int nroots, gf__node *const *roots, gf__node ***order) {
-    int64_t cap = 64, n = 0, sp = 0, scap = 64;
-    gf__node **out = malloc((size_t)cap * sizeof *out);
-    struct frame { gf__node *node; int next; } *st = malloc((size_t)scap * sizeof *st);
-    if (!out || !st) {
-        free(out);
-        free(st);
-        return -1;
-    }
+    struct frame { gf__node *node; int next; };
+    int64_t n = 0, sp = 0;
+    int64_t cap = (int64_t)(ctx->topo_cap / sizeof(gf__node *));
+    int64_t scap = (int64_t)(ctx->exec_cap / sizeof(struct frame));
+    gf__node **out = gf__scratch(&ctx->topo_buf, &ctx->topo_cap, 64 * sizeof *out);
+    struct frame *st = gf__scratch(&ctx->exec_buf, &ctx->exec_cap, 64 * sizeof *st);
+    if (!out || !st) return -1;
+    cap = (int64_t)(ctx->topo_cap / sizeof *out);
+    scap = (int64_t)(ctx->exec_cap / sizeof *st);
     int64_t epoch = ++ctx->walk_epoch;
     for (int r = 0; r < nroots; r++) {
         gf__node *root = roots[r];
@@ -179,32 +190,25 @@ static int64_t gf__topo(gf_ctx *ctx, int nroots, gf__node *const *roots, gf__nod
                 if (c && c->state == GF__PENDING && c->mark != epoch) {
                     c->mark = epoch;
                     if (sp == scap) {
-                        scap *= 2;
-                        void *p = realloc(st, (size_t)scap * sizeof *st);
-                        if (!p) goto oom;
-                        st = p;
+                        st = gf__scratch(&ctx->exec_buf, &ctx->exec_cap, (size_t)(2 * scap) * sizeof *st);
+                        if (!st) return -1;
+                        scap = (int64_t)(ctx->exec_cap / sizeof *st);
                     }
                     st[sp++] = (struct frame){c, 0};
                 }
                 continue;
             }
             if (n == cap) {
-                cap *= 2;
-                void *p = realloc(out, (size_t)cap * sizeof *out);
-                if (!p) goto oom;
-                out = p;
+                out = gf__scratch(&ctx->topo_buf, &ctx->topo_cap, (size_t)(2 * cap) * sizeof *out);
+                if (!out) return -1;
+                cap = (int64_t)(ctx->topo_cap / sizeof *out);
             }
             out[n++] = f->node;
             sp--;
         }
     }
-    free(st);
     *order = out;
     return n;
-oom:
-    free(st);
-    free(out);
-    return -1;
 }
 
 /* After nodes ran: off the pending list; nodes autograd will not need are
@@ -230,7 +234,6 @@ static gf_status gf__realize_nodes(gf_ctx *ctx, int nroots, gf__node *const *roo
     int errs = atomic_load(&ctx->errors);
     gf_status s = n ? gf__exec_run(ctx, order, n) : GF_OK;
     gf__retire(ctx, order, n);
-    free(order);
     if (s == GF_OK && atomic_load(&ctx->errors) != errs) s = GF_EINVAL;
     return s;
 }

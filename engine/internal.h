@@ -151,8 +151,17 @@ struct gf_ctx {
     gf_tensor **scope_heads;      /* user handles of each open scope depth (0: none open) */
     int scope_cap;
     gf_tensor *dying;             /* tensors whose refcount reached 0, being freed */
+    /* Recycled objects and scratch arrays: after warm-up a training step
+     * allocates nothing from the system. */
+    gf_tensor *free_tensors;
+    gf__node *free_nodes;
+    void *topo_buf, *exec_buf;
+    size_t topo_cap, exec_cap;
     bool freeing;
 };
+
+/* A reusable scratch buffer of at least n bytes (grown with realloc). */
+void *gf__scratch(void **buf, size_t *cap, size_t n);
 
 /* --------------------------------------------------------------- errors */
 /* Records the first error on ctx (later ones are dropped) and returns s.

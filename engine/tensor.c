@@ -11,8 +11,11 @@
 /* --------------------------------------------------------------- storage */
 
 gf__storage *gf__storage_new(gf_engine *eng, size_t nbytes) {
-    gf__storage *s = calloc(1, sizeof *s);
+    /* Storage headers come from the engine's allocator (a cached size
+     * class), since a storage may be released by another ctx's thread. */
+    gf__storage *s = gf__alloc_get(eng->alloc, sizeof *s);
     if (!s) return NULL;
+    memset(s, 0, sizeof *s);
     atomic_init(&s->refcount, 1);
     atomic_init(&s->version, 0);
     s->nbytes = nbytes;
@@ -31,7 +34,7 @@ void gf__storage_retain(gf__storage *s) { atomic_fetch_add(&s->refcount, 1); }
 void gf__storage_release(gf__storage *s) {
     if (!s || atomic_fetch_sub(&s->refcount, 1) != 1) return;
     if (s->data && !s->external) gf__alloc_put(s->eng->alloc, s->data, s->nbytes ? s->nbytes : 1);
-    free(s);
+    gf__alloc_put(s->eng->alloc, s, sizeof *s);
 }
 
 /* ---------------------------------------------------------------- shapes */
@@ -134,7 +137,13 @@ static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int
                       (long long)shape[i], gf__shape_str((char[96]){0}, 96, ndim, shape));
             return NULL;
         }
-    gf_tensor *t = calloc(1, sizeof *t);
+    gf_tensor *t = ctx->free_tensors;
+    if (t) {
+        ctx->free_tensors = t->next;
+        memset(t, 0, sizeof *t);
+    } else {
+        t = calloc(1, sizeof *t);
+    }
     if (!t) {
         gf__error(ctx, GF_ENOMEM, "gradflow: out of memory allocating a tensor");
         return NULL;
@@ -196,7 +205,8 @@ static void gf__destroy(gf_tensor *t) {
     if (t->grad) gf__unref(t->grad);
     if (t->contig) gf__unref(t->contig);
     if (t->bw_grad) gf__unref(t->bw_grad);
-    free(t);
+    t->next = ctx->free_tensors;
+    ctx->free_tensors = t;
 }
 
 void gf__unref(gf_tensor *t) {
@@ -280,6 +290,13 @@ gf_tensor *gf_keep(gf_tensor *t) {
         gf__hunlink(t);
         gf__hlink(t, outer);
     }
+    return t;
+}
+
+gf_tensor *gf_persist(gf_tensor *t) {
+    if (!t || !t->user || t->scope == 0) return t;
+    gf__hunlink(t);
+    gf__hlink(t, 0);
     return t;
 }
 
@@ -533,4 +550,15 @@ double gf_item(gf_tensor *t) {
     }
     if (gf_realize(t) != GF_OK) return NAN;
     return gf__get(t, 0);
+}
+
+void *gf__scratch(void **buf, size_t *cap, size_t n) {
+    if (n <= *cap) return *buf;
+    size_t c = *cap ? *cap : 4096;
+    while (c < n) c *= 2;
+    void *p = realloc(*buf, c);
+    if (!p) return NULL;
+    *buf = p;
+    *cap = c;
+    return p;
 }
