@@ -86,6 +86,15 @@ const char *gf_ctx_error(const gf_ctx *ctx);
 /* Status code of the first error since the last clear (GF_OK if none). */
 gf_status gf_ctx_status(const gf_ctx *ctx);
 void gf_ctx_clear_error(gf_ctx *ctx);
+/* Records an error on ctx exactly as the library's own calls do (the first
+ * error since the last clear wins; later ones are dropped) and returns s.
+ * For code layered on gradflow (nn/, user modules, data loaders) that must
+ * report failures through the ctx. fmt is printf-style. */
+gf_status gf_ctx_set_error(gf_ctx *ctx, gf_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 void gf_ctx_set_eager(gf_ctx *ctx, bool eager);
 /* Number of tensor objects the ctx holds (handles and internal
  * intermediates): a training loop with scopes keeps it flat. */
@@ -99,6 +108,10 @@ void gf_manual_seed(gf_ctx *ctx, uint64_t seed);
 void gf_scope_begin(gf_ctx *ctx);  /* nested scopes allowed */
 void gf_scope_end(gf_ctx *ctx);    /* releases tensors created inside */
 gf_tensor *gf_keep(gf_tensor *t);  /* survive the innermost scope's end; returns t */
+/* Moves the handle out of every open scope: it lives until gf_release or
+ * gf_ctx_destroy, as if created outside any scope (parameters and optimizer
+ * state made inside a training loop's scope). Returns t. */
+gf_tensor *gf_persist(gf_tensor *t);
 void gf_release(gf_tensor *t);     /* the handle is invalid afterwards */
 
 void gf_no_grad_begin(gf_ctx *ctx); /* nested */

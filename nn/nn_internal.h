@@ -1,0 +1,43 @@
+/*
+ * nn_internal.h - what the files of nn/ share and users do not see: the
+ * optimizer's layout (the checkpoint writer saves its state) and the CRC-32
+ * the checkpoint format uses. Built on include/gradflow.h only.
+ */
+#ifndef GF_NN_INTERNAL_H
+#define GF_NN_INTERNAL_H
+
+#include "../include/gradflow/nn.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { GF__OPT_SGD = 1, GF__OPT_ADAM = 2 } gf__opt_kind;
+
+/* An optimizer over n parameters it does not own. Per parameter it keeps up
+ * to two state tensors (SGD: the momentum buffer in s1; Adam: exp_avg in s1
+ * and exp_avg_sq in s2), created outside any scope in the parameter's ctx at
+ * the parameter's first step, and (Adam) that parameter's own step count,
+ * which, as in PyTorch, does not advance while its .grad is NULL. */
+struct gf_optimizer {
+    gf__opt_kind kind;
+    int n;
+    gf_tensor **params;
+    gf_tensor **s1, **s2;
+    int64_t *pstep;
+    int64_t steps; /* gf_optimizer_step calls that succeeded */
+    gf_sgd_opts sgd;
+    gf_adam_opts adam;
+};
+
+/* Number of state tensors a parameter of kind k has once it has stepped. */
+int gf__opt_state_count(gf__opt_kind k, const gf_optimizer *opt);
+
+/* The ctx a module was created in (errors of a module without parameters
+ * go there). */
+gf_ctx *gf__module_ctx(const gf_module *m);
+
+/* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's crc32):
+ * crc = gf__crc32(0, p, n) starts; feeding the previous value continues. */
+uint32_t gf__crc32(uint32_t crc, const void *p, size_t n);
+
+#endif /* GF_NN_INTERNAL_H */

@@ -1,0 +1,288 @@
+/*
+ * optim.c - SGD (momentum, dampening, Nesterov, L2 weight decay), Adam and
+ * AdamW, with the update rules of torch.optim (1.13, single-tensor path),
+ * and the step and cosine learning-rate schedules.
+ *
+ * Each parameter's update runs under no_grad in a scope of its own, as a
+ * short sequence of in-place ops (gf_mul_scalar_, gf_axpy_, gf_copy_) plus
+ * a few out-of-place temporaries (g*g, the Adam denominator) released at the
+ * scope's end. A fused single-pass kernel per optimizer (gf_sgd_step_,
+ * gf_adam_step_ in ops/) would read each tensor once instead; the public API
+ * has none yet, and the results here are the reference it must match.
+ */
+#include "nn_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gf__opt_state_count(gf__opt_kind k, const gf_optimizer *opt) {
+    if (k == GF__OPT_ADAM) return 2;
+    return opt && opt->sgd.momentum != 0 ? 1 : 0;
+}
+
+/* The ctx to report to: the first parameter's. */
+static gf_ctx *gf__params_ctx(int n, gf_tensor *const *params) {
+    for (int i = 0; params && i < n; i++)
+        if (params[i]) return gf_ctx_of(params[i]);
+    return NULL;
+}
+
+static gf_optimizer *gf__opt_new(const char *fn, gf__opt_kind kind, int n,
+                                 gf_tensor *const *params) {
+    gf_ctx *ctx = gf__params_ctx(n, params);
+    if (n <= 0 || !params || !ctx) {
+        if (ctx) gf_ctx_set_error(ctx, GF_EINVAL, "%s: %d parameters (expected >= 1)", fn, n);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!params[i]) {
+            gf_ctx_set_error(ctx, GF_EINVAL, "%s: parameter %d is NULL", fn, i);
+            return NULL;
+        }
+        gf_dtype dt = gf_dtype_of(params[i]);
+        if (dt != GF_F32 && dt != GF_F64) {
+            gf_ctx_set_error(ctx, GF_EINVAL, "%s: parameter %d is %s (expected f32 or f64)", fn,
+                             i, gf_dtype_name(dt));
+            return NULL;
+        }
+        if (!gf_is_leaf(params[i])) {
+            gf_ctx_set_error(ctx, GF_EINVAL, "%s: parameter %d is not a leaf tensor", fn, i);
+            return NULL;
+        }
+    }
+    gf_optimizer *o = calloc(1, sizeof *o);
+    if (o) {
+        o->params = calloc((size_t)n, sizeof *o->params);
+        o->s1 = calloc((size_t)n, sizeof *o->s1);
+        o->s2 = calloc((size_t)n, sizeof *o->s2);
+        o->pstep = calloc((size_t)n, sizeof *o->pstep);
+    }
+    if (!o || !o->params || !o->s1 || !o->s2 || !o->pstep) {
+        if (o) free(o->params), free(o->s1), free(o->s2), free(o->pstep);
+        free(o);
+        gf_ctx_set_error(ctx, GF_ENOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    o->kind = kind;
+    o->n = n;
+    memcpy(o->params, params, (size_t)n * sizeof *params);
+    return o;
+}
+
+gf_optimizer *gf_sgd(int n, gf_tensor *const *params, const gf_sgd_opts *opts) {
+    gf_ctx *ctx = gf__params_ctx(n, params);
+    if (!opts) {
+        if (ctx) gf_ctx_set_error(ctx, GF_EINVAL, "gf_sgd: options are NULL (lr is required)");
+        return NULL;
+    }
+    const gf_sgd_opts o = *opts;
+    const char *bad = NULL;
+    if (!(o.lr >= 0)) bad = "lr must be >= 0";
+    else if (!(o.momentum >= 0)) bad = "momentum must be >= 0";
+    else if (!(o.weight_decay >= 0)) bad = "weight_decay must be >= 0";
+    else if (!isfinite(o.dampening)) bad = "dampening must be finite";
+    else if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+        bad = "Nesterov momentum requires a momentum and zero dampening";
+    if (bad) {
+        if (ctx)
+            gf_ctx_set_error(ctx, GF_EINVAL,
+                             "gf_sgd: %s (lr %g, momentum %g, dampening %g, weight_decay %g)", bad,
+                             o.lr, o.momentum, o.dampening, o.weight_decay);
+        return NULL;
+    }
+    gf_optimizer *opt = gf__opt_new("gf_sgd", GF__OPT_SGD, n, params);
+    if (opt) opt->sgd = o;
+    return opt;
+}
+
+gf_optimizer *gf_adam(int n, gf_tensor *const *params, const gf_adam_opts *opts) {
+    gf_ctx *ctx = gf__params_ctx(n, params);
+    gf_adam_opts o = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    if (opts) o = *opts;
+    const char *bad = NULL;
+    if (!(o.lr >= 0)) bad = "lr must be >= 0";
+    else if (!(o.beta1 >= 0 && o.beta1 < 1)) bad = "beta1 must be in [0, 1)";
+    else if (!(o.beta2 >= 0 && o.beta2 < 1)) bad = "beta2 must be in [0, 1)";
+    else if (!(o.eps >= 0)) bad = "eps must be >= 0";
+    else if (!(o.weight_decay >= 0)) bad = "weight_decay must be >= 0";
+    if (bad) {
+        if (ctx)
+            gf_ctx_set_error(ctx, GF_EINVAL,
+                             "%s: %s (lr %g, betas (%g, %g), eps %g, weight_decay %g)",
+                             o.decoupled ? "gf_adamw" : "gf_adam", bad, o.lr, o.beta1, o.beta2,
+                             o.eps, o.weight_decay);
+        return NULL;
+    }
+    gf_optimizer *opt = gf__opt_new("gf_adam", GF__OPT_ADAM, n, params);
+    if (opt) opt->adam = o;
+    return opt;
+}
+
+/* The module's parameters, in gf_module_parameter order. */
+static gf_tensor **gf__module_params(gf_module *m, int *n) {
+    *n = gf_module_num_parameters(m);
+    if (*n <= 0) return NULL;
+    gf_tensor **p = malloc((size_t)*n * sizeof *p);
+    for (int i = 0; p && i < *n; i++) p[i] = gf_module_parameter(m, i);
+    return p;
+}
+
+gf_optimizer *gf_module_sgd(gf_module *m, const gf_sgd_opts *o) {
+    int n;
+    gf_tensor **p = gf__module_params(m, &n);
+    gf_optimizer *opt = gf_sgd(n, p, o);
+    free(p);
+    return opt;
+}
+
+gf_optimizer *gf_module_adam(gf_module *m, const gf_adam_opts *o) {
+    int n;
+    gf_tensor **p = gf__module_params(m, &n);
+    gf_optimizer *opt = gf_adam(n, p, o);
+    free(p);
+    return opt;
+}
+
+/* A zero tensor shaped like p, outside every scope (optimizer state). */
+static gf_tensor *gf__state_like(gf_tensor *p) {
+    return gf_persist(gf_zeros(gf_ctx_of(p), gf_dtype_of(p), gf_ndim(p), gf_shape(p)));
+}
+
+/* torch.optim.SGD for one parameter with gradient g:
+ *   d = g + wd*p                        (if weight_decay)
+ *   buf = d                              (first step, if momentum)
+ *   buf = momentum*buf + (1-dampening)*d (later steps)
+ *   d = d + momentum*buf (Nesterov) or d = buf
+ *   p -= lr*d
+ * Runs inside the caller's scope and no_grad. */
+static gf_status gf__sgd_param(gf_optimizer *opt, int i, gf_tensor *p, gf_tensor *g) {
+    const gf_sgd_opts *o = &opt->sgd;
+    gf_status s = GF_OK;
+    gf_tensor *d = g;
+    if (o->weight_decay != 0) d = gf_add(g, gf_mul_scalar(p, o->weight_decay));
+    if (o->momentum != 0) {
+        gf_tensor *buf = opt->s1[i];
+        if (!buf) {
+            buf = gf__state_like(p);
+            if (!buf) return gf_ctx_status(gf_ctx_of(p));
+            s = gf_copy_(buf, d);
+            if (s != GF_OK) {
+                gf_release(buf);
+                return s;
+            }
+            opt->s1[i] = buf;
+        } else {
+            s = gf_mul_scalar_(buf, o->momentum);
+            if (s == GF_OK) s = gf_axpy_(buf, 1 - o->dampening, d);
+        }
+        d = o->nesterov ? gf_add(d, gf_mul_scalar(buf, o->momentum)) : buf;
+    }
+    if (s == GF_OK) s = d ? gf_axpy_(p, -o->lr, d) : gf_ctx_status(gf_ctx_of(p));
+    return s;
+}
+
+/* torch.optim.Adam / AdamW for one parameter with gradient g at its step t:
+ *   p *= 1 - lr*wd                      (AdamW)   or   g = g + wd*p (Adam)
+ *   m = beta1*m + (1-beta1)*g
+ *   v = beta2*v + (1-beta2)*g*g
+ *   p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps)
+ * Runs inside the caller's scope and no_grad. */
+static gf_status gf__adam_param(gf_optimizer *opt, int i, gf_tensor *p, gf_tensor *g) {
+    const gf_adam_opts *o = &opt->adam;
+    if (!opt->s1[i]) {
+        gf_tensor *m = gf__state_like(p), *v = gf__state_like(p);
+        if (!m || !v) {
+            gf_release(m);
+            gf_release(v);
+            return gf_ctx_status(gf_ctx_of(p));
+        }
+        opt->s1[i] = m;
+        opt->s2[i] = v;
+    }
+    gf_tensor *m = opt->s1[i], *v = opt->s2[i];
+    int64_t t = opt->pstep[i] + 1;
+    gf_status s = GF_OK;
+    if (o->weight_decay != 0) {
+        if (o->decoupled) s = gf_mul_scalar_(p, 1 - o->lr * o->weight_decay);
+        else g = gf_add(g, gf_mul_scalar(p, o->weight_decay));
+    }
+    if (s == GF_OK) s = gf_mul_scalar_(m, o->beta1);
+    if (s == GF_OK) s = gf_axpy_(m, 1 - o->beta1, g);
+    if (s == GF_OK) s = gf_mul_scalar_(v, o->beta2);
+    if (s == GF_OK) s = gf_axpy_(v, 1 - o->beta2, gf_mul(g, g));
+    if (s != GF_OK) return s;
+    double bc1 = 1 - pow(o->beta1, (double)t), bc2 = 1 - pow(o->beta2, (double)t);
+    gf_tensor *denom = gf_add_scalar(gf_mul_scalar(gf_sqrt(v), 1 / sqrt(bc2)), o->eps);
+    s = gf_axpy_(p, -o->lr / bc1, gf_div(m, denom));
+    if (s == GF_OK) opt->pstep[i] = t;
+    return s;
+}
+
+gf_status gf_optimizer_step(gf_optimizer *opt) {
+    if (!opt) return GF_EINVAL;
+    gf_status first = GF_OK;
+    for (int i = 0; i < opt->n; i++) {
+        gf_tensor *p = opt->params[i];
+        gf_tensor *g = gf_grad(p);
+        if (!g) continue; /* as PyTorch: no gradient, no update, no state */
+        gf_ctx *ctx = gf_ctx_of(p);
+        gf_no_grad_begin(ctx);
+        gf_scope_begin(ctx);
+        gf_status s = opt->kind == GF__OPT_SGD ? gf__sgd_param(opt, i, p, g)
+                                               : gf__adam_param(opt, i, p, g);
+        gf_scope_end(ctx);
+        gf_no_grad_end(ctx);
+        if (s != GF_OK && first == GF_OK) first = s;
+    }
+    if (first == GF_OK) opt->steps++;
+    return first;
+}
+
+void gf_optimizer_zero_grad(gf_optimizer *opt) {
+    for (int i = 0; opt && i < opt->n; i++) gf_zero_grad(opt->params[i]);
+}
+
+double gf_optimizer_lr(const gf_optimizer *opt) {
+    if (!opt) return NAN;
+    return opt->kind == GF__OPT_SGD ? opt->sgd.lr : opt->adam.lr;
+}
+
+void gf_optimizer_set_lr(gf_optimizer *opt, double lr) {
+    if (!opt) return;
+    if (!(lr >= 0)) {
+        gf_ctx_set_error(gf_ctx_of(opt->params[0]), GF_EINVAL,
+                         "gf_optimizer_set_lr: lr %g (expected >= 0)", lr);
+        return;
+    }
+    if (opt->kind == GF__OPT_SGD) opt->sgd.lr = lr;
+    else opt->adam.lr = lr;
+}
+
+int64_t gf_optimizer_steps(const gf_optimizer *opt) { return opt ? opt->steps : 0; }
+
+void gf_optimizer_free(gf_optimizer *opt) {
+    if (!opt) return;
+    for (int i = 0; i < opt->n; i++) {
+        gf_release(opt->s1[i]);
+        gf_release(opt->s2[i]);
+    }
+    free(opt->params);
+    free(opt->s1);
+    free(opt->s2);
+    free(opt->pstep);
+    free(opt);
+}
+
+/* torch.optim.lr_scheduler.StepLR: base_lr * gamma^floor(t / step_size). */
+double gf_lr_step(double base_lr, int64_t t, int64_t step_size, double gamma) {
+    if (step_size <= 0 || t < 0) return NAN;
+    return base_lr * pow(gamma, (double)(t / step_size));
+}
+
+/* CosineAnnealingLR's closed form:
+ * eta_min + (base_lr - eta_min) * (1 + cos(pi * t / t_max)) / 2. */
+double gf_lr_cosine(double base_lr, int64_t t, int64_t t_max, double eta_min) {
+    if (t_max <= 0 || t < 0) return NAN;
+    return eta_min + (base_lr - eta_min) * (1 + cos(M_PI * (double)t / (double)t_max)) / 2;
+}
