@@ -137,18 +137,27 @@ gf_tensor *gf_share(gf_ctx *ctx, gf_tensor *leaf) {
 
 /* --------------------------------------------------------------- backward */
 
+/* A growable array of tensors living in one of the ctx's backward scratch
+ * buffers (reused from step to step). */
 typedef struct {
     gf_tensor **v;
     int64_t n, cap;
+    void **buf;
+    size_t *bcap;
 } gf__tvec;
+
+static gf__tvec gf__tvec_of(gf_ctx *ctx, int slot) {
+    return (gf__tvec){.v = ctx->bw_buf[slot], .cap = (int64_t)(ctx->bw_cap[slot] / sizeof(gf_tensor *)),
+                      .buf = &ctx->bw_buf[slot], .bcap = &ctx->bw_cap[slot]};
+}
 
 static bool gf__tvec_push(gf__tvec *v, gf_tensor *t) {
     if (v->n == v->cap) {
         int64_t cap = v->cap ? v->cap * 2 : 64;
-        void *p = realloc(v->v, (size_t)cap * sizeof *v->v);
+        void *p = gf__scratch(v->buf, v->bcap, (size_t)cap * sizeof *v->v);
         if (!p) return false;
         v->v = p;
-        v->cap = cap;
+        v->cap = (int64_t)(*v->bcap / sizeof *v->v);
     }
     v->v[v->n++] = t;
     return true;
@@ -166,7 +175,8 @@ static gf_status gf__collect(gf_ctx *ctx, gf_tensor *out, gf__tvec *nodes, gf__t
     do {                                                                             \
         if (sp == cap) {                                                             \
             cap = cap ? cap * 2 : 64;                                                \
-            void *p_ = realloc(st, (size_t)cap * sizeof *st);                        \
+            void *p_ = gf__scratch(&ctx->bw_buf[2], &ctx->bw_cap[2],                 \
+                                   (size_t)cap * sizeof *st);                        \
             if (!p_) { s = GF_ENOMEM; goto done; }                                   \
             st = p_;                                                                 \
         }                                                                            \
@@ -217,7 +227,6 @@ static gf_status gf__collect(gf_ctx *ctx, gf_tensor *out, gf__tvec *nodes, gf__t
     }
 done:
 #undef GF__PUSH
-    free(st);
     if (s == GF_ENOMEM) gf__error(ctx, s, "gf_backward: out of memory walking the graph");
     return s;
 }
@@ -356,7 +365,7 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
                              GF__SHAPE(inputs[i]));
     }
 
-    gf__tvec nodes = {0}, leaves = {0};
+    gf__tvec nodes = gf__tvec_of(ctx, 0), leaves = gf__tvec_of(ctx, 1);
     int64_t epoch = ++ctx->walk_epoch;
     gf_status s = gf__collect(ctx, out, &nodes, &leaves, epoch);
     if (!o.create_graph) gf_no_grad_begin(ctx);
@@ -386,7 +395,7 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
     /* Realize every gradient (and the output, so the forward graph is
      * complete before it may be freed) in one batch. */
     if (s == GF_OK) {
-        gf__tvec want = {0};
+        gf__tvec want = gf__tvec_of(ctx, 3);
         bool ok = gf__tvec_push(&want, out);
         if (n_inputs)
             for (int k = 0; ok && k < n_inputs; k++) {
@@ -397,7 +406,6 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
                 if (leaves.v[k]->bw_grad) ok = gf__tvec_push(&want, leaves.v[k]->bw_grad);
         s = ok ? gf__realize_many(ctx, (int)want.n, want.v)
                : gf__error(ctx, GF_ENOMEM, "%s: out of memory", op);
-        free(want.v);
     }
     if (s == GF_OK && !n_inputs) {
         bool ng = !o.create_graph;
@@ -435,8 +443,6 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
             n->n_in = 0;
         }
     }
-    free(nodes.v);
-    free(leaves.v);
     return s;
 }
 

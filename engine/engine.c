@@ -144,6 +144,8 @@ void gf_ctx_destroy(gf_ctx *ctx) {
     }
     free(ctx->topo_buf);
     free(ctx->exec_buf);
+    free(ctx->roots_buf);
+    for (int i = 0; i < 4; i++) free(ctx->bw_buf[i]);
     pthread_mutex_destroy(&ctx->err_mu);
     free(ctx);
 }

@@ -240,13 +240,14 @@ static gf_status gf__realize_nodes(gf_ctx *ctx, int nroots, gf__node *const *roo
 
 gf_status gf__realize_many(gf_ctx *ctx, int n, gf_tensor *const *ts) {
     gf__node *small[8];
-    gf__node **roots = n <= 8 ? small : malloc((size_t)n * sizeof *roots);
+    gf__node **roots =
+        n <= 8 ? small : gf__scratch(&ctx->roots_buf, &ctx->roots_cap, (size_t)n * sizeof *roots);
     if (!roots) return gf__error(ctx, GF_ENOMEM, "gf_realize: out of memory");
     int k = 0;
     for (int i = 0; i < n; i++)
         if (ts[i] && ts[i]->node && ts[i]->node->state == GF__PENDING) roots[k++] = ts[i]->node;
     gf_status s = k ? gf__realize_nodes(ctx, k, roots) : GF_OK;
-    if (roots != small) free(roots);
+
     /* A tensor that was already computed is fine, unless an earlier failure
      * left it without data. */
     for (int i = 0; s == GF_OK && i < n; i++)
@@ -270,13 +271,11 @@ gf_status gf_realize_all(gf_ctx *ctx) {
     int64_t k = 0;
     for (gf__node *n = ctx->pending; n; n = n->pnext) k++;
     if (!k) return GF_OK;
-    gf__node **roots = malloc((size_t)k * sizeof *roots);
+    gf__node **roots = gf__scratch(&ctx->roots_buf, &ctx->roots_cap, (size_t)k * sizeof *roots);
     if (!roots) return gf__error(ctx, GF_ENOMEM, "gf_realize_all: out of memory");
     k = 0;
     for (gf__node *n = ctx->pending; n; n = n->pnext) roots[k++] = n;
-    gf_status s = gf__realize_nodes(ctx, (int)k, roots);
-    free(roots);
-    return s;
+    return gf__realize_nodes(ctx, (int)k, roots);
 }
 
 /* ------------------------------------------------------------- in-place */
@@ -307,7 +306,8 @@ gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const 
     int64_t k = 0;
     for (gf__node *n = ctx->pending; n; n = n->pnext)
         if (gf__touches(n, dst->storage)) k++;
-    gf__node **roots = malloc((size_t)(k + n_in + 1) * sizeof *roots);
+    gf__node **roots =
+        gf__scratch(&ctx->roots_buf, &ctx->roots_cap, (size_t)(k + n_in + 1) * sizeof *roots);
     if (!roots) return gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory", name);
     k = 0;
     for (gf__node *n = ctx->pending; n; n = n->pnext)
@@ -315,7 +315,6 @@ gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const 
     for (int i = 0; i < n_in; i++)
         if (in[i]->node && in[i]->node->state == GF__PENDING) roots[k++] = in[i]->node;
     gf_status s = k ? gf__realize_nodes(ctx, (int)k, roots) : GF_OK;
-    free(roots);
     if (s != GF_OK) return s;
     if (gf__storage_materialize(dst->storage) != GF_OK)
         return gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory", name);

@@ -155,8 +155,10 @@ struct gf_ctx {
      * allocates nothing from the system. */
     gf_tensor *free_tensors;
     gf__node *free_nodes;
-    void *topo_buf, *exec_buf;
-    size_t topo_cap, exec_cap;
+    void *topo_buf, *exec_buf, *roots_buf;
+    size_t topo_cap, exec_cap, roots_cap;
+    void *bw_buf[4];              /* backward: nodes, leaves, walk stack, wanted grads */
+    size_t bw_cap[4];
     bool freeing;
 };
 

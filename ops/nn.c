@@ -159,7 +159,7 @@ GF__SOFTMAX_ROWS(double, exp, log)
         bool oom = false;                                                                  \
         _Pragma("omp parallel num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")       \
         {                                                                                  \
-            T *buf = direct ? NULL : malloc((size_t)C * sizeof(T));                        \
+            T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
             if (!direct && !buf) {                                                         \
                 _Pragma("omp atomic write") oom = true;                                    \
             }                                                                              \
@@ -175,7 +175,6 @@ GF__SOFTMAX_ROWS(double, exp, log)
                     for (int64_t k = 0; k < C; k++) y[k * inner] = buf[k];                 \
                 }                                                                          \
             }                                                                              \
-            free(buf);                                                                     \
         }                                                                                  \
         if (oom)                                                                           \
             gf__kernel_error(n, GF_ENOMEM, "gf_%s: out of memory for a row buffer of %lld", \
@@ -261,7 +260,7 @@ gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tens
         }                                                                                  \
         int64_t inner = flat ? GF__NN_BLOCK : (nd ? S[nd - 1] : 1);                        \
         int64_t nblk = flat ? (total + inner - 1) / inner : total / inner;                 \
-        double *part = malloc((size_t)nblk * sizeof *part);                                \
+        double *part = gf__kscratch(2, (size_t)nblk * sizeof *part);                                \
         if (!part) {                                                                       \
             gf__kernel_error(n, GF_ENOMEM, "gf_mse_loss: out of memory for %lld partial " \
                              "sums", (long long)nblk);                                     \
@@ -294,7 +293,6 @@ gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tens
         }                                                                                  \
         double s = 0;                                                                      \
         for (int64_t b = 0; b < nblk; b++) s += part[b];                                   \
-        free(part);                                                                        \
         out[0] = (T)(s / (double)total);                                                   \
     }
 
@@ -367,7 +365,7 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
         }                                                                                  \
         const T *px = gf__ptr(X);                                                          \
         bool direct = g.stride == 1 || C == 1;                                             \
-        double *loss = malloc((size_t)N * sizeof *loss);                                   \
+        double *loss = gf__kscratch(2, (size_t)N * sizeof *loss);                                   \
         if (!loss) {                                                                       \
             gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for %lld "    \
                              "row losses", (long long)N);                                  \
@@ -376,7 +374,7 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
         bool oom = false;                                                                  \
         _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")          \
         {                                                                                  \
-            T *buf = direct ? NULL : malloc((size_t)C * sizeof(T));                        \
+            T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
             if (!direct && !buf) {                                                         \
                 _Pragma("omp atomic write") oom = true;                                    \
             }                                                                              \
@@ -391,17 +389,14 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
                     loss[r] = gf__ce_row_##T(buf, C, l);                                   \
                 }                                                                          \
             }                                                                              \
-            free(buf);                                                                     \
         }                                                                                  \
         if (oom) {                                                                         \
-            free(loss);                                                                    \
             gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a row "   \
                              "buffer of %lld", (long long)C);                              \
             return;                                                                        \
         }                                                                                  \
         double s = 0;                                                                      \
         for (int64_t r = 0; r < N; r++) s += loss[r];                                      \
-        free(loss);                                                                        \
         out[0] = (T)(s / (double)N);                                                       \
     }
 

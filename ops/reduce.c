@@ -178,7 +178,7 @@ static inline bool gf__split(const gf__rgeom *g) {
         }                                                                                   \
         const T *x = gf__ptr(X);                                                            \
         A *sc = gf__split(&g)                                                               \
-                    ? malloc((size_t)(g.nunits * g.nblk * g.width) * sizeof *sc)            \
+                    ? gf__kscratch(2, (size_t)(g.nunits * g.nblk * g.width) * sizeof *sc)            \
                     : NULL;                                                                 \
         if (sc) { /* partials of every (unit, block) in parallel, then in order */          \
             int64_t nt = g.nunits * g.nblk;                                                 \
@@ -195,7 +195,6 @@ static inline bool gf__split(const gf__rgeom *g) {
                 }                                                                           \
                 NAME##_fin(&g, o, w, tot, out, mean);                                       \
             }                                                                               \
-            free(sc);                                                                       \
             return;                                                                         \
         }                                                                                   \
         bool par = g.nout * g.n > GF__PAR;                                                  \
@@ -318,8 +317,8 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
         }                                                                                   \
         const T *x = gf__ptr(X);                                                            \
         size_t per = (size_t)(g.nunits * g.nblk * g.width);                                 \
-        T *sv = gf__split(&g) ? malloc(per * sizeof *sv) : NULL;                            \
-        int64_t *si = sv ? malloc(per * sizeof *si) : NULL;                                 \
+        T *sv = gf__split(&g) ? gf__kscratch(2, per * sizeof *sv) : NULL;                            \
+        int64_t *si = sv ? gf__kscratch(3, per * sizeof *si) : NULL;                                 \
         if (si) { /* per-block bests in parallel, then in block order */                    \
             int64_t nt = g.nunits * g.nblk;                                                 \
             _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads)")          \
@@ -337,11 +336,8 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
                 }                                                                           \
                 NAME##_fin(&g, o, w, bv, bi, vout, iout, mask, minner);                     \
             }                                                                               \
-            free(sv);                                                                       \
-            free(si);                                                                       \
             return;                                                                         \
         }                                                                                   \
-        free(sv);                                                                           \
         bool par = g.nout * g.n > GF__PAR;                                                  \
         _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)")    \
         for (int64_t u = 0; u < g.nunits; u++) {                                            \

@@ -247,9 +247,10 @@ static void GF_FN(loops)(const GF_FN(job) *x) {
     }
 }
 
-static void *GF_FN(alloc)(int64_t elems) {
-    size_t bytes = ((size_t)elems * sizeof(GF_T) + 63) & ~(size_t)63;
-    return aligned_alloc(64, bytes);
+/* Packing buffers are the calling thread's scratch slots (reused across
+ * calls: no allocation per GEMM once warm). */
+static void *GF_FN(alloc)(int slot, int64_t elems) {
+    return gf__kscratch(slot, (size_t)elems * sizeof(GF_T));
 }
 
 /* The blocked path: plans the thread split and buffers, then runs the loops.
@@ -274,12 +275,10 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
     const int64_t kc_max = GF_FN(min)(bk->kc, k);
     const int64_t nc_max = GF_FN(min)(bk->nc, (n + nr - 1) / nr * nr);
     x.ap_size = (mc * kc_max + 15) & ~(int64_t)15; /* keeps each thread's block aligned */
-    x.bp = GF_FN(alloc)(kc_max * nc_max);
-    x.ap = GF_FN(alloc)(x.ap_size * nt);
+    x.bp = GF_FN(alloc)(0, kc_max * nc_max);
+    x.ap = GF_FN(alloc)(1, x.ap_size * nt);
     if (!x.bp || !x.ap) {
         /* Out of memory: still give the right answer, the slow way. */
-        free(x.bp);
-        free(x.ap);
         GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
         return;
     }
@@ -287,8 +286,6 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
      * barriers and worksharing must never bind to a caller's team. */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     GF_FN(loops)(&x);
-    free(x.bp);
-    free(x.ap);
 }
 
 /* gf__sgemm / gf__dgemm's contract (kernels.h), with the variant's kernels.

@@ -6,6 +6,7 @@
 #ifndef GF_KERNELS_H
 #define GF_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* GEMM: C(i,j) = beta*C(i,j) + sum_p A(i,p) * B(p,j) for i<m, j<n, p<k, where
@@ -32,5 +33,11 @@ const char *gf__gemm_isa(void);
  * returns to the choice made at start-up (GF_ISA or the best). Not meant to be
  * called while GEMMs run on other threads. */
 void gf__gemm_force_isa(const char *name);
+
+/* Per-thread scratch buffer `slot` (0 .. GF__KSCRATCH_SLOTS-1) of at least
+ * `bytes`, 64-byte aligned, valid until this thread asks for the same slot
+ * again. NULL on OOM. Slots 0-1 belong to GEMM, 2-3 to the other kernels. */
+#define GF__KSCRATCH_SLOTS 4
+void *gf__kscratch(int slot, size_t bytes);
 
 #endif /* GF_KERNELS_H */
