@@ -28,6 +28,7 @@ typedef struct {
 
 struct gf__pool {
     int nworkers, nthreads;
+    int nstarted; /* worker threads running (joined by destroy); creator only */
     gf__worker *w;
     /* The injection queue: a growable ring under a mutex. Only tasks from
      * threads that are not workers of this pool pass through it. */
@@ -174,13 +175,16 @@ static void *gf__worker_main(void *arg) {
     /* Worker i takes core i+1: core 0 is left to the thread that submits. */
     gf__pin(p, me->id + 1);
     while (!atomic_load_explicit(&p->stop, memory_order_acquire)) {
+        /* The epoch is read before looking for work: a task submitted after
+         * the search failed then always changes it, so this worker cannot go
+         * to sleep on a wake-up it missed (reading it after the search could). */
+        uint64_t e = atomic_load(&p->epoch);
         gf__task *t = gf__find(p, me, &me->rng);
         if (t) {
             gf__run(p, t);
             continue;
         }
         /* Spin a little (work usually arrives in bursts), then sleep. */
-        uint64_t e = atomic_load(&p->epoch);
         bool found = false;
         for (int i = 0; i < GF__SPINS && !found; i++) {
             gf__cpu_relax();
@@ -248,18 +252,26 @@ gf__pool *gf__pool_create(int nworkers, int nthreads, bool pin) {
         gf__pool_destroy(p);
         return NULL;
     }
+    /* Every worker and deque is set up, and nworkers written, before the
+     * first thread starts: workers read nworkers and steal from every deque
+     * from their first loop on (writing them later was a data race). */
     for (int i = 0; i < nworkers; i++) {
         gf__worker *w = &p->w[i];
         w->pool = p;
         w->id = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
-        if (gf__deque_init(&w->q, 256) != 0 ||
-            pthread_create(&w->thread, NULL, gf__worker_main, w) != 0) {
-            gf__deque_destroy(&w->q);
+        p->nworkers = i + 1; /* deques to free, the failed one included */
+        if (gf__deque_init(&w->q, 256) != 0) {
             gf__pool_destroy(p);
             return NULL;
         }
-        p->nworkers = i + 1;
+    }
+    for (int i = 0; i < nworkers; i++) {
+        if (pthread_create(&p->w[i].thread, NULL, gf__worker_main, &p->w[i]) != 0) {
+            gf__pool_destroy(p);
+            return NULL;
+        }
+        p->nstarted = i + 1;
     }
     return p;
 }
@@ -270,7 +282,7 @@ void gf__pool_destroy(gf__pool *p) {
     atomic_store(&p->stop, true);
     pthread_cond_broadcast(&p->sleep_cv);
     pthread_mutex_unlock(&p->sleep_mu);
-    for (int i = 0; i < p->nworkers; i++) pthread_join(p->w[i].thread, NULL);
+    for (int i = 0; i < p->nstarted; i++) pthread_join(p->w[i].thread, NULL);
     for (int i = 0; i < p->nworkers; i++) gf__deque_destroy(&p->w[i].q);
     free(p->w);
     free(p->inj);
