@@ -17,6 +17,7 @@
 #include "deque.h"
 
 #define GF__SPINS 2000
+#define GF__EXT 8 /* deques lent to threads that wait without being workers */
 
 typedef struct {
     gf__deque q;
@@ -30,6 +31,12 @@ struct gf__pool {
     int nworkers, nthreads;
     int nstarted; /* worker threads running (joined by destroy); creator only */
     gf__worker *w;
+    /* A thread waiting in gf__pool_wait borrows one of these deques for the
+     * wait, so the tasks it readies skip the injector's lock. ext_hi is how
+     * many slots were ever lent (thieves look at those only). */
+    gf__worker ext[GF__EXT];
+    atomic_bool ext_used[GF__EXT];
+    atomic_int ext_hi;
     /* The injection queue: a growable ring under a mutex. Only tasks from
      * threads that are not workers of this pool pass through it. */
     pthread_mutex_t inj_mu;
@@ -52,6 +59,15 @@ struct gf__pool {
 
 /* The worker this thread is, if any (per pool: checked against p). */
 static _Thread_local gf__worker *gf__self;
+
+/* Zeroed memory aligned to a cache line: the pool and the workers hold
+ * _Alignas(64) deques, which plain calloc does not align. */
+static void *gf__zalloc64(size_t n) {
+    n = (n + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, n);
+    if (p) memset(p, 0, n);
+    return p;
+}
 
 static inline void gf__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -134,10 +150,13 @@ static gf__task *gf__find(gf__pool *p, gf__worker *me, uint64_t *rng) {
     gf__task *t = NULL;
     if (me && (t = gf__deque_pop(&me->q))) return t;
     int n = p->nworkers;
-    if (n) {
-        int start = (int)(gf__xorshift(rng) % (uint64_t)n);
-        for (int k = 0; k < n; k++) {
-            gf__worker *v = &p->w[(start + k) % n];
+    int ne = atomic_load_explicit(&p->ext_hi, memory_order_acquire);
+    int all = n + ne;
+    if (all) {
+        int start = (int)(gf__xorshift(rng) % (uint64_t)all);
+        for (int k = 0; k < all; k++) {
+            int i = (start + k) % all;
+            gf__worker *v = i < n ? &p->w[i] : &p->ext[i - n];
             if (v == me) continue;
             if ((t = gf__deque_steal(&v->q))) return t;
         }
@@ -202,8 +221,40 @@ static void *gf__worker_main(void *arg) {
     return NULL;
 }
 
+/* Lends a free external deque to the calling thread (NULL if none). */
+static gf__worker *gf__ext_claim(gf__pool *p) {
+    for (int i = 0; i < GF__EXT; i++) {
+        bool f = false;
+        if (atomic_compare_exchange_strong(&p->ext_used[i], &f, true)) {
+            int hi = atomic_load(&p->ext_hi);
+            while (hi < i + 1 && !atomic_compare_exchange_weak(&p->ext_hi, &hi, i + 1)) {
+            }
+            return &p->ext[i];
+        }
+    }
+    return NULL;
+}
+
+/* Gives the deque back; tasks still on it (readied by this thread for other
+ * jobs) move to the injector so they are not stranded. */
+static void gf__ext_release(gf__pool *p, gf__worker *w) {
+    gf__task *t;
+    bool moved = false;
+    while ((t = gf__deque_pop(&w->q))) {
+        if (!gf__inj_push(p, t)) {
+            gf__run(p, t); /* no memory to queue it: run it here */
+            continue;
+        }
+        moved = true;
+    }
+    atomic_store(&p->ext_used[w - p->ext], false);
+    if (moved) gf__wake(p);
+}
+
 void gf__pool_wait(gf__pool *p, atomic_long *remaining) {
     gf__worker *me = gf__self && gf__self->pool == p ? gf__self : NULL;
+    gf__worker *saved = gf__self, *lent = NULL;
+    if (!me && (lent = gf__ext_claim(p))) gf__self = me = lent;
     uint64_t rng = (uint64_t)(uintptr_t)remaining | 1;
     int idle = 0;
     while (atomic_load_explicit(remaining, memory_order_acquire) > 0) {
@@ -217,6 +268,10 @@ void gf__pool_wait(gf__pool *p, atomic_long *remaining) {
         if (++idle < GF__SPINS) gf__cpu_relax();
         else sched_yield();
     }
+    if (lent) {
+        gf__ext_release(p, lent);
+        gf__self = saved;
+    }
 }
 
 int gf__pool_budget(gf__pool *p) {
@@ -229,7 +284,7 @@ void gf__pool_task_begin(gf__pool *p) { atomic_fetch_add_explicit(&p->active, 1,
 void gf__pool_task_end(gf__pool *p) { atomic_fetch_sub_explicit(&p->active, 1, memory_order_relaxed); }
 
 gf__pool *gf__pool_create(int nworkers, int nthreads, bool pin) {
-    gf__pool *p = calloc(1, sizeof *p);
+    gf__pool *p = gf__zalloc64(sizeof *p);
     if (!p) return NULL;
     p->nthreads = nthreads;
     p->pin = pin;
@@ -241,13 +296,25 @@ gf__pool *gf__pool_create(int nworkers, int nthreads, bool pin) {
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->stop, false);
     atomic_init(&p->active, 0);
+    atomic_init(&p->ext_hi, 0);
+    for (int i = 0; i < GF__EXT; i++) {
+        atomic_init(&p->ext_used[i], false);
+        p->ext[i].pool = p;
+        p->ext[i].id = -1 - i;
+        p->ext[i].rng = 0xD1B54A32D192ED03ull * (uint64_t)(i + 1);
+        if (gf__deque_init(&p->ext[i].q, 256) != 0) {
+            for (int k = i; k < GF__EXT; k++) atomic_init(&p->ext[k].q.array, NULL);
+            gf__pool_destroy(p);
+            return NULL;
+        }
+    }
 #ifdef GF_HAVE_HWLOC
     if (pin && hwloc_topology_init(&p->topo) == 0) {
         if (hwloc_topology_load(p->topo) == 0) p->have_topo = true;
         else hwloc_topology_destroy(p->topo);
     }
 #endif
-    p->w = calloc((size_t)(nworkers ? nworkers : 1), sizeof *p->w);
+    p->w = gf__zalloc64((size_t)(nworkers ? nworkers : 1) * sizeof *p->w);
     if (!p->w) {
         gf__pool_destroy(p);
         return NULL;
@@ -284,6 +351,7 @@ void gf__pool_destroy(gf__pool *p) {
     pthread_mutex_unlock(&p->sleep_mu);
     for (int i = 0; i < p->nstarted; i++) pthread_join(p->w[i].thread, NULL);
     for (int i = 0; i < p->nworkers; i++) gf__deque_destroy(&p->w[i].q);
+    for (int i = 0; i < GF__EXT; i++) gf__deque_destroy(&p->ext[i].q);
     free(p->w);
     free(p->inj);
 #ifdef GF_HAVE_HWLOC
