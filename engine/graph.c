@@ -287,37 +287,67 @@ static bool gf__touches(const gf__node *n, const gf__storage *s) {
     return false;
 }
 
-gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const *in,
-                          const gf__attrs *a) {
-    gf_ctx *ctx = dst->ctx;
-    const char *name = gf__op_names[op];
-    if (dst->requires_grad && !gf_is_leaf(dst) && ctx->no_grad == 0)
+/* The in-place rule for one written tensor t: outside no_grad, a tensor that
+ * requires grad may not be written. */
+static gf_status gf__check_writable(gf_ctx *ctx, const char *name, const gf_tensor *t) {
+    if (t->requires_grad && !gf_is_leaf((gf_tensor *)t) && ctx->no_grad == 0)
         return gf__error(ctx, GF_ESTATE,
                          "gf_%s: tensor %s is part of a graph that requires grad; in-place "
                          "updates must run under gf_no_grad_begin",
-                         name, GF__SHAPE(dst));
-    if (dst->requires_grad && ctx->no_grad == 0)
+                         name, GF__SHAPE(t));
+    if (t->requires_grad && ctx->no_grad == 0)
         return gf__error(ctx, GF_ESTATE,
                          "gf_%s: a leaf tensor %s that requires grad is used in an in-place "
                          "operation (expected it under gf_no_grad_begin)",
-                         name, GF__SHAPE(dst));
-    /* Every pending reader or writer of dst's storage runs first (RAW, WAR,
-     * WAW), and so do the sources. */
+                         name, GF__SHAPE(t));
+    return GF_OK;
+}
+
+/* True if pending node n touches dst's storage or one of the n_w written
+ * sources' storages. */
+static bool gf__touches_any(const gf__node *n, const gf_tensor *dst, int n_w,
+                            gf_tensor *const *w) {
+    if (gf__touches(n, dst->storage)) return true;
+    for (int i = 0; i < n_w; i++)
+        if (w[i]->storage != dst->storage && gf__touches(n, w[i]->storage)) return true;
+    return false;
+}
+
+gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const *in,
+                          const gf__attrs *a) {
+    return gf__run_inplace_w(op, dst, n_in, in, 0, a);
+}
+
+gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const *in,
+                            int n_written, const gf__attrs *a) {
+    gf_ctx *ctx = dst->ctx;
+    const char *name = gf__op_names[op];
+    if (n_in < 0 || n_in > 3 || n_written < 0 || n_written > n_in)
+        return gf__error(ctx, GF_EINVAL, "gf_%s: internal error: %d sources, %d written", name,
+                         n_in, n_written);
+    gf_status s = gf__check_writable(ctx, name, dst);
+    for (int i = 0; s == GF_OK && i < n_written; i++) s = gf__check_writable(ctx, name, in[i]);
+    if (s != GF_OK) return s;
+    /* Every pending reader or writer of a written storage runs first (RAW,
+     * WAR, WAW), and so do the sources. */
     int64_t k = 0;
     for (gf__node *n = ctx->pending; n; n = n->pnext)
-        if (gf__touches(n, dst->storage)) k++;
+        if (gf__touches_any(n, dst, n_written, in)) k++;
     gf__node **roots =
         gf__scratch(&ctx->roots_buf, &ctx->roots_cap, (size_t)(k + n_in + 1) * sizeof *roots);
     if (!roots) return gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory", name);
     k = 0;
     for (gf__node *n = ctx->pending; n; n = n->pnext)
-        if (gf__touches(n, dst->storage)) roots[k++] = n;
+        if (gf__touches_any(n, dst, n_written, in)) roots[k++] = n;
     for (int i = 0; i < n_in; i++)
         if (in[i]->node && in[i]->node->state == GF__PENDING) roots[k++] = in[i]->node;
-    gf_status s = k ? gf__realize_nodes(ctx, (int)k, roots) : GF_OK;
+    s = k ? gf__realize_nodes(ctx, (int)k, roots) : GF_OK;
     if (s != GF_OK) return s;
     if (gf__storage_materialize(dst->storage) != GF_OK)
         return gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory", name);
+    for (int i = 0; i < n_written; i++)
+        if (gf__storage_materialize(in[i]->storage) != GF_OK)
+            return gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory", name);
     /* The kernel sees a transient node: in[0] is dst, then the sources. */
     gf__node n = {0};
     gf_tensor *ins[4];
@@ -332,5 +362,7 @@ gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const 
     int errs = atomic_load(&ctx->errors);
     gf__op_fwd[op](&n);
     atomic_fetch_add(&dst->storage->version, 1);
+    for (int i = 0; i < n_written; i++)
+        if (in[i]->storage != dst->storage) atomic_fetch_add(&in[i]->storage->version, 1);
     return atomic_load(&ctx->errors) != errs ? GF_EINVAL : GF_OK;
 }

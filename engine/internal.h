@@ -50,6 +50,7 @@ enum {
 /* Attributes of a recorded node. Each op uses what it needs. */
 typedef struct {
     double s;                     /* scalar operand (add_scalar, pow_scalar, axpy alpha) */
+    double f[6];                  /* more floating parameters (optimizer steps' hyperparameters) */
     int64_t i[GF_MAX_DIMS];       /* dims, shapes, slice bounds */
     int64_t j[4];                 /* more integer parameters (slice_scatter's start, step) */
     int dim;                      /* the dim of a reduction, cat, softmax, ... */
@@ -253,6 +254,12 @@ gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *sh
  * dst's storage version. */
 gf_status gf__run_inplace(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const *in,
                           const gf__attrs *a);
+/* gf__run_inplace where the first n_written sources (in[0..n_written-1]) are
+ * written too (fused optimizer steps: exp_avg, exp_avg_sq, momentum): their
+ * pending readers and writers run first as well, the no_grad rule applies to
+ * them, and their storage versions are bumped. At most 3 sources. */
+gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *const *in,
+                            int n_written, const gf__attrs *a);
 /* Frees a node: off the pending list, its input references dropped. */
 void gf__node_free(gf__node *n);
 /* Realizes the pending ancestors of the n tensors. */

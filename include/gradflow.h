@@ -234,6 +234,33 @@ gf_status gf_axpy_(gf_tensor *y, double alpha, gf_tensor *x); /* y += alpha*x */
 gf_status gf_fill_(gf_tensor *a, double v);
 gf_status gf_copy_(gf_tensor *dst, gf_tensor *src);           /* dst = src (broadcast) */
 gf_status gf_mul_scalar_(gf_tensor *a, double s);             /* a *= s */
+/* Fused optimizer updates: one pass over the parameter, every element on
+ * its own in p's dtype (same bits for any thread count), with the floating
+ * operations in the order of PyTorch 1.13's single-tensor path. Run at once
+ * like the ops above (after every pending reader or writer of p and of the
+ * state written); p must be under gf_no_grad_begin if it requires grad. p,
+ * g and the state have one shape; p and the state one floating dtype (g is
+ * converted if it differs); no two share a storage. Strided views work
+ * (slower path).
+ *
+ * Adam / AdamW at step `step` (>= 1, counting this one; bias correction
+ * bc1 = 1 - beta1^step, bc2 = 1 - beta2^step), writes p, m (exp_avg), v
+ * (exp_avg_sq), reads g:
+ *   weight_decay != 0:  decoupled: p *= 1 - lr*weight_decay  else g += weight_decay*p
+ *   m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g
+ *   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) */
+gf_status gf_adam_step_(gf_tensor *p, gf_tensor *g, gf_tensor *m, gf_tensor *v, double lr,
+                        double beta1, double beta2, double eps, double weight_decay,
+                        bool decoupled, int64_t step);
+/* torch.optim.SGD, writes p and buf (the momentum buffer), reads g:
+ *   d = g + weight_decay*p
+ *   momentum != 0:  buf = d (first)  or  buf = momentum*buf + (1-dampening)*d
+ *                   d = nesterov ? d + momentum*buf : buf
+ *   p -= lr*d
+ * With momentum == 0, buf, dampening, nesterov and first are ignored (buf
+ * may be NULL); otherwise buf is required (any values when first). */
+gf_status gf_sgd_step_(gf_tensor *p, gf_tensor *g, gf_tensor *buf, double lr, double momentum,
+                       double dampening, double weight_decay, bool nesterov, bool first);
 
 /* ---------------------------------------------------------- gradient check */
 /* Compares the analytic gradient of sum(fn(inputs) * r) (r fixed random

@@ -3,12 +3,11 @@
  * AdamW, with the update rules of torch.optim (1.13, single-tensor path),
  * and the step and cosine learning-rate schedules.
  *
- * Each parameter's update runs under no_grad in a scope of its own, as a
- * short sequence of in-place ops (gf_mul_scalar_, gf_axpy_, gf_copy_) plus
- * a few out-of-place temporaries (g*g, the Adam denominator) released at the
- * scope's end. A fused single-pass kernel per optimizer (gf_sgd_step_,
- * gf_adam_step_ in ops/) would read each tensor once instead; the public API
- * has none yet, and the results here are the reference it must match.
+ * Each parameter's update is one fused in-place op under no_grad
+ * (gf_sgd_step_, gf_adam_step_: one pass over the parameter, its gradient
+ * and its state, no temporaries), with the floating operations in the order
+ * of the former op sequence (mul_scalar_, axpy_, sqrt, div, ...) and of
+ * PyTorch, so the results are the same bits.
  */
 #include "nn_internal.h"
 
@@ -149,45 +148,41 @@ static gf_tensor *gf__state_like(gf_tensor *p) {
     return gf_persist(gf_zeros(gf_ctx_of(p), gf_dtype_of(p), gf_ndim(p), gf_shape(p)));
 }
 
-/* torch.optim.SGD for one parameter with gradient g:
+/* torch.optim.SGD for one parameter with gradient g (gf_sgd_step_):
  *   d = g + wd*p                        (if weight_decay)
  *   buf = d                              (first step, if momentum)
  *   buf = momentum*buf + (1-dampening)*d (later steps)
  *   d = d + momentum*buf (Nesterov) or d = buf
  *   p -= lr*d
- * Runs inside the caller's scope and no_grad. */
+ * Runs under the caller's no_grad. */
 static gf_status gf__sgd_param(gf_optimizer *opt, int i, gf_tensor *p, gf_tensor *g) {
     const gf_sgd_opts *o = &opt->sgd;
-    gf_status s = GF_OK;
-    gf_tensor *d = g;
-    if (o->weight_decay != 0) d = gf_add(g, gf_mul_scalar(p, o->weight_decay));
+    gf_tensor *buf = NULL;
+    bool first = false;
     if (o->momentum != 0) {
-        gf_tensor *buf = opt->s1[i];
-        if (!buf) {
-            buf = gf__state_like(p);
-            if (!buf) return gf_ctx_status(gf_ctx_of(p));
-            s = gf_copy_(buf, d);
-            if (s != GF_OK) {
-                gf_release(buf);
-                return s;
-            }
-            opt->s1[i] = buf;
-        } else {
-            s = gf_mul_scalar_(buf, o->momentum);
-            if (s == GF_OK) s = gf_axpy_(buf, 1 - o->dampening, d);
+        if (!opt->s1[i]) {
+            opt->s1[i] = gf__state_like(p);
+            if (!opt->s1[i]) return gf_ctx_status(gf_ctx_of(p));
+            first = true;
         }
-        d = o->nesterov ? gf_add(d, gf_mul_scalar(buf, o->momentum)) : buf;
+        buf = opt->s1[i];
     }
-    if (s == GF_OK) s = d ? gf_axpy_(p, -o->lr, d) : gf_ctx_status(gf_ctx_of(p));
+    gf_status s = gf_sgd_step_(p, g, buf, o->lr, o->momentum, o->dampening, o->weight_decay,
+                               o->nesterov, first);
+    if (s != GF_OK && first) { /* as before: no state unless the first step succeeded */
+        gf_release(opt->s1[i]);
+        opt->s1[i] = NULL;
+    }
     return s;
 }
 
-/* torch.optim.Adam / AdamW for one parameter with gradient g at its step t:
+/* torch.optim.Adam / AdamW for one parameter with gradient g at its step t
+ * (gf_adam_step_):
  *   p *= 1 - lr*wd                      (AdamW)   or   g = g + wd*p (Adam)
  *   m = beta1*m + (1-beta1)*g
  *   v = beta2*v + (1-beta2)*g*g
  *   p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps)
- * Runs inside the caller's scope and no_grad. */
+ * Runs under the caller's no_grad. */
 static gf_status gf__adam_param(gf_optimizer *opt, int i, gf_tensor *p, gf_tensor *g) {
     const gf_adam_opts *o = &opt->adam;
     if (!opt->s1[i]) {
@@ -200,21 +195,9 @@ static gf_status gf__adam_param(gf_optimizer *opt, int i, gf_tensor *p, gf_tenso
         opt->s1[i] = m;
         opt->s2[i] = v;
     }
-    gf_tensor *m = opt->s1[i], *v = opt->s2[i];
     int64_t t = opt->pstep[i] + 1;
-    gf_status s = GF_OK;
-    if (o->weight_decay != 0) {
-        if (o->decoupled) s = gf_mul_scalar_(p, 1 - o->lr * o->weight_decay);
-        else g = gf_add(g, gf_mul_scalar(p, o->weight_decay));
-    }
-    if (s == GF_OK) s = gf_mul_scalar_(m, o->beta1);
-    if (s == GF_OK) s = gf_axpy_(m, 1 - o->beta1, g);
-    if (s == GF_OK) s = gf_mul_scalar_(v, o->beta2);
-    if (s == GF_OK) s = gf_axpy_(v, 1 - o->beta2, gf_mul(g, g));
-    if (s != GF_OK) return s;
-    double bc1 = 1 - pow(o->beta1, (double)t), bc2 = 1 - pow(o->beta2, (double)t);
-    gf_tensor *denom = gf_add_scalar(gf_mul_scalar(gf_sqrt(v), 1 / sqrt(bc2)), o->eps);
-    s = gf_axpy_(p, -o->lr / bc1, gf_div(m, denom));
+    gf_status s = gf_adam_step_(p, g, opt->s1[i], opt->s2[i], o->lr, o->beta1, o->beta2, o->eps,
+                                o->weight_decay, o->decoupled, t);
     if (s == GF_OK) opt->pstep[i] = t;
     return s;
 }
@@ -228,10 +211,8 @@ gf_status gf_optimizer_step(gf_optimizer *opt) {
         if (!g) continue; /* as PyTorch: no gradient, no update, no state */
         gf_ctx *ctx = gf_ctx_of(p);
         gf_no_grad_begin(ctx);
-        gf_scope_begin(ctx);
         gf_status s = opt->kind == GF__OPT_SGD ? gf__sgd_param(opt, i, p, g)
                                                : gf__adam_param(opt, i, p, g);
-        gf_scope_end(ctx);
         gf_no_grad_end(ctx);
         if (s != GF_OK && first == GF_OK) first = s;
     }
