@@ -241,9 +241,16 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
 /* v beats the best so far: strictly larger, or the first NaN. */
 #define GF__GT_F(v, best) ((v) > (best) || (isnan(v) && !isnan(best)))
 #define GF__GT_I(v, best) ((v) > (best))
+/* The same as branch-free bit operations (vectorizable): v != v is isnan. */
+#define GF__GTV_F(v, best) (((v) > (best)) | (((v) != (v)) & ((best) == (best))))
+#define GF__GTV_I(v, best) ((v) > (best))
+/* Whether a row block is scanned by value first: floats only (a NaN ends
+ * the search at once), where the max pass vectorizes. */
+#define GF__ISNAN_F(v) ((v) != (v))
+#define GF__ISNAN_I(v) 0
 
 /* Best value and its index (along the whole dim) of block b for unit u. */
-#define GF__MAX_PART(NAME, T, GT)                                                           \
+#define GF__MAX_PART(NAME, T, GT, GTV, ISNAN)                                                           \
     static inline void NAME(const gf__rgeom *g, const T *x, int64_t u, int64_t b, T *pv,           \
                      int64_t *pi) {                                                         \
         int64_t w, off, len = gf__blen(g, b), sd = g->sd, k0 = b * GF__RB;                  \
@@ -252,22 +259,27 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
         if (!g->col) {                                                                      \
             T best = p[0];                                                                  \
             int64_t bi = 0, k = 1;                                                          \
-            if (sd == 1 && len >= 16) { /* 8 lanes, each keeping its first best */          \
+            if (sd == 1 && len >= 16) {                                                     \
+                /* Two passes over the block (in L1 for the second): the max \
+                 * value, 8 lanes with no index, and whether a NaN occurs;    \
+                 * then the first element equal to it (or the first NaN).     \
+                 * That is the first maximum, as the one-pass scan finds. */  \
                 T lv[8];                                                                    \
-                int64_t li[8];                                                              \
-                for (int q = 0; q < 8; q++) lv[q] = p[q], li[q] = q;                        \
+                int nan = 0;                                                                \
+                for (int q = 0; q < 8; q++) lv[q] = p[q], nan |= ISNAN(p[q]);               \
                 for (k = 8; k + 8 <= len; k += 8)                                           \
                     for (int q = 0; q < 8; q++) {                                           \
                         T v = p[k + q];                                                     \
-                        bool gt = GT(v, lv[q]);                                             \
-                        lv[q] = gt ? v : lv[q];                                             \
-                        li[q] = gt ? k + q : li[q];                                         \
+                        nan |= ISNAN(v);                                                    \
+                        lv[q] = v > lv[q] ? v : lv[q];                                      \
                     }                                                                       \
-                /* the best of the lanes; among equals the earliest */                      \
-                best = lv[0], bi = li[0];                                                   \
-                for (int q = 1; q < 8; q++)                                                 \
-                    if (GT(lv[q], best) || (!GT(best, lv[q]) && li[q] < bi))                \
-                        best = lv[q], bi = li[q];                                           \
+                const int64_t kend = k;                                                     \
+                T mv = lv[0];                                                               \
+                for (int q = 1; q < 8; q++) mv = lv[q] > mv ? lv[q] : mv;                   \
+                bi = 0; /* mv (or, with nan, a NaN) is in [0, kend): this ends */           \
+                while (nan ? !ISNAN(p[bi]) : p[bi] != mv) bi++;                             \
+                best = p[bi];                                                               \
+                k = kend;                                                                   \
             }                                                                               \
             for (; k < len; k++) {                                                          \
                 T v = p[k * sd];                                                            \
@@ -277,22 +289,28 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
             pi[0] = k0 + bi;                                                                \
             return;                                                                         \
         }                                                                                   \
-        for (int64_t j = 0; j < w; j++) pv[j] = p[j], pi[j] = k0;                           \
+        /* Indices within the block as int32 (the values' width for f32), \
+         * compared without branches: the row loop vectorizes. */            \
+        int32_t li[GF__RC];                                                                 \
+        for (int64_t j = 0; j < w; j++) pv[j] = p[j], li[j] = 0;                            \
         for (int64_t k = 1; k < len; k++) {                                                 \
             const T *q = p + k * sd;                                                        \
+            const int32_t kk = (int32_t)k;                                                  \
             for (int64_t j = 0; j < w; j++) {                                               \
-                bool gt = GT(q[j], pv[j]);                                                  \
-                pv[j] = gt ? q[j] : pv[j];                                                  \
-                pi[j] = gt ? k0 + k : pi[j];                                                \
+                T v = q[j], bv = pv[j];                                                     \
+                int gt = GTV(v, bv);                                                        \
+                pv[j] = gt ? v : bv;                                                        \
+                li[j] = gt ? kk : li[j];                                                    \
             }                                                                               \
         }                                                                                   \
+        for (int64_t j = 0; j < w; j++) pi[j] = k0 + li[j];                                 \
     }
 
 /* Where a max kernel writes: values (vout), indices (iout), and/or 1 at the
  * max of a zeroed mask shaped like the input (mask, minner = the product of
  * the input dims after the reduced one). Any may be NULL. */
-#define GF__MAX_KERNEL(NAME, T, GT)                                                         \
-    GF__MAX_PART(NAME##_part, T, GT)                                                        \
+#define GF__MAX_KERNEL(NAME, T, GT, GTV, ISNAN)                                                         \
+    GF__MAX_PART(NAME##_part, T, GT, GTV, ISNAN)                                                        \
     static void NAME##_fin(const gf__rgeom *g, int64_t o, int64_t w, const T *bv,           \
                            const int64_t *bi, T *vout, int64_t *iout, T *mask,              \
                            int64_t minner) {                                                \
@@ -352,9 +370,9 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
         }                                                                                   \
     }
 
-GF__MAX_KERNEL(gf__max_f32, float, GF__GT_F)
-GF__MAX_KERNEL(gf__max_f64, double, GF__GT_F)
-GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I)
+GF__MAX_KERNEL(gf__max_f32, float, GF__GT_F, GF__GTV_F, GF__ISNAN_F)
+GF__MAX_KERNEL(gf__max_f64, double, GF__GT_F, GF__GTV_F, GF__ISNAN_F)
+GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
 
 /* Runs the max kernel of x's dtype: values into vals (x's dtype), indices
  * into idx, or a mask (x's dtype, x's shape) into mask. */

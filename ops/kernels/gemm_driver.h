@@ -179,7 +179,13 @@ static void GF_FN(pack_b)(int64_t kc, int64_t nc, int64_t jp0, int64_t jp1, cons
     }
 }
 
-/* Everything the threads of one blocked GEMM share. */
+/* Everything the threads of one blocked GEMM share. The m x n output is cut
+ * into a grid of tasks (nrch row chunks x ncch column chunks); a task runs
+ * the pc > ic > jr > ir loops over its own rows and columns with buffers of
+ * its thread's own (it packs its B columns and its A rows itself), so the
+ * threads never wait for each other: a thread takes the next task from a
+ * shared counter until none is left, and one that the OS descheduled costs
+ * at most the task it holds, not a barrier per kc block. */
 typedef struct {
     const GF_BLK *bk;
     int64_t m, n, k;
@@ -188,72 +194,57 @@ typedef struct {
     GF_T beta;
     GF_T *C;
     int64_t rsc, csc;
-    int64_t mc;      /* rows per ic block (a multiple of mr, <= bk->mc) */
-    int64_t mblocks; /* ic blocks: ceil(m / mc) */
-    int64_t nsplit;  /* parts each nc panel's columns are cut into */
-    GF_T *bp;        /* packed B panel, shared */
-    GF_T *ap;        /* packed A blocks, one of ap_size per thread */
-    int64_t ap_size;
+    int64_t mc;         /* rows per ic block (a multiple of mr, <= bk->mc) */
+    int64_t rch, nrch;  /* rows per row chunk (a multiple of mc), row chunks */
+    int64_t cpan, ncch; /* nr-panels per column chunk (cpan*nr <= bk->nc), column chunks */
+    GF_T *bp, *ap;      /* packed B chunks (bp_size each), packed A blocks (ap_size each) */
+    int64_t bp_size, ap_size;
+    _Atomic int64_t next; /* the next task to take (threaded runs only) */
 } GF_FN(job);
 
-/* The five loops, run by every thread of the team (or by the caller alone):
- * the worksharing loops below are orphaned, so they split among the team
- * when there is one and run whole when there is not. */
-static void GF_FN(loops)(const GF_FN(job) *x) {
+/* Task t: rows and columns of chunk (t / ncch, t % ncch), every kc block in
+ * order (later kc blocks add to what the earlier ones wrote). */
+static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
     const GF_BLK *bk = x->bk;
     const int mr = bk->mr, nr = bk->nr;
-    int tid = 0, nthr = 1;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-    nthr = omp_get_num_threads();
-#endif
-    GF_T *ap = x->ap + tid * x->ap_size;
-    for (int64_t jc = 0; jc < x->n; jc += bk->nc) {
-        const int64_t nc = GF_FN(min)(bk->nc, x->n - jc);
-        const int64_t npan = (nc + nr - 1) / nr;
-        const int64_t pan_per = (npan + x->nsplit - 1) / x->nsplit;
-        for (int64_t pc = 0; pc < x->k; pc += bk->kc) {
-            const int64_t kc = GF_FN(min)(bk->kc, x->k - pc);
-            /* Later kc blocks add to what the earlier ones wrote. */
-            const GF_T beta = pc == 0 ? x->beta : 1;
-            const GF_T *B = x->B + pc * x->rsb + jc * x->csb;
-            /* Each thread packs a contiguous range of the panels; the barrier
-             * publishes the B panel, the one ending the loop below keeps it
-             * until every thread is done with it. */
-            GF_FN(pack_b)(kc, nc, npan * tid / nthr, npan * (tid + 1) / nthr, B, x->rsb, x->csb,
-                          nr, x->bp);
-#pragma omp barrier
-            int64_t packed = -1;
-#pragma omp for collapse(2) schedule(static)
-            for (int64_t ib = 0; ib < x->mblocks; ib++)
-                for (int64_t js = 0; js < x->nsplit; js++) {
-                    const int64_t ic = ib * x->mc, mc = GF_FN(min)(x->mc, x->m - ic);
-                    if (packed != ib) {
-                        GF_FN(pack_a)(mc, kc, x->A + ic * x->rsa + pc * x->csa, x->rsa, x->csa,
-                                      mr, ap);
-                        packed = ib;
-                    }
-                    const int64_t jp1 = GF_FN(min)(npan, (js + 1) * pan_per);
-                    for (int64_t jp = js * pan_per; jp < jp1; jp++) {
-                        const int64_t jr = jp * nr, nb = GF_FN(min)(nr, nc - jr);
-                        const GF_T *b = x->bp + jp * nr * kc;
-                        GF_T *c = x->C + ic * x->rsc + (jc + jr) * x->csc;
-                        for (int64_t ir = 0; ir < mc; ir += mr)
-                            bk->ukr(GF_FN(min)(mr, mc - ir), nb, kc, ap + ir * kc, b, beta,
-                                    c + ir * x->rsc, x->rsc, x->csc);
-                    }
-                }
+    const int64_t i0 = t / x->ncch * x->rch, i1 = GF_FN(min)(x->m, i0 + x->rch);
+    const int64_t jc = t % x->ncch * x->cpan * nr, nc = GF_FN(min)(x->cpan * nr, x->n - jc);
+    const int64_t npan = (nc + nr - 1) / nr;
+    for (int64_t pc = 0; pc < x->k; pc += bk->kc) {
+        const int64_t kc = GF_FN(min)(bk->kc, x->k - pc);
+        const GF_T beta = pc == 0 ? x->beta : 1;
+        GF_FN(pack_b)(kc, nc, 0, npan, x->B + pc * x->rsb + jc * x->csb, x->rsb, x->csb, nr, bp);
+        for (int64_t ic = i0; ic < i1; ic += x->mc) {
+            const int64_t mc = GF_FN(min)(x->mc, i1 - ic);
+            GF_FN(pack_a)(mc, kc, x->A + ic * x->rsa + pc * x->csa, x->rsa, x->csa, mr, ap);
+            for (int64_t jp = 0; jp < npan; jp++) {
+                const int64_t jr = jp * nr, nb = GF_FN(min)(nr, nc - jr);
+                const GF_T *b = bp + jp * nr * kc;
+                GF_T *c = x->C + ic * x->rsc + (jc + jr) * x->csc;
+                for (int64_t ir = 0; ir < mc; ir += mr)
+                    bk->ukr(GF_FN(min)(mr, mc - ir), nb, kc, ap + ir * kc, b, beta,
+                            c + ir * x->rsc, x->rsc, x->csc);
+            }
         }
     }
 }
 
 /* Packing buffers are the calling thread's scratch slots (reused across
- * calls: no allocation per GEMM once warm). */
+ * calls: no allocation per GEMM once warm); slot 0 holds every thread's B
+ * chunk, slot 1 every thread's A block. */
 static void *GF_FN(alloc)(int slot, int64_t elems) {
     return gf__kscratch(slot, (size_t)elems * sizeof(GF_T));
 }
 
-/* The blocked path: plans the thread split and buffers, then runs the loops.
+/* Work per task aimed at when threads share a GEMM (multiply-adds): small
+ * enough for several tasks per thread on big products (a thread that loses
+ * its core leaves work for the others to take), big enough that the extra
+ * packing (each row chunk packs its B columns, each column chunk its A
+ * rows) stays a few percent. */
+#define GF__GEMM_TASK_WORK ((int64_t)1 << 24)
+#define GF__GEMM_TASKS_PER_THREAD 4
+
+/* The blocked path: plans the task grid and buffers, then runs the tasks.
  * Needs m, n, k >= 1. */
 static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, const GF_T *A,
                            int64_t rsa, int64_t csa, const GF_T *B, int64_t rsb, int64_t csb,
@@ -261,31 +252,70 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
     const int mr = bk->mr, nr = bk->nr;
     GF_FN(job) x = {.bk = bk, .m = m, .n = n, .k = k, .A = A, .B = B, .rsa = rsa, .csa = csa,
                     .rsb = rsb, .csb = csb, .beta = beta, .C = C, .rsc = rsc, .csc = csc};
-    /* Rows: as few ic blocks as fit mc, rounded up to a multiple of nt, then
-     * evened out so no thread gets a much larger share. Columns: cut each
-     * panel when there are fewer row blocks than threads (m small, n big). */
-    int64_t mblocks = (m + bk->mc - 1) / bk->mc;
-    if (nt > 1) mblocks = (mblocks + nt - 1) / nt * nt;
-    int64_t mc = (m + mblocks - 1) / mblocks;
-    mc = (mc + mr - 1) / mr * mr;
-    x.mc = mc;
-    x.mblocks = (m + mc - 1) / mc;
-    x.nsplit = x.mblocks < nt ? (nt + x.mblocks - 1) / x.mblocks : 1;
+    const int64_t mpan = (m + mr - 1) / mr, npan = (n + nr - 1) / nr;
+    const int64_t cmax = bk->nc / nr; /* panels per column chunk at most */
+    /* Grid: R row chunks x Cc column chunks, R * Cc = T tasks. One thread:
+     * one task per nc columns (the classic jc loop). Threads: T a multiple
+     * of nt, up to GF__GEMM_TASKS_PER_THREAD per thread while tasks keep
+     * GF__GEMM_TASK_WORK; of the (R, Cc) that give T, the one repacking the
+     * least (Cc - 1 extra packings of A, R - 1 of B). */
+    const int64_t cmin = (npan + cmax - 1) / cmax;
+    int64_t R = 1, Cc = cmin;
+    if (nt > 1) {
+        int64_t per = m * n * k / ((int64_t)nt * GF__GEMM_TASK_WORK);
+        per = per < 1 ? 1 : per > GF__GEMM_TASKS_PER_THREAD ? GF__GEMM_TASKS_PER_THREAD : per;
+        /* The largest T <= nt * per that some grid fits (T = 1 always does). */
+        for (int64_t T = nt * per, found = 0; T >= 1 && !found; T--) {
+            double best = -1;
+            for (int64_t r = 1; r <= T && r <= mpan; r++) {
+                if (T % r) continue;
+                const int64_t c = T / r < cmin ? cmin : T / r;
+                if (c > npan) continue;
+                const double cost = (double)(c - 1) * m + (double)(r - 1) * n;
+                if (best < 0 || cost < best) best = cost, R = r, Cc = c;
+            }
+            found = best >= 0;
+        }
+    }
+    x.cpan = (npan + Cc - 1) / Cc;
+    x.ncch = (npan + x.cpan - 1) / x.cpan;
+    /* Rows: chunks of whole mr panels, cut into as few ic blocks as fit mc,
+     * evened out. */
+    const int64_t rpan = (mpan + R - 1) / R;
+    const int64_t rows = rpan * mr;
+    const int64_t nblk = (rows + bk->mc - 1) / bk->mc;
+    x.mc = ((rows + nblk - 1) / nblk + mr - 1) / mr * mr;
+    x.rch = x.mc * nblk;
+    x.nrch = (m + x.rch - 1) / x.rch;
+    const int64_t ntask = x.nrch * x.ncch;
+    if (nt > ntask) nt = (int)ntask;
 
     const int64_t kc_max = GF_FN(min)(bk->kc, k);
-    const int64_t nc_max = GF_FN(min)(bk->nc, (n + nr - 1) / nr * nr);
-    x.ap_size = (mc * kc_max + 15) & ~(int64_t)15; /* keeps each thread's block aligned */
-    x.bp = GF_FN(alloc)(0, kc_max * nc_max);
+    x.bp_size = (kc_max * x.cpan * nr + 15) & ~(int64_t)15; /* keeps each block aligned */
+    x.ap_size = (x.mc * kc_max + 15) & ~(int64_t)15;
+    x.bp = GF_FN(alloc)(0, x.bp_size * nt);
     x.ap = GF_FN(alloc)(1, x.ap_size * nt);
     if (!x.bp || !x.ap) {
         /* Out of memory: still give the right answer, the slow way. */
         GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
         return;
     }
-    /* Always a region of our own (a team of one when nt == 1): loops()'s
-     * barriers and worksharing must never bind to a caller's team. */
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    GF_FN(loops)(&x);
+    if (nt <= 1) {
+        for (int64_t t = 0; t < ntask; t++) GF_FN(task)(&x, t, x.ap, x.bp);
+        return;
+    }
+    atomic_init(&x.next, 0);
+    /* No worksharing constructs: nothing here binds to a caller's team. */
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        GF_T *ap = x.ap + tid * x.ap_size, *bp = x.bp + tid * x.bp_size;
+        for (int64_t t; (t = atomic_fetch_add_explicit(&x.next, 1, memory_order_relaxed)) < ntask;)
+            GF_FN(task)(&x, t, ap, bp);
+    }
 }
 
 /* gf__sgemm / gf__dgemm's contract (kernels.h), with the variant's kernels.
