@@ -17,18 +17,25 @@ const char *gf_strerror(gf_status s) {
     return "unknown gradflow status";
 }
 
-gf_status gf__error(gf_ctx *ctx, gf_status s, const char *fmt, ...) {
-    if (!ctx) return s;
+/* The one place an error is recorded: counted always, kept if first. Safe
+ * from kernels running on worker threads. */
+static gf_status gf__verror(gf_ctx *ctx, gf_status s, const char *fmt, va_list ap) {
     atomic_fetch_add(&ctx->errors, 1);
     pthread_mutex_lock(&ctx->err_mu);
     if (ctx->status == GF_OK) {
         ctx->status = s;
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
-        va_end(ap);
     }
     pthread_mutex_unlock(&ctx->err_mu);
+    return s;
+}
+
+gf_status gf__error(gf_ctx *ctx, gf_status s, const char *fmt, ...) {
+    if (!ctx) return s;
+    va_list ap;
+    va_start(ap, fmt);
+    gf__verror(ctx, s, fmt, ap);
+    va_end(ap);
     return s;
 }
 
@@ -52,12 +59,11 @@ gf_status gf_ctx_status(const gf_ctx *ctx) {
 
 gf_status gf_ctx_set_error(gf_ctx *ctx, gf_status s, const char *fmt, ...) {
     if (!ctx || s == GF_OK) return s;
-    char msg[sizeof ctx->err];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+    gf__verror(ctx, s, fmt ? fmt : "", ap);
     va_end(ap);
-    return gf__error(ctx, s, "%s", msg);
+    return s;
 }
 
 void gf_ctx_clear_error(gf_ctx *ctx) {
@@ -67,15 +73,8 @@ void gf_ctx_clear_error(gf_ctx *ctx) {
 }
 
 void gf__kernel_error(gf__node *n, gf_status s, const char *fmt, ...) {
-    gf_ctx *ctx = n->out->ctx;
-    atomic_fetch_add(&ctx->errors, 1);
-    pthread_mutex_lock(&ctx->err_mu);
-    if (ctx->status == GF_OK) {
-        ctx->status = s;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&ctx->err_mu);
+    va_list ap;
+    va_start(ap, fmt);
+    gf__verror(n->out->ctx, s, fmt, ap);
+    va_end(ap);
 }
