@@ -43,11 +43,9 @@ void gf__node_free(gf__node *n) {
     gf_ctx *ctx = n->out->ctx;
     if (n->state == GF__PENDING) gf__pending_remove(ctx, n);
     gf_tensor **in = n->in;
-    int n_in = n->n_in;
     gf__node_release_inputs(n);
     if (in != n->in_small) free(in);
     if (n->in_version != n->in_version_small) free(n->in_version);
-    (void)n_in;
     n->pnext = ctx->free_nodes;
     ctx->free_nodes = n;
 }
@@ -66,7 +64,6 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
             break;
         }
     if (!ctx) return NULL;
-    (void)op;
     for (int i = 0; i < n; i++) {
         /* A NULL input is the result of an earlier failed call, whose error
          * is already on the ctx: pass the NULL on quietly. */

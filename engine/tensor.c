@@ -327,14 +327,9 @@ void gf_scope_end(gf_ctx *ctx) {
 
 /* -------------------------------------------------------------- creation */
 
-static bool gf__check_ctx(gf_ctx *ctx, const char *op) {
-    (void)op;
-    return ctx != NULL;
-}
-
 static gf_tensor *gf__make(gf_ctx *ctx, const char *op, gf_dtype dt, int ndim,
                            const int64_t *shape) {
-    if (!gf__check_ctx(ctx, op)) return NULL;
+    if (!ctx) return NULL;
     if (dt != GF_F32 && dt != GF_F64 && dt != GF_I64) {
         gf__error(ctx, GF_EINVAL, "%s: unknown dtype %d", op, (int)dt);
         return NULL;

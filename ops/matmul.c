@@ -66,9 +66,7 @@ static inline void gf__mm_batch_off(int64_t bi, int nb, const int64_t *bs, const
             for (int64_t bi = 0; bi < nbatch; bi++) {                                        \
                 int64_t oa, ob;                                                              \
                 gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);                        \
-                /* a team of one of its own: the GEMM's orphaned worksharing   \
-                 * loops must bind to it, not split across the batch team */  \
-                _Pragma("omp parallel num_threads(1)")                                      \
+                /* nt 1: the GEMM opens no OpenMP construct of its own */  \
                 GEMM(M, N, K, pa + oa, rsa, csa, pb + ob, rsb, csb, 0, po + bi * M * N, N,   \
                      1, 1);                                                                  \
             }                                                                                \
