@@ -67,4 +67,22 @@ static inline gf_tensor *gf_test_uniform(gf_ctx *ctx, int ndim, const int64_t *s
     return gf_add_scalar(gf_mul_scalar(u, hi - lo), lo);
 }
 
+/* One step of the tutorial's linear regression loop (API.md): in a scope,
+ * forward, backward, SGD update under no_grad, zero_grad. Returns the loss. */
+static inline double gf_test_linreg_step(gf_ctx *c, gf_tensor *in, gf_tensor *tg, gf_tensor *w,
+                                         gf_tensor *b) {
+    gf_scope_begin(c);
+    gf_tensor *loss = gf_mean(gf_pow_scalar(gf_sub(gf_add(gf_matmul(in, w), b), tg), 2));
+    gf_backward(loss);
+    gf_no_grad_begin(c);
+    gf_axpy_(w, -0.01, gf_grad(w));
+    gf_axpy_(b, -0.01, gf_grad(b));
+    gf_zero_grad(w);
+    gf_zero_grad(b);
+    gf_no_grad_end(c);
+    double l = gf_item(loss);
+    gf_scope_end(c);
+    return l;
+}
+
 #endif /* GF_TEST_COMMON_H */

@@ -40,20 +40,6 @@ void *__wrap_aligned_alloc(size_t al, size_t n) {
     return __real_aligned_alloc(al, n);
 }
 
-static void linreg_step(gf_ctx *c, gf_tensor *in, gf_tensor *tg, gf_tensor *w, gf_tensor *b) {
-    gf_scope_begin(c);
-    gf_tensor *loss = gf_mean(gf_pow_scalar(gf_sub(gf_add(gf_matmul(in, w), b), tg), 2));
-    gf_backward(loss);
-    gf_no_grad_begin(c);
-    gf_axpy_(w, -0.01, gf_grad(w));
-    gf_axpy_(b, -0.01, gf_grad(b));
-    gf_zero_grad(w);
-    gf_zero_grad(b);
-    gf_no_grad_end(c);
-    gf_item(loss);
-    gf_scope_end(c);
-}
-
 Test(alloc, tutorial_loop_allocates_nothing_after_warmup) {
     gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = 2});
     gf_ctx *c = gf_ctx_create(eng);
@@ -61,10 +47,10 @@ Test(alloc, tutorial_loop_allocates_nothing_after_warmup) {
     gf_tensor *tg = gf_tensor_f32(c, 2, (int64_t[]){3, 1}, (float[]){2, 4, 6});
     gf_tensor *w = gf_requires_grad(gf_randn(c, GF_F32, 2, (int64_t[]){2, 1}), true);
     gf_tensor *b = gf_requires_grad(gf_randn(c, GF_F32, 1, (int64_t[]){1}), true);
-    for (int i = 0; i < 20; i++) linreg_step(c, in, tg, w, b);
+    for (int i = 0; i < 20; i++) gf_test_linreg_step(c, in, tg, w, b);
     atomic_store(&n_allocs, 0);
     atomic_store(&counting, true);
-    for (int i = 0; i < 100; i++) linreg_step(c, in, tg, w, b);
+    for (int i = 0; i < 100; i++) gf_test_linreg_step(c, in, tg, w, b);
     atomic_store(&counting, false);
     cr_assert_null(gf_ctx_error(c), "%s", gf_ctx_error(c));
     cr_assert_eq(atomic_load(&n_allocs), 0, "%ld system allocations in 100 steps",

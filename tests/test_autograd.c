@@ -229,17 +229,8 @@ static void linreg(gf_ctx *c, float out_w[2], float out_b[1], double losses[10])
     gf_tensor *w = gf_requires_grad(gf_randn(c, GF_F32, 2, (int64_t[]){2, 1}), true);
     gf_tensor *b = gf_requires_grad(gf_randn(c, GF_F32, 1, (int64_t[]){1}), true);
     for (int i = 0; i < 100; i++) {
-        gf_scope_begin(c);
-        gf_tensor *loss = gf_mean(gf_pow_scalar(gf_sub(gf_add(gf_matmul(in, w), b), tg), 2));
-        gf_backward(loss);
-        gf_no_grad_begin(c);
-        gf_axpy_(w, -0.01, gf_grad(w));
-        gf_axpy_(b, -0.01, gf_grad(b));
-        gf_zero_grad(w);
-        gf_zero_grad(b);
-        gf_no_grad_end(c);
-        if ((i + 1) % 10 == 0) losses[i / 10] = gf_item(loss);
-        gf_scope_end(c);
+        double l = gf_test_linreg_step(c, in, tg, w, b);
+        if ((i + 1) % 10 == 0) losses[i / 10] = l;
     }
     cr_assert_null(gf_ctx_error(c), "%s", gf_ctx_error(c));
     memcpy(out_w, gf_data_f32(w), 2 * sizeof(float));

@@ -150,18 +150,7 @@ static long rss_kb(void) {
 
 static void train_steps(gf_ctx *c, gf_tensor *in, gf_tensor *tg, gf_tensor *w, gf_tensor *b,
                         int steps) {
-    for (int i = 0; i < steps; i++) {
-        gf_scope_begin(c);
-        gf_tensor *loss = gf_mean(gf_pow_scalar(gf_sub(gf_add(gf_matmul(in, w), b), tg), 2));
-        gf_backward(loss);
-        gf_no_grad_begin(c);
-        gf_axpy_(w, -0.01, gf_grad(w));
-        gf_axpy_(b, -0.01, gf_grad(b));
-        gf_zero_grad(w);
-        gf_zero_grad(b);
-        gf_no_grad_end(c);
-        gf_scope_end(c);
-    }
+    for (int i = 0; i < steps; i++) gf_test_linreg_step(c, in, tg, w, b);
 }
 
 Test(tensor, hundred_thousand_steps_keep_memory_flat, .timeout = 600) {
