@@ -210,11 +210,21 @@ gf_status gf__bwd_matmul(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **
         gin[0] = gf__sum_to(gf_matmul(g, gf_transpose(b, -1, -2)), GF__DIMS(a));
     if (gf__needs_grad(n, 1)) {
         int64_t K = a->shape[a->ndim - 1], N = out->shape[out->ndim - 1];
-        if (b->ndim == 2 && a->ndim == out->ndim && a->ndim > 2 && gf__is_contig(a)) {
+        if (b->ndim == 2 && a->ndim == out->ndim && a->ndim >= 2 &&
+            (a->ndim == 2 || gf__is_contig(a))) {
             int64_t rows = gf__numel(a->ndim - 1, a->shape);
-            gf_tensor *a2 = gf_reshape(a, 2, (int64_t[]){rows, K});
-            gf_tensor *g2 = gf_reshape(g, 2, (int64_t[]){rows, N});
-            gin[1] = gf_matmul(gf_transpose(a2, 0, 1), g2);
+            gf_tensor *a2 = a->ndim == 2 ? a : gf_reshape(a, 2, (int64_t[]){rows, K});
+            gf_tensor *g2 = g->ndim == 2 ? g : gf_reshape(g, 2, (int64_t[]){rows, N});
+            /* b (K x N) that is itself a transposed view of a contiguous
+             * N x K tensor (Linear's W^T): compute its gradient as
+             * (G^T A)^T so that the transpose's backward hands the weight a
+             * contiguous N x K gradient; A^T G would reach it as a strided
+             * view, and accumulating that into .grad walks memory with a
+             * stride of K floats. */
+            if (b->strides[0] == 1 && b->strides[1] == K && K > 1 && N > 1)
+                gin[1] = gf_transpose(gf_matmul(gf_transpose(g2, 0, 1), a2), 0, 1);
+            else
+                gin[1] = gf_matmul(gf_transpose(a2, 0, 1), g2);
         } else {
             gin[1] = gf__sum_to(gf_matmul(gf_transpose(a, -1, -2), g), GF__DIMS(b));
         }

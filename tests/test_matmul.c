@@ -356,6 +356,31 @@ Test(matmul, gradcheck_views) {
     GRADCHECK((2, 4, 3), (4, 2), &ta);
     GRADCHECK((5, 4), (4, 3), &sl);
     GRADCHECK((2, 4, 5), (1, 3, 4), &all); /* [2,3,4] x [1,4,3] after the views */
+    mm_case tb = {.tb = 1};
+    GRADCHECK((3, 4), (5, 4), &tb);    /* Linear: x W^T, grad of W as (G^T x)^T */
+    GRADCHECK((2, 3, 4), (5, 4), &tb); /* batched x against W^T */
+    GRADCHECK((3, 1), (5, 1), &tb);    /* K = 1: W^T is also contiguous */
+}
+
+/* Linear's weight gradient, computed as (G^T x)^T, against naive sums:
+ * dW[n][k] = sum_m G[m][n] x[m][k]. */
+Test(matmul, transposed_weight_grad) {
+    gf_tensor *x = rnd(GF_F64, 2, SH(6, 4));
+    gf_tensor *w = gf_requires_grad(rnd(GF_F64, 2, SH(3, 4)), true);
+    gf_tensor *gy = rnd(GF_F64, 2, SH(6, 3));
+    gf_tensor *y = gf_matmul(x, gf_transpose(w, 0, 1));
+    GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(gf_mul(y, gy))));
+    gf_tensor *gw = gf_grad(w);
+    gf_test_expect_shape(gw, 2, SH(3, 4));
+    const double *px = gf_data_f64(x), *pg = gf_data_f64(gy);
+    double want[12];
+    for (int n = 0; n < 3; n++)
+        for (int k = 0; k < 4; k++) {
+            double acc = 0;
+            for (int m = 0; m < 6; m++) acc += pg[m * 3 + n] * px[m * 4 + k];
+            want[n * 4 + k] = acc;
+        }
+    gf_test_expect_close(gw, want, 12, 1e-12, 1e-12);
 }
 
 /* Backward of a K = 0 product: zero-size gradients of the inputs' shapes,
