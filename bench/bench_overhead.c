@@ -17,6 +17,7 @@
  *
  * Engines with 1 and 2 threads, lazy and eager ctx. us_per_op is the best of
  * BENCH_REPS (default 7) batches of ITERS iterations, each batch ~0.1 s.
+ * Arguments [threads [lazy|eager]] run only the matching configurations.
  */
 #define _POSIX_C_SOURCE 199309L
 #include "include/gradflow.h"
@@ -67,13 +68,17 @@ typedef struct {
     double loss;
 } config;
 
-int main(void) {
+int main(int argc, char **argv) {
     const char *e = getenv("BENCH_REPS");
     int R = e && atoi(e) > 0 ? atoi(e) : 7;
+    /* Optional filter for profiling one configuration: [threads [lazy|eager]]. */
+    int only_nt = argc > 1 ? atoi(argv[1]) : 0;
+    int only_eager = argc > 2 ? (argv[2][0] == 'e') : -1;
     config cs[4];
     int nc = 0;
     for (int nt = 1; nt <= 2; nt++)
         for (int eager = 0; eager <= 1; eager++) {
+            if ((only_nt && nt != only_nt) || (only_eager >= 0 && eager != only_eager)) continue;
             config *c = &cs[nc++];
             c->threads = nt;
             c->eager = eager;

@@ -30,7 +30,15 @@
         if (gf__is_contig(A) && gf__is_contig(B) && A->numel == O->numel &&                 \
             B->numel == O->numel) {                                                         \
             int64_t total = O->numel;                                                       \
-            _Pragma("omp parallel for simd if (total > 65536) num_threads(n->nthreads)")   \
+            if (GF__OMP_WORTH(n->nthreads, total > 65536)) {                                \
+                _Pragma("omp parallel for simd num_threads(n->nthreads)")                   \
+                for (int64_t i = 0; i < total; i++) {                                       \
+                    T x = pa[i], y = pb[i];                                                 \
+                    po[i] = (EXPR);                                                         \
+                }                                                                           \
+                return;                                                                     \
+            }                                                                               \
+            _Pragma("omp simd")                                                             \
             for (int64_t i = 0; i < total; i++) {                                           \
                 T x = pa[i], y = pb[i];                                                     \
                 po[i] = (EXPR);                                                             \

@@ -44,4 +44,12 @@ void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
  * gf__sum_to, gf_reshape, gf_expand). */
 #define GF__DIMS(t) gf_ndim(t), gf_shape(t)
 
+/* Whether a kernel should open an OpenMP region: only with a budget of
+ * several threads and enough work. A region libgomp runs on one thread (an
+ * `if` clause that is false, or num_threads(1)) still allocates a team with
+ * malloc and wakes through a futex on exit: about 1 µs and a system call per
+ * op, which is the whole cost of a small op. Kernels branch on this and run a
+ * plain (simd) loop otherwise. */
+#define GF__OMP_WORTH(nthreads, cond) ((nthreads) > 1 && (cond))
+
 #endif /* GF_OPS_H */
