@@ -44,6 +44,13 @@ gf_engine *gf_engine_create(const gf_engine_opts *opts) {
     e->num_threads = o.num_threads;
     e->deterministic = o.deterministic;
     e->pin_threads = o.pin_threads;
+    e->min_par_work = GF__MIN_PAR_WORK;
+    const char *mpw = getenv("GF_MIN_PARALLEL_WORK");
+    if (mpw && *mpw) {
+        char *end;
+        long long v = strtoll(mpw, &end, 10);
+        if (*end == '\0' && v >= 0) e->min_par_work = v;
+    }
     e->alloc = gf__alloc_create();
     if (!e->alloc) {
         free(e);

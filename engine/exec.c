@@ -8,8 +8,10 @@
  * unfinished predecessor tasks; finishing a task releases its successors: one
  * ready successor runs next on the same thread (no queue round trip), the
  * others are pushed on the worker's deque where idle workers steal them.
- * A run with a single chain (or an engine with one thread) runs on the
- * calling thread with no pool traffic at all.
+ * A run with a single chain, a run whose summed work estimate is below the
+ * engine's min_par_work (tiny nodes: a hand-off would cost more than they
+ * compute), or any run on an engine with one thread runs on the calling
+ * thread with no pool traffic at all.
  *
  * Every kernel gets the thread budget of the pool at the time it starts
  * (gf__pool_budget): the engine's threads divided among the running tasks.
@@ -63,9 +65,19 @@ static bool gf__run_node(gf_ctx *ctx, gf__node *nd, int budget, int errs0) {
     return true;
 }
 
+/* Whether finishing one predecessor makes s ready. When the count already
+ * reads 1 the caller is the last predecessor left and no other thread
+ * touches the counter again, so an acquire load (pairing with the other
+ * predecessors' release decrements) replaces a locked decrement. */
+static inline bool gf__release(gf__xtask *s) {
+    if (atomic_load_explicit(&s->pending, memory_order_acquire) == 1) return true;
+    return atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1;
+}
+
 static void gf__xtask_run(gf__task *base) {
     gf__xtask *t = (gf__xtask *)base;
     gf__run *r = t->run;
+    long done = 0;
     while (t) {
         for (int64_t i = 0; i < t->count; i++)
             if (!gf__run_node(r->ctx, r->order[t->first + i], gf__pool_budget(r->pool), r->errs0))
@@ -74,16 +86,30 @@ static void gf__xtask_run(gf__task *base) {
         gf__xtask *next = NULL;
         for (int64_t k = 0; k < t->nsucc; k++) {
             gf__xtask *s = &r->tasks[r->succ[t->succ_first + k]];
-            if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) {
+            if (gf__release(s)) {
                 if (!next) next = s;
                 else gf__pool_submit(r->pool, &s->base);
             }
         }
-        /* Last touch of t's run for this task: the waiter may return once
-         * remaining reaches 0, but not while `next` is still counted. */
-        atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel);
+        done++;
         t = next;
     }
+    /* Last touch of the run: the waiter may return once remaining reaches 0.
+     * One decrement for the whole sequence of continuations, not one per
+     * task: every thread writes this counter's cache line. */
+    atomic_fetch_sub_explicit(&r->remaining, done, memory_order_acq_rel);
+}
+
+/* A node's work estimate in elements touched: inputs read plus output
+ * written; a matmul's output element costs K multiply-adds. */
+static int64_t gf__node_work(const gf__node *nd) {
+    int64_t w = nd->out->numel;
+    if (nd->op == GF__OP_matmul && nd->n_in == 2) {
+        const gf_tensor *a = nd->in[0];
+        return w * (a->ndim ? a->shape[a->ndim - 1] : 1) + a->numel + nd->in[1]->numel;
+    }
+    for (int k = 0; k < nd->n_in; k++) w += nd->in[k]->numel;
+    return w;
 }
 
 static gf_status gf__exec_serial(gf_ctx *ctx, gf__node **nodes, int64_t n, int budget) {
@@ -108,6 +134,15 @@ gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
     gf_engine *eng = ctx->eng;
     gf__pool *pool = eng->exec;
     if (!pool || n == 1) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    /* Tiny runs stay on this thread (the issue's "tiny nodes are merged"):
+     * all of a run's nodes together are one task when their summed work
+     * would not pay for a hand-off. */
+    if (eng->min_par_work > 0) {
+        int64_t work = 0;
+        for (int64_t i = 0; i < n && work < eng->min_par_work; i++)
+            if (!(gf__op_flags[nodes[i]->op] & GF__OPF_VIEW)) work += gf__node_work(nodes[i]);
+        if (work < eng->min_par_work) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    }
 
     int64_t epoch = ++ctx->walk_epoch;
     for (int64_t i = 0; i < n; i++) {

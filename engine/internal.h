@@ -127,12 +127,20 @@ struct gf_tensor {
 /* --------------------------------------------------------------- engine */
 typedef struct gf__alloc gf__alloc;
 
+/* Default of gf_engine.min_par_work: ~30-60 µs of elementwise work, the
+ * order of waking a sleeping worker. */
+#define GF__MIN_PAR_WORK 65536
+
 struct gf_engine {
     int num_threads;
     bool deterministic;
     bool pin_threads;
     gf__alloc *alloc;
     struct gf__pool *exec; /* the work-stealing pool (NULL with one thread) */
+    /* A run whose estimated work (elements touched, see exec.c) is below
+     * this runs on the calling thread: handing tiny nodes to other threads
+     * costs more than they compute. GF_MIN_PARALLEL_WORK overrides it. */
+    int64_t min_par_work;
 };
 
 struct gf_ctx {

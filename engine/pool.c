@@ -113,6 +113,7 @@ static bool gf__inj_push(gf__pool *p, gf__task *t) {
 }
 
 static void gf__wake(gf__pool *p) {
+    if (p->nworkers == 0) return; /* nobody sleeps: waiting threads never do */
     atomic_fetch_add(&p->epoch, 1);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->sleep_mu);
@@ -275,13 +276,19 @@ void gf__pool_wait(gf__pool *p, atomic_long *remaining) {
 }
 
 int gf__pool_budget(gf__pool *p) {
+    if (p->nthreads <= 1) return 1;
     int a = atomic_load_explicit(&p->active, memory_order_relaxed);
     int b = a > 0 ? p->nthreads / a : p->nthreads;
     return b > 0 ? b : 1;
 }
 
-void gf__pool_task_begin(gf__pool *p) { atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed); }
-void gf__pool_task_end(gf__pool *p) { atomic_fetch_sub_explicit(&p->active, 1, memory_order_relaxed); }
+/* With one thread the budget is always 1: no shared counter to bump. */
+void gf__pool_task_begin(gf__pool *p) {
+    if (p->nthreads > 1) atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed);
+}
+void gf__pool_task_end(gf__pool *p) {
+    if (p->nthreads > 1) atomic_fetch_sub_explicit(&p->active, 1, memory_order_relaxed);
+}
 
 gf__pool *gf__pool_create(int nworkers, int nthreads, bool pin) {
     gf__pool *p = gf__zalloc64(sizeof *p);

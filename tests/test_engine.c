@@ -30,7 +30,11 @@ int rand_r(unsigned *seed) {
 #define GF_TEST_SLOW 0
 #endif
 
+/* The engines of these tests hand every run to the pool, however small
+ * (GF_MIN_PARALLEL_WORK=0): the graphs here are tiny, and what they test is
+ * the parallel schedule, not the serial shortcut for tiny runs. */
 static gf_engine *make_engine(int threads, bool deterministic) {
+    setenv("GF_MIN_PARALLEL_WORK", "0", 1);
     gf_engine *e =
         gf_engine_create(&(gf_engine_opts){.num_threads = threads, .deterministic = deterministic});
     cr_assert_not_null(e, "gf_engine_create(%d threads)", threads);
@@ -454,6 +458,9 @@ Test(engine, random_graphs_bitwise_identical_for_any_thread_count_and_eager, .ti
     const int threads[] = {1, 2, 3, 4, 8};
     gf_engine *eng[5];
     for (int i = 0; i < 5; i++) eng[i] = make_engine(threads[i], true);
+    unsetenv("GF_MIN_PARALLEL_WORK");
+    gf_engine *dflt = gf_engine_create(&(gf_engine_opts){.num_threads = 4, .deterministic = true});
+    cr_assert_not_null(dflt);
     int ngraphs = graph_count();
     int64_t bytes = 0, grads = 0;
     for (int s = 1; s <= ngraphs; s++) {
@@ -474,6 +481,10 @@ Test(engine, random_graphs_bitwise_identical_for_any_thread_count_and_eager, .ti
             expect_same(&ref, &got, (uint64_t)s, "8 threads, eager");
             free(got.b);
         }
+        /* And with the default threshold, where tiny runs stay serial. */
+        run_graph(dflt, false, (uint64_t)s, &got);
+        expect_same(&ref, &got, (uint64_t)s, "4 threads, default min_par_work");
+        free(got.b);
         bytes += (int64_t)ref.n;
         grads += ref.ngrads;
         free(ref.b);
@@ -482,6 +493,7 @@ Test(engine, random_graphs_bitwise_identical_for_any_thread_count_and_eager, .ti
                 ngraphs, (long long)bytes, (long long)grads);
     cr_assert_gt(grads, ngraphs, "the graphs do produce gradients");
     for (int i = 0; i < 5; i++) gf_engine_destroy(eng[i]);
+    gf_engine_destroy(dflt);
 }
 
 /* Elementwise |a - b| <= 1e-5 * (largest magnitude of the array). */
