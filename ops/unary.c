@@ -11,9 +11,11 @@
  * does the promotion, so every kernel reads and writes one dtype.
  *
  * Kernels: out (contiguous, x's shape) = f(x). A contiguous x is one flat
- * loop with f inlined (f32 math in f32: expf, tanhf, erff); a strided view is
- * walked row by row. Each element is independent, so the result is the same
- * bits for any thread count.
+ * loop with f inlined (f32 math in f32: tanhf, erff); a strided view is
+ * walked row by row. exp and sigmoid go through the vector exp of the
+ * gf__vmath table (ops/kernels: AVX2 or portable, as GEMM's variant), in
+ * fixed blocks. Each element is independent, so the result is the same bits
+ * for any thread count.
  */
 #include "ops.h"
 
@@ -24,18 +26,6 @@
 
 #define GF__INV_SQRT2 0.70710678118654752440     /* 1/sqrt(2) */
 #define GF__INV_SQRT2PI 0.39894228040143267794   /* 1/sqrt(2*pi) */
-
-/* Numerically stable logistic: exp only ever sees -|x| <= 0, so nothing
- * overflows; for x < 0 the result is e/(1+e) rather than 1 - 1/(1+e), which
- * keeps the relative precision of tiny outputs. */
-static inline float gf__s_sigmoidf(float x) {
-    float e = expf(-fabsf(x)), r = 1.0f / (1.0f + e);
-    return x >= 0 ? r : e * r;
-}
-static inline double gf__s_sigmoid(double x) {
-    double e = exp(-fabs(x)), r = 1.0 / (1.0 + e);
-    return x >= 0 ? r : e * r;
-}
 
 /* gelu(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)) */
 static inline float gf__s_geluf(float x) {
@@ -119,10 +109,96 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         } while (gf__next_row(nd, O->shape, idx, 2, off, st));                            \
     }
 
+/* A kernel over contiguous runs: VF(vm, x, y, len) computes y = f(x) on len
+ * contiguous elements with the vector math table vm. A contiguous x is cut
+ * into fixed blocks of GF__UN_VBLK (spread over threads); a strided view is
+ * walked row by row, rows with unit stride in place and others gathered
+ * GF__UN_VBLK elements at a time into a stack buffer. */
+#define GF__UN_VBLK 256
+#define GF__UN_VKERNEL(NAME, T, VF)                                                        \
+    static void NAME(gf__node *n) {                                                       \
+        const gf_tensor *X = n->in[0];                                                    \
+        gf_tensor *O = n->out;                                                            \
+        const T *px = gf__ptr(X);                                                         \
+        T *po = gf__ptr(O);                                                               \
+        const gf__vmath *vm = gf__vmath_now();                                            \
+        int64_t total = O->numel;                                                         \
+        int nd = O->ndim;                                                                 \
+        if (total == 0) return;                                                           \
+        if (nd == 0 || gf__is_contig(X)) {                                                \
+            int64_t nb = (total + GF__UN_VBLK * 16 - 1) / (GF__UN_VBLK * 16);              \
+            _Pragma("omp parallel for schedule(static) if (total > 32768) num_threads(n->nthreads)") \
+            for (int64_t b = 0; b < nb; b++) {                                            \
+                int64_t lo = b * GF__UN_VBLK * 16, len = total - lo;                      \
+                VF(vm, px + lo, po + lo, len < GF__UN_VBLK * 16 ? len : GF__UN_VBLK * 16); \
+            }                                                                             \
+            return;                                                                       \
+        }                                                                                 \
+        int64_t sx[GF_MAX_DIMS], so[GF_MAX_DIMS];                                         \
+        memcpy(sx, X->strides, sizeof sx);                                                \
+        memcpy(so, O->strides, sizeof so);                                                \
+        int64_t inner = O->shape[nd - 1], ix = sx[nd - 1];                                \
+        int64_t idx[GF_MAX_DIMS] = {0}, off[2] = {0, 0};                                  \
+        const int64_t *st[2] = {sx, so};                                                  \
+        T buf[GF__UN_VBLK];                                                               \
+        do {                                                                              \
+            const T *rx = px + off[0];                                                    \
+            T *ro = po + off[1];                                                          \
+            if (ix == 1) {                                                                \
+                VF(vm, rx, ro, inner);                                                    \
+                continue;                                                                 \
+            }                                                                             \
+            for (int64_t i = 0; i < inner; i += GF__UN_VBLK) {                            \
+                int64_t len = inner - i < GF__UN_VBLK ? inner - i : GF__UN_VBLK;          \
+                for (int64_t j = 0; j < len; j++) buf[j] = rx[(i + j) * ix];              \
+                VF(vm, buf, ro + i, len);                                                 \
+            }                                                                             \
+        } while (gf__next_row(nd, O->shape, idx, 2, off, st));                            \
+    }
+
+/* exp, and the numerically stable logistic, on contiguous runs. The
+ * logistic computes e = exp(-|x|) (in chunks through the vector exp) so that
+ * nothing overflows, and for x < 0 gives e/(1+e) rather than 1 - 1/(1+e),
+ * which keeps the relative precision of tiny outputs. */
+#define GF__VEXP(vm, x, y, len) _Generic((y), float *: (vm)->exp_f32,                 \
+                                        default: (vm)->exp_f64)((x), (y), (len))
+#define GF__VSIGMOID(NAME, T, ABS, SFX)                                                    \
+    static void NAME(const gf__vmath *vm, const T *x, T *y, int64_t len) {                \
+        T e[GF__UN_VBLK];                                                                 \
+        for (int64_t i = 0; i < len; i += GF__UN_VBLK) {                                  \
+            int64_t m = len - i < GF__UN_VBLK ? len - i : GF__UN_VBLK;                    \
+            for (int64_t j = 0; j < m; j++) e[j] = -ABS(x[i + j]);                        \
+            vm->exp_##SFX(e, e, m);                                                       \
+            for (int64_t j = 0; j < m; j++) {                                             \
+                T r = (T)1 / ((T)1 + e[j]);                                               \
+                y[i + j] = x[i + j] >= 0 ? r : e[j] * r;                                  \
+            }                                                                             \
+        }                                                                                 \
+    }
+GF__VSIGMOID(gf__vsigmoid_f32, float, fabsf, f32)
+GF__VSIGMOID(gf__vsigmoid_f64, double, fabs, f64)
+#define GF__VSIGMOID_ANY(vm, x, y, len) _Generic((y), float *: gf__vsigmoid_f32,      \
+                                                default: gf__vsigmoid_f64)(vm, x, y, len)
+
 /* An op on f32 and f64 only (i64 inputs were cast to f32 by the constructor). */
 #define GF__UN_OP_F(name, EXPR_F)                                                          \
     GF__UN_KERNEL(gf__##name##_f32, float, EXPR_F)                                        \
     GF__UN_KERNEL(gf__##name##_f64, double, EXPR_F)                                       \
+    void gf__fwd_##name(gf__node *n) {                                                    \
+        switch (n->out->dtype) {                                                          \
+        case GF_F32: gf__##name##_f32(n); break;                                          \
+        case GF_F64: gf__##name##_f64(n); break;                                          \
+        case GF_I64:                                                                      \
+            gf__kernel_error(n, GF_ESTATE, "gf_%s: internal error: i64 kernel reached",   \
+                             #name);                                                      \
+            break;                                                                        \
+        }                                                                                 \
+    }
+
+/* The same with the vector kernels. */
+#define GF__UN_VOP_F(name, VF)                                                             \
+    GF__UN_VKERNEL(gf__##name##_f32, float, VF)                                           \
+    GF__UN_VKERNEL(gf__##name##_f64, double, VF)                                          \
     void gf__fwd_##name(gf__node *n) {                                                    \
         switch (n->out->dtype) {                                                          \
         case GF_F32: gf__##name##_f32(n); break;                                          \
@@ -152,13 +228,13 @@ GF__UN_OP_FI(add_scalar, x + s, x + s)
 GF__UN_OP_FI(mul_scalar, x * s, x * s)
 GF__UN_OP_FI(pow_scalar, GF__M2(gf__s_pows, x, s), gf__ipow_s(x, s))
 GF__UN_OP_FI(neg, -x, -x)
-GF__UN_OP_F(exp, GF__M(exp, x))
+GF__UN_VOP_F(exp, GF__VEXP)
 GF__UN_OP_F(log, GF__M(log, x))
 GF__UN_OP_F(sqrt, GF__M(sqrt, x))
 GF__UN_OP_FI(abs, GF__M(fabs, x), x < 0 ? -x : x)
 /* x < 0 ? 0 : x (not x > 0 ? x : 0) so that NaN passes through, as in torch. */
 GF__UN_OP_FI(relu, x < 0 ? 0 : x, x < 0 ? 0 : x)
-GF__UN_OP_F(sigmoid, GF__M(gf__s_sigmoid, x))
+GF__UN_VOP_F(sigmoid, GF__VSIGMOID_ANY)
 GF__UN_OP_F(tanh, GF__M(tanh, x))
 GF__UN_OP_F(gelu, GF__M(gf__s_gelu, x))
 GF__UN_OP_F(gelu_grad, GF__M(gf__s_gelu_grad, x))

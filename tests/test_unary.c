@@ -5,9 +5,13 @@
  * float64 gradchecks, second derivatives against central differences of the
  * first (through create_graph), gelu's third derivative, the tutorial's
  * examples, numerically stable sigmoid, errors, NULL inputs, eager == lazy
- * and thread-count independence, bit for bit.
+ * and thread-count independence, bit for bit; exp and sigmoid (the vector
+ * exp) against libm for every ISA variant, contiguous and strided, with
+ * infinities, NaN and the overflow/underflow edges.
  */
 #include "common.h"
+
+#include "../ops/kernels/kernels.h"
 
 #include <float.h>
 
@@ -237,6 +241,77 @@ Test(unary, sigmoid_is_stable) {
     double gw[9];
     for (int i = 0; i < 9; i++) gw[i] = want[i] * (1 - want[i]);
     gf_test_expect_close(g, gw, 9, 1e-300, 1e-12);
+    gf_ctx_destroy(ctx);
+}
+
+/* Units in the last place between two floats of one sign or zero. */
+static int64_t ulps32(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4), memcpy(&ib, &b, 4);
+    return llabs((int64_t)ia - (int64_t)ib);
+}
+static int64_t ulps64(double a, double b) {
+    int64_t ia, ib;
+    memcpy(&ia, &a, 8), memcpy(&ib, &b, 8);
+    return ia > ib ? ia - ib : ib - ia;
+}
+
+/* gf_exp and gf_sigmoid through every vector-math variant this CPU runs
+ * (chosen with GEMM's, gf__gemm_force_isa), on a contiguous tensor and on a
+ * transposed view of it: exp within 2 ulp of expf (f32) and 1 ulp of exp
+ * (f64), sigmoid within a few ulp of the stable formula in double. */
+Test(unary, exp_and_sigmoid_every_isa_contiguous_and_strided) {
+    static const char *const isas[] = {"generic", "avx2", "avx512"};
+    enum { R = 41, C = 53, N = R * C };
+    double v[N];
+    const double spec[] = {INFINITY, -INFINITY, NAN, 0.0, -0.0, 88.72283935546875,
+                           88.72284698486328, -103.97, -104.5, 709.78, 709.79, -745.1, -746,
+                           1e-30, -87.3};
+    for (int i = 0; i < N; i++) v[i] = -120 + 240 * urand();
+    memcpy(v, spec, sizeof spec);
+    gf_ctx *ctx = gf_ctx_create(NULL);
+    for (size_t k = 0; k < 3; k++) {
+        gf__gemm_force_isa(isas[k]);
+        if (strcmp(gf__gemm_isa(), isas[k]) != 0) {
+            cr_log_info("variant %s not supported here; skipped", isas[k]);
+            continue;
+        }
+        for (int dt = 0; dt < 2; dt++) {
+            gf_scope_begin(ctx);
+            gf_tensor *b = gf_tensor_f64(ctx, 2, (int64_t[]){R, C}, v);
+            if (dt) b = gf_to_dtype(b, GF_F32);
+            gf_tensor *views[2] = {b, GF_T(ctx, gf_transpose(b, 0, 1))};
+            for (int w = 0; w < 2; w++) {
+                double *xv = malloc(sizeof(double) * N), *e = malloc(sizeof(double) * N);
+                double *s = malloc(sizeof(double) * N);
+                GF_OK_OR_FAIL(ctx, gf_copy_to_f64(views[w], xv, N));
+                GF_OK_OR_FAIL(ctx, gf_copy_to_f64(GF_T(ctx, gf_exp(views[w])), e, N));
+                GF_OK_OR_FAIL(ctx, gf_copy_to_f64(GF_T(ctx, gf_sigmoid(views[w])), s, N));
+                for (int i = 0; i < N; i++) {
+                    double x = xv[i], ws = x < 0 ? exp(x) / (1 + exp(x)) : 1 / (1 + exp(-x));
+                    if (isnan(x)) {
+                        cr_assert(isnan(e[i]) && isnan(s[i]), "%s: NaN lost", isas[k]);
+                        continue;
+                    }
+                    if (dt) {
+                        float want = expf((float)x);
+                        cr_assert(ulps32((float)e[i], want) <= 2, "%s view %d: exp(%a) = %a, "
+                                  "expf %a", isas[k], w, x, e[i], (double)want);
+                        cr_assert(fabs(s[i] - ws) <= 1e-6 * ws || (ws < FLT_MIN && s[i] < 2 * FLT_MIN),
+                                  "%s: sigmoid f32(%g) = %g, expected %g", isas[k], x, s[i], ws);
+                    } else {
+                        cr_assert(ulps64(e[i], exp(x)) <= 1, "%s view %d: exp(%.17g) = %a, "
+                                  "exp %a", isas[k], w, x, e[i], exp(x));
+                        cr_assert(fabs(s[i] - ws) <= 1e-15 * ws || (ws < 1e-300 && s[i] < 1e-300),
+                                  "%s: sigmoid(%g) = %g, expected %g", isas[k], x, s[i], ws);
+                    }
+                }
+                free(xv), free(e), free(s);
+            }
+            gf_scope_end(ctx);
+        }
+    }
+    gf__gemm_force_isa(NULL);
     gf_ctx_destroy(ctx);
 }
 

@@ -40,4 +40,43 @@ void gf__gemm_force_isa(const char *name);
 #define GF__KSCRATCH_SLOTS 4
 void *gf__kscratch(int slot, size_t bytes);
 
+/* Vector math and reduction loops behind the elementwise, reduction and
+ * softmax ops (vmath.c), one table per ISA variant (generic/, avx2/). The
+ * variant follows GEMM's choice (gf__gemm_isa, so GF_ISA and
+ * gf__gemm_force_isa pick it too; avx512 uses the avx2 table). Every
+ * function is sequential: callers split work over threads in fixed blocks,
+ * so no result depends on the thread count. */
+typedef struct {
+    const char *name;
+    /* y[i] = exp(x[i]) for i < n; y may equal x. f32 within 2 ulp of expf,
+     * f64 within 1 ulp of exp; overflow gives inf, underflow 0 (subnormals
+     * on the way), exp(-inf) = 0, NaN stays NaN. */
+    void (*exp_f32)(const float *x, float *y, int64_t n);
+    void (*exp_f64)(const double *x, double *y, int64_t n);
+    /* e_i = exp(x[i] - m) for i < n, stored to y[i] unless y is NULL (y may
+     * equal x); returns sum_i e_i accumulated in double in a fixed order. */
+    double (*expsum_f32)(const float *x, float m, float *y, int64_t n);
+    double (*expsum_f64)(const double *x, double m, double *y, int64_t n);
+    /* max of x[0..n), n >= 1, NaNs skipped (-inf if all are NaN); *nan is
+     * set to 1 when a NaN occurs (else left alone). */
+    float (*max_f32)(const float *x, int64_t n, int *nan);
+    double (*max_f64)(const double *x, int64_t n, int *nan);
+    /* Column maxima over len rows of w adjacent columns, row k at p + k*sd:
+     * mv[j] = max(mv[j], p[k*sd + j]) with NaNs skipped, nf[j] |= (a NaN
+     * occurred in column j). mv and nf hold the running values. */
+    void (*colmax_f32)(const float *p, int64_t sd, int64_t len, int64_t w, float *mv,
+                       uint32_t *nf);
+    void (*colmax_f64)(const double *p, int64_t sd, int64_t len, int64_t w, double *mv,
+                       uint64_t *nf);
+    /* Column sums in double: part[j] = sum over len rows of p[k*sd + j] in
+     * the order (rows in groups of four, ((r0 + r1) + (r2 + r3)) added to
+     * the running sum, then the leftover rows one by one), starting from 0.
+     * The same bits in every variant. */
+    void (*colsum_f32)(const float *p, int64_t sd, int64_t len, int64_t w, double *part);
+    void (*colsum_f64)(const double *p, int64_t sd, int64_t len, int64_t w, double *part);
+} gf__vmath;
+
+/* The table of the variant in use (cheap: call it once per kernel). */
+const gf__vmath *gf__vmath_now(void);
+
 #endif /* GF_KERNELS_H */

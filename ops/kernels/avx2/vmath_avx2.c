@@ -1,0 +1,166 @@
+/*
+ * vmath_avx2.c - the AVX2+FMA gf__vmath table (kernels.h): exp and
+ * exp-and-sum for f32 (8 lanes) and f64 (4 lanes) in intrinsics, and the
+ * portable reduction loops (vmath_loops.h) compiled with -mavx2 -mfma.
+ *
+ * exp(x) = 2^n * e^r with n = round(x / ln 2), r = x - n ln 2 (two FMA
+ * steps with ln 2 split into a high and a low part, so r carries no
+ * cancellation error), |r| <= ln2/2, and e^r a polynomial (f32: Cephes'
+ * degree-7 minimax; f64: Taylor to degree 13, truncation error < 1e-17
+ * relative). x is clamped first to where the result still rounds to inf or
+ * to 0, so that n stays in [-150, 129] (f64: [-1077, 1025]); 2^n is applied
+ * as two factors 2^(n>>1) and 2^(n-(n>>1)), both normal numbers, so that
+ * the result rounds once whether it is normal, subnormal, 0 or inf. The
+ * clamps are written min(hi, x) / max(lo, x), which return x when x is NaN,
+ * so a NaN flows through and the result is NaN.
+ */
+#include "../kernels.h"
+#include "../vmath_loops.h"
+
+#include <immintrin.h>
+
+/* ------------------------------------------------------------------ f32 */
+
+static inline __m256 gf__exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(89.0f), lo = _mm256_set1_ps(-104.0f);
+    x = _mm256_max_ps(lo, _mm256_min_ps(hi, x));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860682030941723212e-6f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* Lanes [0, k) of a mask, k in 0..8. */
+static inline __m256i gf__mask8(int64_t k) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static void gf__avx2_exp_f32(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gf__exp8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i m = gf__mask8(n - i);
+        _mm256_maskstore_ps(y + i, m, gf__exp8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+/* Sum of 8 f32 lanes into two f64 accumulators (lanes 0-3, 4-7). */
+static inline void gf__acc8(__m256 e, __m256d *a0, __m256d *a1) {
+    *a0 = _mm256_add_pd(*a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    *a1 = _mm256_add_pd(*a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+}
+
+static inline double gf__hsum4(__m256d a) {
+    double t[4];
+    _mm256_storeu_pd(t, a);
+    return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+static double gf__avx2_expsum_f32(const float *x, float m, float *y, int64_t n) {
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = gf__exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        if (y) _mm256_storeu_ps(y + i, e);
+        gf__acc8(e, &a0, &a1);
+    }
+    if (i < n) {
+        __m256i k = gf__mask8(n - i);
+        __m256 e = gf__exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(k)); /* lanes past n add nothing */
+        if (y) _mm256_maskstore_ps(y + i, k, e);
+        gf__acc8(e, &a0, &a1);
+    }
+    return gf__hsum4(_mm256_add_pd(a0, a1));
+}
+
+/* ------------------------------------------------------------------ f64 */
+
+static inline __m256d gf__exp4(__m256d x) {
+    const __m256d hi = _mm256_set1_pd(710.0), lo = _mm256_set1_pd(-746.0);
+    x = _mm256_max_pd(lo, _mm256_min_pd(hi, x));
+    __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634074)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180559945286227e-01), x);
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(2.319046813846299558e-17), r);
+    /* e^r - 1 - r = r^2 (1/2! + r/3! + ... + r^11/13!) */
+    static const double c[12] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                 1.0 / 3628800.0,    1.0 / 362880.0,    1.0 / 40320.0,
+                                 1.0 / 5040.0,       1.0 / 720.0,       1.0 / 120.0,
+                                 1.0 / 24.0,         1.0 / 6.0,         0.5};
+    __m256d p = _mm256_set1_pd(c[0]);
+    for (int i = 1; i < 12; i++) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c[i]));
+    p = _mm256_fmadd_pd(p, _mm256_mul_pd(r, r), r);
+    p = _mm256_add_pd(p, _mm256_set1_pd(1.0));
+    /* n (integral, |n| <= 1077) to int64 lanes via int32. */
+    __m128i ni = _mm256_cvtpd_epi32(n);
+    __m128i n1 = _mm_srai_epi32(ni, 1), n2 = _mm_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi64x(1023);
+    __m256d s1 = _mm256_castsi256_pd(
+        _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n1), bias), 52));
+    __m256d s2 = _mm256_castsi256_pd(
+        _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n2), bias), 52));
+    return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
+}
+
+/* Lanes [0, k) of a mask, k in 0..4. */
+static inline __m256i gf__mask4(int64_t k) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(k), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+static void gf__avx2_exp_f64(const double *x, double *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, gf__exp4(_mm256_loadu_pd(x + i)));
+    if (i < n) {
+        __m256i m = gf__mask4(n - i);
+        _mm256_maskstore_pd(y + i, m, gf__exp4(_mm256_maskload_pd(x + i, m)));
+    }
+}
+
+static double gf__avx2_expsum_f64(const double *x, double m, double *y, int64_t n) {
+    const __m256d vm = _mm256_set1_pd(m);
+    __m256d a = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d e = gf__exp4(_mm256_sub_pd(_mm256_loadu_pd(x + i), vm));
+        if (y) _mm256_storeu_pd(y + i, e);
+        a = _mm256_add_pd(a, e);
+    }
+    if (i < n) {
+        __m256i k = gf__mask4(n - i);
+        __m256d e = gf__exp4(_mm256_sub_pd(_mm256_maskload_pd(x + i, k), vm));
+        e = _mm256_and_pd(e, _mm256_castsi256_pd(k));
+        if (y) _mm256_maskstore_pd(y + i, k, e);
+        a = _mm256_add_pd(a, e);
+    }
+    return gf__hsum4(a);
+}
+
+const gf__vmath gf__vmath_avx2 = {
+    .name = "avx2",
+    .exp_f32 = gf__avx2_exp_f32,
+    .exp_f64 = gf__avx2_exp_f64,
+    .expsum_f32 = gf__avx2_expsum_f32,
+    .expsum_f64 = gf__avx2_expsum_f64,
+    .max_f32 = gf__vl_max_f32,
+    .max_f64 = gf__vl_max_f64,
+    .colmax_f32 = gf__vl_colmax_f32,
+    .colmax_f64 = gf__vl_colmax_f64,
+    .colsum_f32 = gf__vl_colsum_f32,
+    .colsum_f64 = gf__vl_colsum_f64,
+};

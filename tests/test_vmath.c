@@ -1,0 +1,274 @@
+/*
+ * test_vmath.c - the vector math table (ops/kernels/vmath.c, kernels.h) for
+ * every variant this CPU runs, chosen through gf__gemm_force_isa: exp (f32
+ * within 2 ulp of libm's expf, f64 within 1 ulp of exp) over a dense sweep
+ * of the whole range, the overflow and underflow edges, subnormal results,
+ * infinities, NaN and signed zeros; every length 0..40 (the masked tails)
+ * with the elements past n untouched; exp-and-sum, row max, column max and
+ * column sums against naive loops, with NaNs.
+ */
+#include <criterion/criterion.h>
+
+#include "../ops/kernels/kernels.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const isas[] = {"generic", "avx2", "avx512"};
+#define NISAS (sizeof isas / sizeof isas[0])
+
+/* The table of variant i, or NULL (and a note) when this CPU cannot run it.
+ * avx512 runs avx2's table. */
+static const gf__vmath *use_isa(size_t i) {
+    gf__gemm_force_isa(isas[i]);
+    if (strcmp(gf__gemm_isa(), isas[i]) != 0) {
+        cr_log_info("variant %s not supported here (got %s); skipped", isas[i], gf__gemm_isa());
+        return NULL;
+    }
+    const gf__vmath *vm = gf__vmath_now();
+    cr_assert_str_eq(vm->name, i == 0 ? "generic" : "avx2");
+    return vm;
+}
+
+static void restore_isa(void) { gf__gemm_force_isa(NULL); }
+
+TestSuite(vmath, .fini = restore_isa);
+
+/* Distance in units in the last place: floats mapped to a monotone integer
+ * line (so +-0 are 0 apart, and the gap from the largest finite to inf is 1). */
+static int64_t ulps_f(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4), memcpy(&ib, &b, 4);
+    int64_t la = ia < 0 ? (int64_t)INT32_MIN - ia : ia, lb = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+    return llabs(la - lb);
+}
+
+static int64_t ulps_d(double a, double b) {
+    int64_t ia, ib;
+    memcpy(&ia, &a, 8), memcpy(&ib, &b, 8);
+    __int128 la = ia < 0 ? (__int128)INT64_MIN - ia : ia, lb = ib < 0 ? (__int128)INT64_MIN - ib : ib;
+    __int128 d = la - lb;
+    return (int64_t)(d < 0 ? -d : d);
+}
+
+static uint64_t rng = 99;
+static double urand(void) {
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1p-53;
+}
+
+/* Inputs: special values and edges, then n - count uniform points in [lo, hi). */
+static const float SPEC_F[] = {
+    0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-45f, -1e-45f, 1e-30f, -1e-30f, 1.0f, -1.0f,
+    88.72283935546875f,       /* the largest x with a finite expf */
+    88.72284698486328f,       /* the next float: inf */
+    -87.33654022216797f,      /* about the smallest normal result */
+    -103.2789306640625f,      /* the last subnormal results */
+    -103.97207641601562f, -103.97208404541016f, -104.0f, -150.0f, 89.0f, 100.0f, 1e30f, -1e30f,
+    FLT_MAX, -FLT_MAX, 0.34657359f, -0.34657359f, 0.6931472f, -0.6931472f};
+#define NSPEC_F (sizeof SPEC_F / sizeof SPEC_F[0])
+
+static const double SPEC_D[] = {
+    0.0, -0.0, INFINITY, -INFINITY, NAN, 5e-324, -5e-324, 1e-300, 1.0, -1.0,
+    709.782712893384, 709.7827128933841, 709.79, -708.3964185322641, -708.4, -745.1332191019411,
+    -745.1332191019412, -745.2, -746.0, -800.0, 710.0, 1e300, -1e300, DBL_MAX, -DBL_MAX,
+    0.34657359027997264, -0.34657359027997264};
+#define NSPEC_D (sizeof SPEC_D / sizeof SPEC_D[0])
+
+Test(vmath, exp_f32_within_2_ulp_of_expf_every_variant) {
+    enum { N = 1 << 21 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    memcpy(x, SPEC_F, sizeof SPEC_F);
+    for (int64_t i = NSPEC_F; i < N; i++) /* the whole range and past both ends */
+        x[i] = (float)(-110.0 + 205.0 * urand());
+    for (int64_t i = 0; i < 4096; i++) x[NSPEC_F + i] = (float)(-1e-3 + 2e-3 * urand());
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        vm->exp_f32(x, y, N);
+        for (int64_t i = 0; i < N; i++) {
+            float want = expf(x[i]);
+            if (isnan(want)) {
+                cr_assert(isnan(y[i]), "%s: exp(%a) = %a, expected NaN", vm->name, x[i], y[i]);
+                continue;
+            }
+            cr_assert(ulps_f(y[i], want) <= 2, "%s: exp(%a) = %a, expf gives %a (%lld ulp)",
+                      vm->name, x[i], y[i], want, (long long)ulps_f(y[i], want));
+        }
+        /* exact where it must be */
+        cr_assert_eq(y[0], 1.0f);
+        cr_assert_eq(y[1], 1.0f);
+        cr_assert(isinf(y[2]) && y[2] > 0);
+        cr_assert(y[3] == 0 && !signbit(y[3]));
+    }
+    free(x), free(y);
+}
+
+Test(vmath, exp_f64_within_1_ulp_of_exp_every_variant) {
+    enum { N = 1 << 19 };
+    double *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    memcpy(x, SPEC_D, sizeof SPEC_D);
+    for (int64_t i = NSPEC_D; i < N; i++) x[i] = -760.0 + 1480.0 * urand();
+    for (int64_t i = 0; i < 4096; i++) x[NSPEC_D + i] = -1.0 + 2.0 * urand();
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        vm->exp_f64(x, y, N);
+        for (int64_t i = 0; i < N; i++) {
+            double want = exp(x[i]);
+            if (isnan(want)) {
+                cr_assert(isnan(y[i]), "%s: exp(%a) = %a, expected NaN", vm->name, x[i], y[i]);
+                continue;
+            }
+            cr_assert(ulps_d(y[i], want) <= 1, "%s: exp(%.17g) = %a, exp gives %a", vm->name,
+                      x[i], y[i], want);
+        }
+        cr_assert(isinf(y[2]) && y[2] > 0);
+        cr_assert(y[3] == 0 && !signbit(y[3]));
+    }
+    free(x), free(y);
+}
+
+/* Every length through the 8- and 4-lane tails: the result matches the
+ * element-at-a-time call, nothing past n is written, in place works. */
+Test(vmath, every_length_and_in_place) {
+    float xf[48], yf[48], zf[48];
+    double xd[48], yd[48], zd[48];
+    for (int i = 0; i < 48; i++) xf[i] = (float)(xd[i] = -5 + 10 * urand());
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        for (int n = 0; n <= 40; n++) {
+            for (int i = 0; i < 48; i++) yf[i] = -7.0f, yd[i] = -7.0;
+            vm->exp_f32(xf, yf, n);
+            vm->exp_f64(xd, yd, n);
+            for (int i = 0; i < 48; i++) {
+                float one;
+                double oned;
+                vm->exp_f32(xf + i, &one, 1);
+                vm->exp_f64(xd + i, &oned, 1);
+                cr_assert_eq(yf[i], i < n ? one : -7.0f, "%s n=%d i=%d", vm->name, n, i);
+                cr_assert_eq(yd[i], i < n ? oned : -7.0, "%s n=%d i=%d", vm->name, n, i);
+            }
+            memcpy(zf, xf, sizeof zf), memcpy(zd, xd, sizeof zd);
+            vm->exp_f32(zf, zf, n);
+            vm->exp_f64(zd, zd, n);
+            cr_assert(memcmp(zf, yf, (size_t)n * sizeof *zf) == 0);
+            cr_assert(memcmp(zd, yd, (size_t)n * sizeof *zd) == 0);
+        }
+    }
+}
+
+Test(vmath, expsum_matches_exp_and_a_naive_sum) {
+    enum { N = 1037 };
+    float xf[N], yf[N + 8];
+    double xd[N], yd[N + 8];
+    for (int i = 0; i < N; i++) xf[i] = (float)(xd[i] = -20 + 30 * urand());
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        for (int n = 0; n <= N; n += n < 40 ? 1 : 331) {
+            yf[n] = -7.0f, yd[n] = -7.0;
+            double sf = vm->expsum_f32(xf, 3.5f, yf, n), sd = vm->expsum_f64(xd, 3.5, yd, n);
+            double rf = 0, rd = 0;
+            for (int i = 0; i < n; i++) {
+                float e;
+                double ed;
+                float a = xf[i] - 3.5f;
+                double b = xd[i] - 3.5;
+                vm->exp_f32(&a, &e, 1);
+                vm->exp_f64(&b, &ed, 1);
+                cr_assert_eq(yf[i], e, "%s n=%d i=%d", vm->name, n, i);
+                cr_assert_eq(yd[i], ed);
+                rf += e, rd += ed;
+            }
+            cr_assert_eq(yf[n], -7.0f, "written past n");
+            cr_assert_eq(yd[n], -7.0);
+            cr_assert(fabs(sf - rf) <= 1e-14 * rf, "%s n=%d: %.17g vs %.17g", vm->name, n, sf, rf);
+            cr_assert(fabs(sd - rd) <= 1e-14 * rd);
+            /* without storing: the same sum */
+            cr_assert_eq(vm->expsum_f32(xf, 3.5f, NULL, n), sf);
+            cr_assert_eq(vm->expsum_f64(xd, 3.5, NULL, n), sd);
+        }
+    }
+}
+
+Test(vmath, row_max_column_max_and_column_sums) {
+    enum { R = 37, W = 45, SD = 53 };
+    float pf[R * SD];
+    double pd[R * SD];
+    for (int i = 0; i < R * SD; i++) pf[i] = (float)(pd[i] = -100 + 200 * urand());
+    pf[5 * SD + 7] = NAN, pd[5 * SD + 7] = NAN;   /* column 7 has a NaN */
+    pf[9 * SD + 3] = INFINITY, pd[9 * SD + 3] = INFINITY;
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        /* row max of row 5 (a NaN at 7) and row 0 for every prefix length */
+        for (int n = 1; n <= W; n++) {
+            for (int row = 0; row <= 5; row += 5) {
+                const float *x = pf + row * SD;
+                const double *xd = pd + row * SD;
+                float want = -INFINITY;
+                double wantd = -INFINITY;
+                int wnan = 0, gnan = 0, gnand = 0;
+                for (int k = 0; k < n; k++) {
+                    if (isnan(x[k])) wnan = 1;
+                    else if (x[k] > want) want = x[k], wantd = xd[k];
+                }
+                cr_assert_eq(vm->max_f32(x, n, &gnan), want, "%s n=%d", vm->name, n);
+                cr_assert_eq(vm->max_f64(xd, n, &gnand), wantd);
+                cr_assert_eq(gnan, wnan);
+                cr_assert_eq(gnand, wnan);
+            }
+        }
+        float mv[W];
+        double mvd[W], part[W];
+        uint32_t nf[W] = {0};
+        uint64_t nfd[W] = {0};
+        for (int j = 0; j < W; j++) mv[j] = -INFINITY, mvd[j] = -INFINITY;
+        vm->colmax_f32(pf, SD, R, W, mv, nf);
+        vm->colmax_f64(pd, SD, R, W, mvd, nfd);
+        for (int j = 0; j < W; j++) {
+            float want = -INFINITY;
+            double wantd = -INFINITY;
+            for (int k = 0; k < R; k++)
+                if (pf[k * SD + j] > want) want = pf[k * SD + j], wantd = pd[k * SD + j];
+            cr_assert_eq(mv[j], want, "%s column %d", vm->name, j);
+            cr_assert_eq(mvd[j], wantd);
+            cr_assert_eq(nf[j] != 0, j == 7);
+            cr_assert_eq(nfd[j] != 0, j == 7);
+        }
+        cr_assert(isinf(mv[3]));
+        /* column sums in the documented order, the same bits in every variant */
+        for (int len = 0; len <= R; len += 3) {
+            vm->colsum_f32(pf + 10 * SD, SD, len < R - 10 ? len : R - 10, W, part);
+            int rows = len < R - 10 ? len : R - 10;
+            for (int j = 0; j < W; j++) {
+                double s = 0;
+                int k = 0;
+                const float *p = pf + 10 * SD + j;
+                for (; k + 4 <= rows; k += 4)
+                    s += ((double)p[k * SD] + (double)p[(k + 1) * SD]) +
+                         ((double)p[(k + 2) * SD] + (double)p[(k + 3) * SD]);
+                for (; k < rows; k++) s += (double)p[k * SD];
+                cr_assert_eq(part[j], s, "%s len=%d column %d", vm->name, rows, j);
+            }
+            vm->colsum_f64(pd + 10 * SD, SD, rows, W, part);
+            for (int j = 0; j < W; j++) {
+                double s = 0;
+                int k = 0;
+                const double *p = pd + 10 * SD + j;
+                for (; k + 4 <= rows; k += 4)
+                    s += (p[k * SD] + p[(k + 1) * SD]) + (p[(k + 2) * SD] + p[(k + 3) * SD]);
+                for (; k < rows; k++) s += p[k * SD];
+                cr_assert_eq(part[j], s);
+            }
+        }
+    }
+}
