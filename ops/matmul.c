@@ -101,22 +101,29 @@ static void gf__mm_i64(gf__node *n) {
     int64_t nbatch = gf__numel(nb, O->shape);
     const int64_t *pa = gf__ptr(A), *pb = gf__ptr(B);
     uint64_t *po = gf__ptr(O);
-    int nt = n->nthreads < 1 ? 1 : n->nthreads;
     int64_t rows = nbatch * M;
-    /* each (batch, row) of the output is independent: split over them */
-#pragma omp parallel for schedule(static) num_threads(nt) if (rows * N * K > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t bi = r / M, i = r % M, oa, ob;
-        gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);
-        const int64_t *ra = pa + oa + i * rsa;
-        uint64_t *ro = po + r * N;
-        for (int64_t j = 0; j < N; j++) ro[j] = 0;
-        for (int64_t p = 0; p < K; p++) {
-            uint64_t x = (uint64_t)ra[p * csa];
-            const int64_t *rb = pb + ob + p * rsb;
-            for (int64_t j = 0; j < N; j++) ro[j] += x * (uint64_t)rb[j * csb];
-        }
+    /* each (batch, row) of the output is independent: split over them (no
+     * OpenMP region at all on one thread, see GF__OMP_WORTH) */
+#define GF__MM_I64_ROW(r)                                                                  \
+    do {                                                                                   \
+        int64_t bi = (r) / M, i = (r) % M, oa, ob;                                         \
+        gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);                              \
+        const int64_t *ra = pa + oa + i * rsa;                                             \
+        uint64_t *ro = po + (r) * N;                                                       \
+        for (int64_t j = 0; j < N; j++) ro[j] = 0;                                         \
+        for (int64_t p = 0; p < K; p++) {                                                  \
+            uint64_t x = (uint64_t)ra[p * csa];                                            \
+            const int64_t *rb = pb + ob + p * rsb;                                         \
+            for (int64_t j = 0; j < N; j++) ro[j] += x * (uint64_t)rb[j * csb];            \
+        }                                                                                  \
+    } while (0)
+    if (GF__OMP_WORTH(n->nthreads, rows * N * K > 32768)) {
+#pragma omp parallel for schedule(static) num_threads(n->nthreads)
+        for (int64_t r = 0; r < rows; r++) GF__MM_I64_ROW(r);
+    } else {
+        for (int64_t r = 0; r < rows; r++) GF__MM_I64_ROW(r);
     }
+#undef GF__MM_I64_ROW
 }
 
 void gf__fwd_matmul(gf__node *n) {
