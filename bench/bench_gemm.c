@@ -10,6 +10,9 @@
  * ~BENCH_BURST_S s, default 0.15), and the best over the rounds is kept.
  * Interleaving keeps a load spike from landing on one configuration only.
  *
+ * BENCH_CASES=i,j,... runs only those cases (numbered from 0 in the order
+ * printed), for quick looks at a few shapes.
+ *
  * Fields: gflops_1t, gflops_2t, scale_2t (2t/1t), pct_peak_1t (of the FMA
  * peak of one core, measured here by fma_peak.h), pct_peak_2t (of two
  * cores), bitwise_1t_2t (ours gives the same bits for 1 and 2 threads);
@@ -38,6 +41,21 @@ typedef struct {
 } shape;
 
 static double burst_s = 0.15;
+static const char *only; /* BENCH_CASES, or NULL for every case */
+static int case_no;      /* the number of the next case */
+
+/* Whether case number c is to run under BENCH_CASES. */
+static int wanted(int c) {
+    if (!only) return 1;
+    for (const char *p = only; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        if (v == c) return 1;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
 
 /* Best seconds per call of `call` over >= 3 calls and ~burst_s. */
 #define TIME_BEST(best, call)                                                            \
@@ -62,6 +80,7 @@ static float *falloc(size_t n) {
 }
 
 static void run(shape s, int rounds, double peak) {
+    if (!wanted(case_no++)) return;
     const int m = s.m, n = s.n, k = s.k;
     float *A = falloc((size_t)m * k), *B = falloc((size_t)k * n);
     float *C1 = falloc((size_t)m * n), *C2 = falloc((size_t)m * n);
@@ -113,6 +132,7 @@ int main(int argc, char **argv) {
     int rounds = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 3;
     const char *e = getenv("BENCH_BURST_S");
     if (e && atof(e) > 0) burst_s = atof(e);
+    only = getenv("BENCH_CASES");
     const double peak = gf_fma_peak_gflops(5);
     printf("{\"bench\":\"fma_peak\",\"chains\":%d,\"gflops_per_core\":%.1f}\n", GF_FMA_CHAINS,
            peak);

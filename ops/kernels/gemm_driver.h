@@ -194,6 +194,7 @@ typedef struct {
     GF_T beta;
     GF_T *C;
     int64_t rsc, csc;
+    int64_t kc;         /* depth of a pc block (<= bk->kc; from k alone) */
     int64_t mc;         /* rows per ic block (a multiple of mr, <= bk->mc) */
     int64_t rch, nrch;  /* rows per row chunk (a multiple of mc), row chunks */
     int64_t cpan, ncch; /* nr-panels per column chunk (cpan*nr <= bk->nc), column chunks */
@@ -210,13 +211,17 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
     const int64_t i0 = t / x->ncch * x->rch, i1 = GF_FN(min)(x->m, i0 + x->rch);
     const int64_t jc = t % x->ncch * x->cpan * nr, nc = GF_FN(min)(x->cpan * nr, x->n - jc);
     const int64_t npan = (nc + nr - 1) / nr;
-    for (int64_t pc = 0; pc < x->k; pc += bk->kc) {
-        const int64_t kc = GF_FN(min)(bk->kc, x->k - pc);
+    for (int64_t pc = 0; pc < x->k; pc += x->kc) {
+        const int64_t kc = GF_FN(min)(x->kc, x->k - pc);
         const GF_T beta = pc == 0 ? x->beta : 1;
-        GF_FN(pack_b)(kc, nc, 0, npan, x->B + pc * x->rsb + jc * x->csb, x->rsb, x->csb, nr, bp);
+        const GF_T *B = x->B + pc * x->rsb + jc * x->csb;
+        if (!bk->pack_b || !bk->pack_b(nc, kc, B, x->rsb, x->csb, bp))
+            GF_FN(pack_b)(kc, nc, 0, npan, B, x->rsb, x->csb, nr, bp);
         for (int64_t ic = i0; ic < i1; ic += x->mc) {
             const int64_t mc = GF_FN(min)(x->mc, i1 - ic);
-            GF_FN(pack_a)(mc, kc, x->A + ic * x->rsa + pc * x->csa, x->rsa, x->csa, mr, ap);
+            const GF_T *A = x->A + ic * x->rsa + pc * x->csa;
+            if (!bk->pack_a || !bk->pack_a(mc, kc, A, x->rsa, x->csa, ap))
+                GF_FN(pack_a)(mc, kc, A, x->rsa, x->csa, mr, ap);
             for (int64_t jp = 0; jp < npan; jp++) {
                 const int64_t jr = jp * nr, nb = GF_FN(min)(nr, nc - jr);
                 const GF_T *b = bp + jp * nr * kc;
@@ -236,13 +241,26 @@ static void *GF_FN(alloc)(int slot, int64_t elems) {
     return gf__kscratch(slot, (size_t)elems * sizeof(GF_T));
 }
 
-/* Work per task aimed at when threads share a GEMM (multiply-adds): small
- * enough for several tasks per thread on big products (a thread that loses
- * its core leaves work for the others to take), big enough that the extra
- * packing (each row chunk packs its B columns, each column chunk its A
- * rows) stays a few percent. */
-#define GF__GEMM_TASK_WORK ((int64_t)1 << 24)
+/* Packing one element costs about as much as this many multiply-adds in the
+ * micro-kernel (measured on Zen 3: ~0.3 ns per element against ~40 G
+ * multiply-adds/s); the grid planner weighs the packing a grid repeats with
+ * it. */
+#define GF__GEMM_PACK_COST 13
+/* The most tasks per thread the planner considers. */
 #define GF__GEMM_TASKS_PER_THREAD 4
+
+/* Estimated time (in multiply-adds) of the busiest thread when nt threads
+ * run the grid of r row chunks x c column chunks of mpan x npan panels: the
+ * rounds of tasks it runs, each its product plus packing its A rows and B
+ * columns (every chunk packs both, so finer grids repack more). */
+static double GF_FN(grid_cost)(int64_t m, int64_t n, int64_t k, int mr, int nr, int64_t mpan,
+                               int64_t npan, int64_t r, int64_t c, int nt) {
+    const int64_t rp = (mpan + r - 1) / r, cp = (npan + c - 1) / c;
+    const int64_t ntask = (mpan + rp - 1) / rp * ((npan + cp - 1) / cp);
+    const double rows = (double)GF_FN(min)(m, rp * mr), cols = (double)GF_FN(min)(n, cp * nr);
+    const double task = rows * cols * (double)k + GF__GEMM_PACK_COST * (rows + cols) * (double)k;
+    return (double)((ntask + nt - 1) / nt) * task;
+}
 
 /* The blocked path: plans the task grid and buffers, then runs the tasks.
  * Needs m, n, k >= 1. */
@@ -254,28 +272,22 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
                     .rsb = rsb, .csb = csb, .beta = beta, .C = C, .rsc = rsc, .csc = csc};
     const int64_t mpan = (m + mr - 1) / mr, npan = (n + nr - 1) / nr;
     const int64_t cmax = bk->nc / nr; /* panels per column chunk at most */
-    /* Grid: R row chunks x Cc column chunks, R * Cc = T tasks. One thread:
-     * one task per nc columns (the classic jc loop). Threads: T a multiple
-     * of nt, up to GF__GEMM_TASKS_PER_THREAD per thread while tasks keep
-     * GF__GEMM_TASK_WORK; of the (R, Cc) that give T, the one repacking the
-     * least (Cc - 1 extra packings of A, R - 1 of B). */
+    /* Grid: R row chunks x Cc column chunks. One thread: one task per nc
+     * columns (the classic jc loop). Threads: the grid of at most
+     * GF__GEMM_TASKS_PER_THREAD tasks per thread that grid_cost says ends
+     * soonest (the fewer tasks on a tie: a thread is less likely to wait
+     * for one that lost its core). Tasks of unequal size or more tasks than
+     * threads only pay where they save repacking. */
     const int64_t cmin = (npan + cmax - 1) / cmax;
     int64_t R = 1, Cc = cmin;
     if (nt > 1) {
-        int64_t per = m * n * k / ((int64_t)nt * GF__GEMM_TASK_WORK);
-        per = per < 1 ? 1 : per > GF__GEMM_TASKS_PER_THREAD ? GF__GEMM_TASKS_PER_THREAD : per;
-        /* The largest T <= nt * per that some grid fits (T = 1 always does). */
-        for (int64_t T = nt * per, found = 0; T >= 1 && !found; T--) {
-            double best = -1;
-            for (int64_t r = 1; r <= T && r <= mpan; r++) {
-                if (T % r) continue;
-                const int64_t c = T / r < cmin ? cmin : T / r;
-                if (c > npan) continue;
-                const double cost = (double)(c - 1) * m + (double)(r - 1) * n;
-                if (best < 0 || cost < best) best = cost, R = r, Cc = c;
+        double best = -1;
+        const int64_t tmax = (int64_t)nt * GF__GEMM_TASKS_PER_THREAD;
+        for (int64_t r = 1; r <= mpan && r <= tmax; r++)
+            for (int64_t c = cmin; c <= npan && r * c <= tmax; c++) {
+                const double cost = GF_FN(grid_cost)(m, n, k, mr, nr, mpan, npan, r, c, nt);
+                if (best < 0 || cost < best * 0.999) best = cost, R = r, Cc = c;
             }
-            found = best >= 0;
-        }
     }
     x.cpan = (npan + Cc - 1) / Cc;
     x.ncch = (npan + x.cpan - 1) / x.cpan;
@@ -290,7 +302,12 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
     const int64_t ntask = x.nrch * x.ncch;
     if (nt > ntask) nt = (int)ntask;
 
-    const int64_t kc_max = GF_FN(min)(bk->kc, k);
+    /* K in as few pc blocks as fit bk->kc, evened out (a multiple of 8 but
+     * the last), so that no block is left short: every pc block reloads
+     * and stores C. From k alone, so the summation order is too. */
+    const int64_t nkb = (k + bk->kc - 1) / bk->kc;
+    x.kc = GF_FN(min)(((k + nkb - 1) / nkb + 7) & ~(int64_t)7, bk->kc);
+    const int64_t kc_max = GF_FN(min)(x.kc, k);
     x.bp_size = (kc_max * x.cpan * nr + 15) & ~(int64_t)15; /* keeps each block aligned */
     x.ap_size = (x.mc * kc_max + 15) & ~(int64_t)15;
     x.bp = GF_FN(alloc)(0, x.bp_size * nt);

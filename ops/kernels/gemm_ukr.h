@@ -28,17 +28,37 @@ typedef void (*gf__dgemm_ukr_fn)(int64_t m, int64_t n, int64_t k, const double *
                                  const double *restrict b, double beta, double *restrict c,
                                  int64_t rsc, int64_t csc);
 
+/* Optional ISA packing routines, with the driver's packing contract
+ * (gemm_driver.h, pack_a / pack_b) for the variant's own mr / nr:
+ *   pack_a: rows [0, mc) x columns [0, kc) of A(i,p) = A[i*rsa + p*csa] into
+ *     mr-row micro-panels, ap[q*mr*kc + p*mr + i] = A(q*mr + i, p), rows past
+ *     mc zero;
+ *   pack_b: columns [0, nc) x rows [0, kc) of B(p,j) = B[p*rsb + j*csb] into
+ *     nr-column micro-panels, bp[q*nr*kc + p*nr + j] = B(p, q*nr + j),
+ *     columns past nc zero.
+ * Each returns 1 when it packed, 0 when it does not handle these strides
+ * (the driver's portable packing runs instead). They write nothing outside
+ * the packed panels and only copy values, so which routine packs never
+ * changes a result bit. */
+typedef int (*gf__spack_fn)(int64_t mn, int64_t kc, const float *X, int64_t rs, int64_t cs,
+                            float *restrict xp);
+typedef int (*gf__dpack_fn)(int64_t mn, int64_t kc, const double *X, int64_t rs, int64_t cs,
+                            double *restrict xp);
+
 /* Register tile (mr x nr) and cache blocking: an mc x kc block of packed A
  * is meant to stay in L2, a kc x nr micro-panel of packed B in L1, and the
- * kc x nc panel of packed B in L3. mc is a multiple of mr, nc of nr. */
+ * kc x nc panel of packed B in L3. mc is a multiple of mr, nc of nr.
+ * pack_a / pack_b may be NULL (portable packing only). */
 typedef struct {
     int mr, nr, mc, kc, nc;
     gf__sgemm_ukr_fn ukr;
+    gf__spack_fn pack_a, pack_b;
 } gf__sgemm_blk;
 
 typedef struct {
     int mr, nr, mc, kc, nc;
     gf__dgemm_ukr_fn ukr;
+    gf__dpack_fn pack_a, pack_b;
 } gf__dgemm_blk;
 
 /* One ISA variant: its name (what GF_ISA matches) and its kernels. */
@@ -54,6 +74,15 @@ typedef struct {
 extern const gf__gemm_variant gf__gemm_generic;
 #ifdef GF_HAVE_AVX2
 extern const gf__gemm_variant gf__gemm_avx2;
+/* avx2/gemm_pack_avx2.c: packing for the 6x16 f32 and 6x8 f64 tiles. */
+int gf__spack_a_avx2(int64_t mc, int64_t kc, const float *A, int64_t rsa, int64_t csa,
+                     float *restrict ap);
+int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_t csb,
+                     float *restrict bp);
+int gf__dpack_a_avx2(int64_t mc, int64_t kc, const double *A, int64_t rsa, int64_t csa,
+                     double *restrict ap);
+int gf__dpack_b_avx2(int64_t nc, int64_t kc, const double *B, int64_t rsb, int64_t csb,
+                     double *restrict bp);
 #endif
 #ifdef GF_HAVE_AVX512
 extern const gf__gemm_variant gf__gemm_avx512;

@@ -166,6 +166,8 @@ static void gf__dgemm_ukr_avx2(int64_t m, int64_t n, int64_t k, const double *re
  * 72x256 = 144 KiB, B micro-panel 256x8 = 16 KiB; B panels 4 MiB-8 MiB (L3). */
 const gf__gemm_variant gf__gemm_avx2 = {
     .name = "avx2",
-    .s = {.mr = S_MR, .nr = S_NR, .mc = 144, .kc = 256, .nc = 4080, .ukr = gf__sgemm_ukr_avx2},
-    .d = {.mr = D_MR, .nr = D_NR, .mc = 72, .kc = 256, .nc = 4080, .ukr = gf__dgemm_ukr_avx2},
+    .s = {.mr = S_MR, .nr = S_NR, .mc = 144, .kc = 256, .nc = 4080, .ukr = gf__sgemm_ukr_avx2,
+          .pack_a = gf__spack_a_avx2, .pack_b = gf__spack_b_avx2},
+    .d = {.mr = D_MR, .nr = D_NR, .mc = 72, .kc = 256, .nc = 4080, .ukr = gf__dgemm_ukr_avx2,
+          .pack_a = gf__dpack_a_avx2, .pack_b = gf__dpack_b_avx2},
 };

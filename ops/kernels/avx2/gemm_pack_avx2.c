@@ -1,0 +1,188 @@
+/*
+ * gemm_pack_avx2.c - AVX2 packing of GEMM operands for the avx2 variant's
+ * tiles (6x16 f32, 6x8 f64); the contract is pack_a / pack_b in
+ * ../gemm_ukr.h. Packing A with contiguous rows and packing a transposed B
+ * (contiguous columns) are transposes: done here in registers, 8x8 (f32) or
+ * 4x4 (f64) blocks at a time, instead of one scalar load and store per
+ * element. Other strides are left to the driver's portable packing.
+ * Compiled with -mavx2 -mfma (only this directory).
+ */
+#include "../gemm_ukr.h"
+
+#include <immintrin.h>
+
+#define S_MR 6
+#define S_NR 16
+#define D_MR 6
+#define D_NR 8
+
+/* r[q] := column q of the 8x8 matrix whose rows are r[0..7]. */
+static inline void tr8x8_ps(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* r[q] := column q of the 4x4 matrix whose rows are r[0..3]. */
+static inline void tr4x4_pd(__m256d r[4]) {
+    __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* f32 A, mr = 6. Contiguous rows (csa == 1): 8 columns of the panel's 6
+ * rows (2 zero rows added) are transposed into 8 packed columns of 6; each
+ * is stored 8 wide (its 2 zeros are overwritten by the next column), except
+ * the panel's last column, stored 6 wide so nothing past the panel is
+ * written. A's rows are far apart and short, so the next panel's rows are
+ * prefetched while this one is packed. Contiguous columns (rsa == 1): 6
+ * adjacent values per packed column, copied directly. */
+int gf__spack_a_avx2(int64_t mc, int64_t kc, const float *A, int64_t rsa, int64_t csa,
+                     float *restrict ap) {
+    if (csa != 1 && rsa != 1) return 0;
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    for (int64_t ir = 0; ir < mc; ir += S_MR, ap += S_MR * kc) {
+        const float *a = A + ir * rsa;
+        const int64_t mb = mc - ir < S_MR ? mc - ir : S_MR;
+        if (csa == 1) {
+            const int64_t next = mc - ir - mb < S_MR ? mc - ir - mb : S_MR;
+            for (int64_t i = 0; i < next; i++)
+                for (int64_t p = 0; p < kc; p += 16)
+                    _mm_prefetch((const char *)(a + (mb + i) * rsa + p), _MM_HINT_T0);
+            int64_t p = 0;
+            for (; p + 8 <= kc; p += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = i < mb ? _mm256_loadu_ps(a + i * rsa + p) : _mm256_setzero_ps();
+                tr8x8_ps(r);
+                for (int q = 0; q < 8; q++) {
+                    if (p + q + 1 < kc)
+                        _mm256_storeu_ps(ap + (p + q) * S_MR, r[q]);
+                    else
+                        _mm256_maskstore_ps(ap + (p + q) * S_MR, six, r[q]);
+                }
+            }
+            for (; p < kc; p++)
+                for (int64_t i = 0; i < S_MR; i++) ap[p * S_MR + i] = i < mb ? a[i * rsa + p] : 0;
+        } else if (mb == S_MR) {
+            for (int64_t p = 0; p < kc; p++) {
+                /* values 0-3 and 2-5: two overlapping 4-wide copies */
+                const float *col = a + p * csa;
+                _mm_storeu_ps(ap + p * S_MR, _mm_loadu_ps(col));
+                _mm_storeu_ps(ap + p * S_MR + 2, _mm_loadu_ps(col + 2));
+            }
+        } else {
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t i = 0; i < S_MR; i++) ap[p * S_MR + i] = i < mb ? a[p * csa + i] : 0;
+        }
+    }
+    return 1;
+}
+
+/* f32 B transposed (rsb == 1: each column of B contiguous), nr = 16. A
+ * panel is packed in two halves of 8 columns, each 8 rows at a time: load 8
+ * values down each column, transpose, store 8 packed rows of that half.
+ * A half reads 8 columns in step (8 streams, not 16, so their lines stay in
+ * L1 until both 32-byte halves of each are used). Columns past nc are
+ * zero. */
+int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_t csb,
+                     float *restrict bp) {
+    if (rsb != 1 || csb == 1) return 0;
+    for (int64_t jr = 0; jr < nc; jr += S_NR, bp += S_NR * kc) {
+        const int64_t nb = nc - jr < S_NR ? nc - jr : S_NR;
+        for (int h = 0; h < S_NR; h += 8) {
+            const float *b = B + (jr + h) * csb;
+            const int64_t w = nb - h < 0 ? 0 : nb - h > 8 ? 8 : nb - h; /* real columns */
+            int64_t p = 0;
+            for (; p + 8 <= kc; p += 8) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++)
+                    r[j] = j < w ? _mm256_loadu_ps(b + j * csb + p) : _mm256_setzero_ps();
+                tr8x8_ps(r);
+                for (int q = 0; q < 8; q++) _mm256_store_ps(bp + (p + q) * S_NR + h, r[q]);
+            }
+            for (; p < kc; p++)
+                for (int j = 0; j < 8; j++) bp[p * S_NR + h + j] = j < w ? b[j * csb + p] : 0;
+        }
+    }
+    return 1;
+}
+
+/* f64 A, mr = 6: as the f32 version, 4 columns at a time; rows 0-3 and rows
+ * 4-5 (plus 2 zero rows) are two 4x4 transposes, stored 4 + 2 wide. */
+int gf__dpack_a_avx2(int64_t mc, int64_t kc, const double *A, int64_t rsa, int64_t csa,
+                     double *restrict ap) {
+    if (csa != 1 && rsa != 1) return 0;
+    for (int64_t ir = 0; ir < mc; ir += D_MR, ap += D_MR * kc) {
+        const double *a = A + ir * rsa;
+        const int64_t mb = mc - ir < D_MR ? mc - ir : D_MR;
+        if (csa == 1) {
+            const int64_t next = mc - ir - mb < D_MR ? mc - ir - mb : D_MR;
+            for (int64_t i = 0; i < next; i++)
+                for (int64_t p = 0; p < kc; p += 8)
+                    _mm_prefetch((const char *)(a + (mb + i) * rsa + p), _MM_HINT_T0);
+            int64_t p = 0;
+            for (; p + 4 <= kc; p += 4) {
+                __m256d lo[4], hi[4];
+                for (int i = 0; i < 4; i++) {
+                    lo[i] = i < mb ? _mm256_loadu_pd(a + i * rsa + p) : _mm256_setzero_pd();
+                    hi[i] = i + 4 < mb ? _mm256_loadu_pd(a + (i + 4) * rsa + p)
+                                       : _mm256_setzero_pd();
+                }
+                tr4x4_pd(lo);
+                tr4x4_pd(hi);
+                for (int q = 0; q < 4; q++) {
+                    _mm256_storeu_pd(ap + (p + q) * D_MR, lo[q]);
+                    _mm_storeu_pd(ap + (p + q) * D_MR + 4, _mm256_castpd256_pd128(hi[q]));
+                }
+            }
+            for (; p < kc; p++)
+                for (int64_t i = 0; i < D_MR; i++) ap[p * D_MR + i] = i < mb ? a[i * rsa + p] : 0;
+        } else {
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t i = 0; i < D_MR; i++) ap[p * D_MR + i] = i < mb ? a[p * csa + i] : 0;
+        }
+    }
+    return 1;
+}
+
+/* f64 B transposed (rsb == 1), nr = 8: two halves of 4 columns, 4 rows at a
+ * time, as the f32 version. */
+int gf__dpack_b_avx2(int64_t nc, int64_t kc, const double *B, int64_t rsb, int64_t csb,
+                     double *restrict bp) {
+    if (rsb != 1 || csb == 1) return 0;
+    for (int64_t jr = 0; jr < nc; jr += D_NR, bp += D_NR * kc) {
+        const int64_t nb = nc - jr < D_NR ? nc - jr : D_NR;
+        for (int h = 0; h < D_NR; h += 4) {
+            const double *b = B + (jr + h) * csb;
+            const int64_t w = nb - h < 0 ? 0 : nb - h > 4 ? 4 : nb - h;
+            int64_t p = 0;
+            for (; p + 4 <= kc; p += 4) {
+                __m256d r[4];
+                for (int j = 0; j < 4; j++)
+                    r[j] = j < w ? _mm256_loadu_pd(b + j * csb + p) : _mm256_setzero_pd();
+                tr4x4_pd(r);
+                for (int q = 0; q < 4; q++) _mm256_store_pd(bp + (p + q) * D_NR + h, r[q]);
+            }
+            for (; p < kc; p++)
+                for (int j = 0; j < 4; j++) bp[p * D_NR + h + j] = j < w ? b[j * csb + p] : 0;
+        }
+    }
+    return 1;
+}
