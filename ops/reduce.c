@@ -125,8 +125,27 @@ static inline bool gf__split(const gf__rgeom *g) {
 
 /* ------------------------------------------------------------ sum / mean */
 
-/* Partials of block b for unit u: part[0..w). T input, A accumulator. */
-#define GF__SUM_PART(NAME, T, A)                                                            \
+/* Column-mode partials through the vector table (f32, f64: AVX2 or SSE2 code
+ * with the same order, so the same bits); false for i64 (the loop below). */
+static inline bool gf__colsum_f32(const float *p, int64_t sd, int64_t len, int64_t w,
+                                  double *part) {
+    gf__vmath_now()->colsum_f32(p, sd, len, w, part);
+    return true;
+}
+static inline bool gf__colsum_f64(const double *p, int64_t sd, int64_t len, int64_t w,
+                                  double *part) {
+    gf__vmath_now()->colsum_f64(p, sd, len, w, part);
+    return true;
+}
+static inline bool gf__colsum_i64(const int64_t *p, int64_t sd, int64_t len, int64_t w,
+                                  uint64_t *part) {
+    (void)p, (void)sd, (void)len, (void)w, (void)part;
+    return false;
+}
+
+/* Partials of block b for unit u: part[0..w). T input, A accumulator;
+ * COLSUM(p, sd, len, w, part) may do the column mode (see above). */
+#define GF__SUM_PART(NAME, T, A, COLSUM)                                                    \
     static inline void NAME(const gf__rgeom *g, const T *x, int64_t u, int64_t b, A *part) {        \
         int64_t w, off, len = gf__blen(g, b), sd = g->sd;                                   \
         gf__unit(g, u, &w, &off);                                                           \
@@ -145,6 +164,7 @@ static inline bool gf__split(const gf__rgeom *g) {
             part[0] = s;                                                                    \
             return;                                                                         \
         }                                                                                   \
+        if (COLSUM(p, sd, len, w, part)) return;                                            \
         for (int64_t j = 0; j < w; j++) part[j] = 0;                                        \
         int64_t k = 0;                                                                      \
         for (; k + 4 <= len; k += 4) { /* 4 rows per pass over part[] */                    \
@@ -160,7 +180,7 @@ static inline bool gf__split(const gf__rgeom *g) {
 
 /* out (kept shape, contiguous) = sum (or mean) over the reduced dim of x. */
 #define GF__SUM_KERNEL(NAME, T, A)                                                          \
-    GF__SUM_PART(NAME##_part, T, A)                                                         \
+    GF__SUM_PART(NAME##_part, T, A, NAME##_colsum)                                                         \
     static void NAME##_fin(const gf__rgeom *g, int64_t o, int64_t w, const A *tot, T *out,  \
                            bool mean) {                                                     \
         for (int64_t j = 0; j < w; j++)                                                     \
@@ -221,6 +241,9 @@ static inline bool gf__split(const gf__rgeom *g) {
         }                                                                                   \
     }
 
+#define gf__sum_f32_colsum gf__colsum_f32
+#define gf__sum_f64_colsum gf__colsum_f64
+#define gf__sum_i64_colsum gf__colsum_i64
 GF__SUM_KERNEL(gf__sum_f32, float, double)
 GF__SUM_KERNEL(gf__sum_f64, double, double)
 GF__SUM_KERNEL(gf__sum_i64, int64_t, uint64_t)
@@ -276,7 +299,14 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
                 const int64_t kend = k;                                                     \
                 T mv = lv[0];                                                               \
                 for (int q = 1; q < 8; q++) mv = lv[q] > mv ? lv[q] : mv;                   \
-                bi = 0; /* mv (or, with nan, a NaN) is in [0, kend): this ends */           \
+                /* mv (or, with nan, a NaN) is in [0, kend): this ends. Chunks of   \
+                 * 8 are tested whole (vectorizable), then the hit is located. */  \
+                for (bi = 0; bi + 8 <= kend; bi += 8) {                                     \
+                    int hit = 0;                                                            \
+                    for (int q = 0; q < 8; q++)                                             \
+                        hit |= nan ? ISNAN(p[bi + q]) : p[bi + q] == mv;                    \
+                    if (hit) break;                                                         \
+                }                                                                           \
                 while (nan ? !ISNAN(p[bi]) : p[bi] != mv) bi++;                             \
                 best = p[bi];                                                               \
                 k = kend;                                                                   \
@@ -374,6 +404,106 @@ GF__MAX_KERNEL(gf__max_f32, float, GF__GT_F, GF__GTV_F, GF__ISNAN_F)
 GF__MAX_KERNEL(gf__max_f64, double, GF__GT_F, GF__GTV_F, GF__ISNAN_F)
 GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
 
+/* Max values only (max_dim's forward, f32/f64): no index is tracked, so the
+ * passes are the vector table's row max and column max with NaNs skipped
+ * and flagged (order-free: max is exact in any order). The first maximum's
+ * own bits are then restored where the order could show: a flagged line
+ * gets its first NaN, and a zero maximum the first zero's sign (the first
+ * of -0 and +0). Blocks and threads as the max kernel above. */
+#define GF__MAXV_KERNEL(NAME, T, U, SFX)                                                    \
+    static void NAME##_part(const gf__vmath *vm, const gf__rgeom *g, const T *x, int64_t u, \
+                            int64_t b, T *mv, U *nf) {                                      \
+        int64_t w, off, len = gf__blen(g, b), sd = g->sd;                                   \
+        gf__unit(g, u, &w, &off);                                                           \
+        const T *p = x + off + b * GF__RB * sd;                                             \
+        if (!g->col) {                                                                      \
+            int nan = 0;                                                                    \
+            T m = -INFINITY;                                                                \
+            if (sd == 1) {                                                                  \
+                m = vm->max_##SFX(p, len, &nan);                                            \
+            } else {                                                                        \
+                for (int64_t k = 0; k < len; k++) {                                         \
+                    T v = p[k * sd];                                                        \
+                    m = v > m ? v : m;                                                      \
+                    nan |= v != v;                                                          \
+                }                                                                           \
+            }                                                                               \
+            mv[0] = m;                                                                      \
+            nf[0] = (U)nan;                                                                 \
+            return;                                                                         \
+        }                                                                                   \
+        for (int64_t j = 0; j < w; j++) mv[j] = -INFINITY, nf[j] = 0;                       \
+        vm->colmax_##SFX(p, sd, len, w, mv, nf);                                            \
+    }                                                                                       \
+    /* Unit u's results from the running mv/nf: the first NaN or first zero         \
+     * where needed (rare: a scan of that line). */                                 \
+    static void NAME##_fin(const gf__rgeom *g, const T *x, int64_t u, const T *mv,          \
+                           const U *nf, T *out) {                                           \
+        int64_t w, off, o = gf__unit(g, u, &w, &off);                                       \
+        for (int64_t j = 0; j < w; j++) {                                                   \
+            T v = mv[j];                                                                    \
+            if (nf[j] || v == 0) {                                                  \
+                const T *line = x + off + j;                                                \
+                int64_t k = 0;                                                              \
+                while (nf[j] ? line[k * g->sd] == line[k * g->sd] : line[k * g->sd] != 0) k++; \
+                v = line[k * g->sd];                                                        \
+            }                                                                               \
+            out[o + j] = v;                                                                 \
+        }                                                                                   \
+    }                                                                                       \
+    static void NAME(gf__node *nd, T *out) {                                                \
+        const gf_tensor *X = nd->in[0];                                                     \
+        gf__rgeom g;                                                                        \
+        gf__rgeom_init(&g, X, nd->a.dim);                                                   \
+        if (g.nout == 0 || g.n == 0) return; /* an empty dim is refused at record time */   \
+        const T *x = gf__ptr(X);                                                            \
+        const gf__vmath *vm = gf__vmath_now();                                              \
+        size_t per = (size_t)(g.nunits * g.nblk * g.width);                                 \
+        T *sv = gf__split(&g) ? gf__kscratch(2, per * sizeof *sv) : NULL;                   \
+        U *sn = sv ? gf__kscratch(3, per * sizeof *sn) : NULL;                              \
+        if (sn) { /* per-block maxima in parallel, then combined per unit */                \
+            int64_t nt = g.nunits * g.nblk;                                                 \
+            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads)")          \
+            for (int64_t t = 0; t < nt; t++)                                                \
+                NAME##_part(vm, &g, x, t / g.nblk, t % g.nblk, sv + t * g.width,            \
+                            sn + t * g.width);                                              \
+            for (int64_t u = 0; u < g.nunits; u++) {                                        \
+                T *bv = sv + u * g.nblk * g.width;                                          \
+                U *bn = sn + u * g.nblk * g.width;                                          \
+                int64_t w, off;                                                             \
+                gf__unit(&g, u, &w, &off);                                                  \
+                for (int64_t b = 1; b < g.nblk; b++)                                        \
+                    for (int64_t j = 0; j < w; j++) {                                       \
+                        T v = bv[b * g.width + j];                                          \
+                        bv[j] = v > bv[j] ? v : bv[j];                                      \
+                        bn[j] |= bn[b * g.width + j];                                       \
+                    }                                                                       \
+                NAME##_fin(&g, x, u, bv, bn, out);                                          \
+            }                                                                               \
+            return;                                                                         \
+        }                                                                                   \
+        bool par = g.nout * g.n > GF__PAR;                                                  \
+        _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)")    \
+        for (int64_t u = 0; u < g.nunits; u++) {                                            \
+            T bv[GF__RC], pv[GF__RC];                                                       \
+            U bn[GF__RC], pn[GF__RC];                                                       \
+            int64_t w, off;                                                                 \
+            gf__unit(&g, u, &w, &off);                                                      \
+            NAME##_part(vm, &g, x, u, 0, bv, bn);                                           \
+            for (int64_t b = 1; b < g.nblk; b++) {                                          \
+                NAME##_part(vm, &g, x, u, b, pv, pn);                                       \
+                for (int64_t j = 0; j < w; j++) {                                           \
+                    bv[j] = pv[j] > bv[j] ? pv[j] : bv[j];                                  \
+                    bn[j] |= pn[j];                                                         \
+                }                                                                           \
+            }                                                                               \
+            NAME##_fin(&g, x, u, bv, bn, out);                                              \
+        }                                                                                   \
+    }
+
+GF__MAXV_KERNEL(gf__maxv_f32, float, uint32_t, f32)
+GF__MAXV_KERNEL(gf__maxv_f64, double, uint64_t, f64)
+
 /* Runs the max kernel of x's dtype: values into vals (x's dtype), indices
  * into idx, or a mask (x's dtype, x's shape) into mask. */
 static void gf__max_any(gf__node *n, void *vals, int64_t *idx, void *mask) {
@@ -388,7 +518,13 @@ static void gf__max_any(gf__node *n, void *vals, int64_t *idx, void *mask) {
     }
 }
 
-void gf__fwd_max_dim(gf__node *n) { gf__max_any(n, gf__ptr(n->out), NULL, NULL); }
+void gf__fwd_max_dim(gf__node *n) {
+    switch (n->out->dtype) {
+    case GF_F32: gf__maxv_f32(n, gf__ptr(n->out)); break;
+    case GF_F64: gf__maxv_f64(n, gf__ptr(n->out)); break;
+    case GF_I64: gf__max_any(n, gf__ptr(n->out), NULL, NULL); break;
+    }
+}
 void gf__fwd_argmax(gf__node *n) { gf__max_any(n, NULL, gf__ptr(n->out), NULL); }
 
 /* out: x's shape and dtype, 1 at the first max along dim, 0 elsewhere. */

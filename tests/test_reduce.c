@@ -6,9 +6,14 @@
  * block-split kernels; 0-dim inputs, empty dims, ties and NaN (first max);
  * gf_sum / gf_mean; float64 gradchecks and second order; gf__sum_to through
  * the broadcasting backward of add and mul; errors and NULL inputs; eager ==
- * lazy; and bitwise equality of results for engines of 1..4 threads.
+ * lazy; and bitwise equality of results for engines of 1..4 threads; for
+ * every vector-math variant: max_dim's values (a separate value-only
+ * kernel) bit for bit the input at argmax's first maximum, with NaN payloads
+ * and signed zeros, in every kernel mode.
  */
 #include "common.h"
+
+#include "../ops/kernels/kernels.h"
 
 static gf_ctx *ctx;
 static void setup(void) { ctx = gf_ctx_create(NULL); }
@@ -250,6 +255,88 @@ Test(reduce, first_max_and_nan) {
     GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(gf_max_dim(t, 1, false))));
     gf_test_expect_close(gf_grad(t), (double[]){1, 0, 0, 0, 1, 0}, 6, 0, 0);
     free(v);
+}
+
+/* Index of the first maximum of line[0..n) (stride st), NaN first. */
+static int64_t first_max(const double *v, int64_t off, int64_t n, int64_t st) {
+    int64_t bi = 0;
+    for (int64_t k = 1; k < n; k++) {
+        double a = v[off + k * st], b = v[off + bi * st];
+        if (isnan(b)) break;
+        if (a > b || isnan(a)) bi = k;
+    }
+    return bi;
+}
+
+/* max_dim's values come from a kernel that tracks no index; they must be the
+ * bits of the input at the first maximum (argmax, and a naive scan): the
+ * first NaN's payload, the first zero's sign. Lines with NaNs of distinct
+ * payloads and with -0/+0 ties, for shapes in row mode (contiguous and
+ * strided), column mode, and the block split of long lines, f32 and f64,
+ * through every vector-math variant. */
+Test(reduce, max_dim_values_are_the_first_max_every_isa) {
+    static const char *const isas[] = {"generic", "avx2", "avx512"};
+    static const int64_t shapes[][2] = {{9, 3001}, {3001, 9}, {2, 40000}, {40000, 2}, {5, 33}};
+    for (size_t k = 0; k < 3; k++) {
+        gf__gemm_force_isa(isas[k]);
+        if (strcmp(gf__gemm_isa(), isas[k]) != 0) continue;
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int64_t R = shapes[si][0], C = shapes[si][1], n = R * C;
+            double *v = rand_buf(n);
+            double nan1, nan2;
+            uint64_t b1 = 0x7ff8000000000001ull, b2 = 0xfff8000000000002ull;
+            memcpy(&nan1, &b1, 8), memcpy(&nan2, &b2, 8);
+            /* row 0 and column 0: two NaNs; row 1 / column 1: <= 0 with zeros of both signs */
+            v[0 * C + C / 2] = nan1, v[0 * C + C - 1] = nan2;
+            v[(R / 2) * C + 0] = nan2, v[(R - 1) * C + 0] = nan1;
+            for (int64_t j = 0; j < C; j++) v[1 * C + j] = -fabs(v[1 * C + j]) - 0.5;
+            for (int64_t i = 0; i < R; i++) v[i * C + 1] = -fabs(v[i * C + 1]) - 0.5;
+            v[1 * C + C - 2] = -0.0, v[1 * C + C - 1] = 0.0;
+            if (C > 32) v[1 * C + 1] = -0.0, v[1 * C + 32] = 0.0; /* -0 first, in a later lane */
+            v[(R - 2) * C + 1] = 0.0, v[(R - 1) * C + 1] = -0.0;
+            for (int dt = 0; dt < 2; dt++) {
+                gf_scope_begin(ctx);
+                gf_tensor *x = GF_T(ctx, gf_tensor_f64(ctx, 2, (int64_t[]){R, C}, v));
+                if (dt) x = GF_T(ctx, gf_to_dtype(x, GF_F32));
+                gf_tensor *xt = GF_T(ctx, gf_transpose(x, 0, 1)); /* strided rows */
+                gf_tensor *views[2] = {x, xt};
+                for (int w = 0; w < 2; w++)
+                    for (int d = 0; d < 2; d++) {
+                        gf_tensor *xv = views[w];
+                        int64_t L = gf_shape(xv)[d], nout = n / L;
+                        gf_tensor *mx = GF_T(ctx, gf_max_dim(xv, d, false));
+                        gf_tensor *am = GF_T(ctx, gf_argmax(xv, d));
+                        const int64_t *ai = gf_data_i64(am);
+                        cr_assert_not_null(ai);
+                        for (int64_t o = 0; o < nout; o++) {
+                            /* the line of output o in v's layout */
+                            int64_t off, st;
+                            if (w == 0) off = d == 0 ? o : o * C, st = d == 0 ? C : 1;
+                            else off = d == 0 ? o * C : o, st = d == 0 ? 1 : C;
+                            int64_t want = first_max(v, off, L, st);
+                            cr_assert_eq(ai[o], want, "%s %lldx%lld dt %d view %d dim %d out %lld",
+                                         isas[k], (long long)R, (long long)C, dt, w, d,
+                                         (long long)o);
+                            double wv = v[off + want * st];
+                            if (dt) {
+                                float f = (float)wv, g = gf_data_f32(mx)[o];
+                                cr_assert(memcmp(&f, &g, 4) == 0 || (isnan(f) && isnan(g) &&
+                                          signbit(f) == signbit(g)),
+                                          "%s f32 dim %d out %lld: %a vs %a", isas[k], d,
+                                          (long long)o, (double)g, (double)f);
+                            } else {
+                                double g = gf_data_f64(mx)[o];
+                                cr_assert(memcmp(&wv, &g, 8) == 0, "%s f64 view %d dim %d out "
+                                          "%lld: %a vs %a", isas[k], w, d, (long long)o, g, wv);
+                            }
+                        }
+                    }
+                gf_scope_end(ctx);
+            }
+            free(v);
+        }
+    }
+    gf__gemm_force_isa(NULL);
 }
 
 Test(reduce, sum_and_mean_of_everything) {

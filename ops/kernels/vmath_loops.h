@@ -15,25 +15,55 @@
 #include <math.h>
 #include <stdint.h>
 
-/* Row max with NaNs skipped: 16 lanes of `v > m ? v : m` (maxps exactly: a
- * NaN never enters, as the compare is false), NaN seen in a parallel
- * integer mask; lanes folded in a fixed order. U is the unsigned type of T's
- * width so that the mask vectorizes next to the values. */
-#define GF__VL_MAX(NAME, T, U)                                                             \
-    static T NAME(const T *x, int64_t n, int *nan) {                                       \
-        T lv[16];                                                                           \
-        U nl[16] = {0};                                                                     \
+/* Column max: four rows per pass over the w columns (four streams in
+ * flight; contiguous columns: vectorizes across them), then the leftover
+ * rows; mv/nf are the running state. */
+#define GF__VL_COLMAX(NAME, T, U)                                                          \
+    static void NAME(const T *p, int64_t sd, int64_t len, int64_t w, T *restrict mv,       \
+                     U *restrict nf) {                                                      \
         int64_t k = 0;                                                                      \
-        for (int q = 0; q < 16; q++) lv[q] = -INFINITY;                                     \
-        for (; k + 16 <= n; k += 16)                                                        \
-            for (int q = 0; q < 16; q++) {                                                  \
-                T v = x[k + q];                                                             \
-                lv[q] = v > lv[q] ? v : lv[q];                                              \
-                nl[q] |= (U)(v != v);                                                       \
+        for (; k + 4 <= len; k += 4) {                                                      \
+            const T *restrict q0 = p + k * sd, *restrict q1 = q0 + sd;                      \
+            const T *restrict q2 = q1 + sd, *restrict q3 = q2 + sd;                         \
+            for (int64_t j = 0; j < w; j++) {                                               \
+                T v0 = q0[j], v1 = q1[j], v2 = q2[j], v3 = q3[j], m = mv[j];                \
+                m = v0 > m ? v0 : m;                                                        \
+                m = v1 > m ? v1 : m;                                                        \
+                m = v2 > m ? v2 : m;                                                        \
+                m = v3 > m ? v3 : m;                                                        \
+                mv[j] = m;                                                                  \
+                nf[j] |= (U)((v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3));            \
             }                                                                               \
+        }                                                                                   \
+        for (; k < len; k++) {                                                              \
+            const T *restrict q = p + k * sd;                                               \
+            for (int64_t j = 0; j < w; j++) {                                               \
+                T v = q[j];                                                                 \
+                mv[j] = v > mv[j] ? v : mv[j];                                              \
+                nf[j] |= (U)(v != v);                                                       \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+GF__VL_COLMAX(gf__vl_colmax_f32, float, uint32_t)
+GF__VL_COLMAX(gf__vl_colmax_f64, double, uint64_t)
+
+/* Row max with NaNs skipped: the row seen as rows of GF__VL_LANES lanes and
+ * reduced like the column max below (a loop the compiler vectorizes: `v > m
+ * ? v : m` is maxps exactly, a NaN never enters as the compare is false),
+ * NaNs flagged in a parallel integer mask; lanes folded in a fixed order,
+ * then the tail. */
+#define GF__VL_LANES 32
+#define GF__VL_MAX(NAME, T, U, COLMAX)                                                     \
+    static T NAME(const T *x, int64_t n, int *nan) {                                       \
+        T lv[GF__VL_LANES];                                                                 \
+        U nl[GF__VL_LANES] = {0};                                                           \
+        for (int q = 0; q < GF__VL_LANES; q++) lv[q] = -INFINITY;                           \
+        int64_t rows = n / GF__VL_LANES, k = rows * GF__VL_LANES;                           \
+        COLMAX(x, GF__VL_LANES, rows, GF__VL_LANES, lv, nl);                                \
         T m = -INFINITY;                                                                    \
         U any = 0;                                                                          \
-        for (int q = 0; q < 16; q++) {                                                      \
+        for (int q = 0; q < GF__VL_LANES; q++) {                                            \
             m = lv[q] > m ? lv[q] : m;                                                      \
             any |= nl[q];                                                                   \
         }                                                                                   \
@@ -46,26 +76,8 @@
         return m;                                                                           \
     }
 
-GF__VL_MAX(gf__vl_max_f32, float, uint32_t)
-GF__VL_MAX(gf__vl_max_f64, double, uint64_t)
-
-/* Column max: one pass over the w columns per row (contiguous: vectorizes
- * across columns), mv/nf are the running state. */
-#define GF__VL_COLMAX(NAME, T, U)                                                          \
-    static void NAME(const T *p, int64_t sd, int64_t len, int64_t w, T *restrict mv,       \
-                     U *restrict nf) {                                                      \
-        for (int64_t k = 0; k < len; k++) {                                                 \
-            const T *restrict q = p + k * sd;                                               \
-            for (int64_t j = 0; j < w; j++) {                                               \
-                T v = q[j];                                                                 \
-                mv[j] = v > mv[j] ? v : mv[j];                                              \
-                nf[j] |= (U)(v != v);                                                       \
-            }                                                                               \
-        }                                                                                   \
-    }
-
-GF__VL_COLMAX(gf__vl_colmax_f32, float, uint32_t)
-GF__VL_COLMAX(gf__vl_colmax_f64, double, uint64_t)
+GF__VL_MAX(gf__vl_max_f32, float, uint32_t, gf__vl_colmax_f32)
+GF__VL_MAX(gf__vl_max_f64, double, uint64_t, gf__vl_colmax_f64)
 
 /* Column sums in double, four rows per pass over part[] (see kernels.h for
  * the order, which is reduce.c's documented one). */
