@@ -1,16 +1,20 @@
 /*
- * nn.c - fused nn functions: softmax, log_softmax, mse_loss, cross_entropy
- * and one_hot.
+ * nn.c - fused nn functions: softmax, log_softmax, mse_loss, cross_entropy,
+ * the fused gradient of cross_entropy (cross_entropy_grad), and one_hot.
  *
  * The forward kernels are fused and numerically stable: each softmax row is
- * one sweep of three short loops (max, then sum of exp(x - max), then write),
- * so large logits (1000, -1000) never overflow. A row is always reduced in
- * the same order on one thread, and losses over many rows are summed from
- * per-row (or per-block) partials in a fixed order, so results are bitwise
- * identical for any thread count.
+ * the row max, then exp(x - max) stored and summed (in double) in one pass
+ * through the vector exp of ops/kernels (gf__vmath), then the scaling, so
+ * large logits (1000, -1000) never overflow. Rows shorter than
+ * GF__NN_SMALL_C go in blocks of rows through one exp call instead (see
+ * gf__small_rows). A row is always reduced in the same order on one thread,
+ * and losses over many rows are summed from per-row (or per-block) partials
+ * in a fixed order, so results are bitwise identical for any thread count.
  *
  * Backward rules are compositions of public ops (softmax, one_hot, sum_dim,
- * ...) so that create_graph gives higher-order gradients.
+ * ...) so that create_graph gives higher-order gradients; a plain backward
+ * of cross_entropy records the one-kernel cross_entropy_grad instead, with
+ * the same bits.
  */
 #include "ops.h"
 
@@ -27,6 +31,7 @@
 /* Offset (in elements, from gf__ptr(t)) of the element at row-major linear
  * index i of t: for i64 labels of any strides. */
 static int64_t gf__nn_off(const gf_tensor *t, int64_t i) {
+    if (t->ndim <= 1) return t->ndim ? i * t->strides[0] : 0; /* labels: no division */
     int64_t off = 0;
     for (int d = t->ndim - 1; d >= 0; d--) {
         off += (i % t->shape[d]) * t->strides[d];
@@ -100,6 +105,7 @@ static gf__nn_rows gf__nn_rows_of(const gf_tensor *t, int d) {
 }
 
 static int64_t gf__nn_row_off(const gf_tensor *t, int d, int64_t r) {
+    if (t->ndim == 2) return r * t->strides[1 - d]; /* [N, C] logits: no division */
     int64_t off = 0;
     for (int k = t->ndim - 1; k >= 0; k--) {
         if (k == d) continue;
@@ -110,38 +116,99 @@ static int64_t gf__nn_row_off(const gf_tensor *t, int d, int64_t r) {
 }
 
 /* ------------------------------------------------- softmax row kernels */
-/* One row x[0..C) (contiguous) into y[0..C) (contiguous; y may equal x).
- * Math in T (expf for f32), the sum of exponentials in double. */
-#define GF__SOFTMAX_ROWS(T, EXP, LOG)                                                      \
-    static void gf__softmax_row_##T(const T *x, T *y, int64_t C, bool log_out) {           \
-        T m = -INFINITY;                                                                   \
-        for (int64_t k = 0; k < C; k++) m = x[k] > m ? x[k] : m;                           \
-        double s = 0;                                                                      \
+/* One row x[0..C) (contiguous) into y[0..C) (contiguous; y may equal x),
+ * with the vector math table vm: the max (NaNs skipped: a NaN then makes
+ * the sum, hence the row, NaN), then exp(x - max) stored and summed in
+ * double in one pass, then the scaling (or, for log_softmax, the sum alone
+ * and one subtracting pass). The row is in L1 for the passes after the
+ * first. */
+#define GF__SOFTMAX_ROWS(T, SFX)                                                           \
+    static void gf__softmax_row_##T(const gf__vmath *vm, const T *x, T *y, int64_t C,      \
+                                    bool log_out) {                                        \
+        int nan = 0;                                                                       \
+        T m = vm->max_##SFX(x, C, &nan);                                                   \
         if (log_out) {                                                                     \
-            for (int64_t k = 0; k < C; k++) s += EXP(x[k] - m);                            \
-            T ls = (T)LOG(s);                                                              \
+            T ls = (T)log(vm->expsum_##SFX(x, m, NULL, C));                                \
             for (int64_t k = 0; k < C; k++) y[k] = (x[k] - m) - ls;                        \
         } else {                                                                           \
-            for (int64_t k = 0; k < C; k++) {                                              \
-                T e = EXP(x[k] - m);                                                       \
-                y[k] = e;                                                                  \
-                s += e;                                                                    \
-            }                                                                              \
-            T inv = (T)(1.0 / s);                                                          \
+            T inv = (T)(1.0 / vm->expsum_##SFX(x, m, y, C));                               \
             for (int64_t k = 0; k < C; k++) y[k] *= inv;                                   \
         }                                                                                  \
     }                                                                                      \
     /* -log_softmax(x)[l] = log(sum exp(x - max)) - (x[l] - max), in double. */           \
-    static double gf__ce_row_##T(const T *x, int64_t C, int64_t l) {                       \
-        T m = -INFINITY;                                                                   \
-        for (int64_t k = 0; k < C; k++) m = x[k] > m ? x[k] : m;                           \
-        double s = 0;                                                                      \
-        for (int64_t k = 0; k < C; k++) s += EXP(x[k] - m);                                \
-        return log(s) - (double)(x[l] - m);                                                \
+    static double gf__ce_row_##T(const gf__vmath *vm, const T *x, int64_t C, int64_t l) {  \
+        int nan = 0;                                                                       \
+        T m = vm->max_##SFX(x, C, &nan);                                                   \
+        return log(vm->expsum_##SFX(x, m, NULL, C)) - (double)(x[l] - m);                  \
+    }                                                                                      \
+    /* The gradient of cross_entropy for one row: dx = (softmax(x) - onehot(l)) * gs,     \
+     * gs = g / N, with the same operations (and so the same bits) as the composed rule   \
+     * (softmax, one_hot, sub, mul). dx may equal x. */                                    \
+    static void gf__ce_grad_row_##T(const gf__vmath *vm, const T *x, T *dx, int64_t C,     \
+                                    int64_t l, T gs) {                                     \
+        int nan = 0;                                                                       \
+        T m = vm->max_##SFX(x, C, &nan);                                                   \
+        T inv = (T)(1.0 / vm->expsum_##SFX(x, m, dx, C));                                  \
+        T el = dx[l];                                                                      \
+        for (int64_t k = 0; k < C; k++) dx[k] = (dx[k] * inv) * gs;                        \
+        dx[l] = (el * inv - 1) * gs; /* (a - 0) * gs is a * gs: the composed bits */      \
     }
 
-GF__SOFTMAX_ROWS(float, expf, log)
-GF__SOFTMAX_ROWS(double, exp, log)
+GF__SOFTMAX_ROWS(float, f32)
+GF__SOFTMAX_ROWS(double, f64)
+
+/* Rows shorter than GF__NN_SMALL_C are done in blocks of rows instead: one
+ * row at a time, the max / exp-sum calls are short dependency chains that
+ * cost more than the data (10 classes: ~30 ns a row), while one vector exp
+ * over a block of rows runs at full throughput. gf__small_rows gathers rows
+ * [r0, r0 + nr) of X (row r's elements at gf__nn_row_off(X, d, r) + k*st)
+ * into t [nr, C], takes each row's max m (NaNs skipped), sets t = exp(t - m)
+ * in one call, and sums each row in s (double, in k order). The choice
+ * between the two ways depends on C only, and both softmax and the fused
+ * cross_entropy gradient make it the same way, so their bits agree. The
+ * block holds about GF__NN_SMALL_ELEMS elements (per-thread scratch). */
+#define GF__NN_SMALL_C 128
+#define GF__NN_SMALL_ELEMS 4096
+#define GF__SMALL_ROWS(T, SFX)                                                             \
+    static void gf__small_rows_##T(const gf__vmath *vm, const gf_tensor *X, int d,         \
+                                   int64_t st, int64_t r0, int64_t nr, int64_t C, T *t,    \
+                                   T *m, double *s) {                                      \
+        const T *px = gf__ptr(X);                                                          \
+        for (int64_t i = 0; i < nr; i++) {                                                 \
+            const T *x = px + gf__nn_row_off(X, d, r0 + i);                                \
+            T *ti = t + i * C;                                                             \
+            T mi = -INFINITY; /* NaNs skipped, as vm->max (a short row: inline) */         \
+            for (int64_t k = 0; k < C; k++) {                                              \
+                T v = x[k * st];                                                           \
+                ti[k] = v;                                                                 \
+                mi = v > mi ? v : mi;                                                      \
+            }                                                                              \
+            for (int64_t k = 0; k < C; k++) ti[k] -= mi;                                   \
+            m[i] = mi;                                                                     \
+        }                                                                                  \
+        vm->exp_##SFX(t, t, nr * C);                                                       \
+        for (int64_t i = 0; i < nr; i++) { /* 4 lanes k % 4: a short add chain */          \
+            const T *ti = t + i * C;                                                       \
+            double a[4] = {0, 0, 0, 0};                                                    \
+            int64_t k = 0;                                                                 \
+            for (; k + 4 <= C; k += 4)                                                     \
+                for (int q = 0; q < 4; q++) a[q] += (double)ti[k + q];                     \
+            for (; k < C; k++) a[k & 3] += (double)ti[k];                                  \
+            s[i] = (a[0] + a[1]) + (a[2] + a[3]);                                          \
+        }                                                                                  \
+    }
+
+GF__SMALL_ROWS(float, f32)
+GF__SMALL_ROWS(double, f64)
+
+/* Rows per block of the small-row way, and the block's scratch: s (double),
+ * m and t (T) for cr rows of C. */
+static int64_t gf__nn_small_cr(int64_t C) {
+    return C >= GF__NN_SMALL_ELEMS ? 1 : GF__NN_SMALL_ELEMS / C;
+}
+static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
+    return (size_t)cr * (sizeof(double) + tsize + (size_t)C * tsize);
+}
 
 /* out [outer, C, inner] (contiguous) = (log_)softmax of in along d, any
  * strides. Rows whose elements are contiguous in both are done in place;
@@ -153,10 +220,46 @@ GF__SOFTMAX_ROWS(double, exp, log)
         gf__nn_rows g = gf__nn_rows_of(X, d);                                              \
         if (Y->numel == 0) return;                                                         \
         const T *px = gf__ptr(X);                                                          \
+        const gf__vmath *vm = gf__vmath_now();                                             \
         T *py = gf__ptr(Y);                                                                \
         int64_t rows = g.rows, C = g.C, inner = g.inner;                                   \
         bool direct = inner == 1 && (g.stride == 1 || C == 1);                             \
         bool oom = false;                                                                  \
+        if (C < GF__NN_SMALL_C) {                                                          \
+            int64_t cr = gf__nn_small_cr(C), nch = (rows + cr - 1) / cr;                   \
+            _Pragma("omp parallel num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")   \
+            {                                                                              \
+                double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
+                if (!s) {                                                                  \
+                    _Pragma("omp atomic write") oom = true;                                \
+                }                                                                          \
+                T *m = s ? (T *)(s + cr) : NULL, *t = s ? m + cr : NULL;                   \
+                _Pragma("omp for schedule(static)")                                        \
+                for (int64_t c = 0; c < nch; c++) {                                        \
+                    if (!s) continue;                                                      \
+                    int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr;             \
+                    gf__small_rows_##T(vm, X, d, g.stride, r0, nr, C, t, m, s);            \
+                    for (int64_t i = 0; i < nr; i++) {                                     \
+                        int64_t r = r0 + i;                                                \
+                        T *y = py + (r / inner) * C * inner + r % inner;                   \
+                        const T *ti = t + i * C;                                           \
+                        if (log_out) {                                                     \
+                            const T *x = px + gf__nn_row_off(X, d, r);                     \
+                            T ls = (T)log(s[i]);                                           \
+                            for (int64_t k = 0; k < C; k++)                                \
+                                y[k * inner] = (x[k * g.stride] - m[i]) - ls;              \
+                        } else {                                                           \
+                            T inv = (T)(1.0 / s[i]);                                       \
+                            for (int64_t k = 0; k < C; k++) y[k * inner] = ti[k] * inv;    \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            if (oom)                                                                       \
+                gf__kernel_error(n, GF_ENOMEM, "gf_%s: out of memory for a row block of "  \
+                                 "%lld", gf__op_names[n->op], (long long)(cr * C));        \
+            return;                                                                        \
+        }                                                                                  \
         _Pragma("omp parallel num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")       \
         {                                                                                  \
             T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
@@ -168,10 +271,10 @@ GF__SOFTMAX_ROWS(double, exp, log)
                 const T *x = px + gf__nn_row_off(X, d, r);                                 \
                 T *y = py + (r / inner) * C * inner + r % inner;                           \
                 if (direct) {                                                              \
-                    gf__softmax_row_##T(x, y, C, log_out);                                 \
+                    gf__softmax_row_##T(vm, x, y, C, log_out);                             \
                 } else if (buf) {                                                          \
                     for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];              \
-                    gf__softmax_row_##T(buf, buf, C, log_out);                             \
+                    gf__softmax_row_##T(vm, buf, buf, C, log_out);                             \
                     for (int64_t k = 0; k < C; k++) y[k * inner] = buf[k];                 \
                 }                                                                          \
             }                                                                              \
@@ -364,6 +467,7 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
             return;                                                                        \
         }                                                                                  \
         const T *px = gf__ptr(X);                                                          \
+        const gf__vmath *vm = gf__vmath_now();                                             \
         bool direct = g.stride == 1 || C == 1;                                             \
         double *loss = gf__kscratch(2, (size_t)N * sizeof *loss);                                   \
         if (!loss) {                                                                       \
@@ -372,6 +476,28 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
             return;                                                                        \
         }                                                                                  \
         bool oom = false;                                                                  \
+        if (C < GF__NN_SMALL_C) {                                                          \
+            int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                      \
+            _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")      \
+            {                                                                              \
+                double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
+                if (!s) {                                                                  \
+                    _Pragma("omp atomic write") oom = true;                                \
+                }                                                                          \
+                T *m = s ? (T *)(s + cr) : NULL, *t = s ? m + cr : NULL;                   \
+                _Pragma("omp for schedule(static)")                                        \
+                for (int64_t c = 0; c < nch; c++) {                                        \
+                    if (!s) continue;                                                      \
+                    int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr;                   \
+                    gf__small_rows_##T(vm, X, d, g.stride, r0, nr, C, t, m, s);            \
+                    for (int64_t i = 0; i < nr; i++) {                                     \
+                        const T *x = px + gf__nn_row_off(X, d, r0 + i);                    \
+                        int64_t l = gf__nn_label_at(L, r0 + i);                            \
+                        loss[r0 + i] = log(s[i]) - (double)(x[l * g.stride] - m[i]);       \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        } else                                                                             \
         _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")          \
         {                                                                                  \
             T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
@@ -383,16 +509,16 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
                 const T *x = px + gf__nn_row_off(X, d, r);                                 \
                 int64_t l = gf__nn_label_at(L, r);                                         \
                 if (direct) {                                                              \
-                    loss[r] = gf__ce_row_##T(x, C, l);                                     \
+                    loss[r] = gf__ce_row_##T(vm, x, C, l);                                 \
                 } else if (buf) {                                                          \
                     for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];              \
-                    loss[r] = gf__ce_row_##T(buf, C, l);                                   \
+                    loss[r] = gf__ce_row_##T(vm, buf, C, l);                                   \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
         if (oom) {                                                                         \
             gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a row "   \
-                             "buffer of %lld", (long long)C);                              \
+                             "buffer of %lld", (long long)C * gf__nn_small_cr(C));         \
             return;                                                                        \
         }                                                                                  \
         double s = 0;                                                                      \
@@ -449,15 +575,96 @@ gf_tensor *gf_cross_entropy(gf_tensor *logits, gf_tensor *labels) {
     return out;
 }
 
-/* d/dlogits = (softmax(logits) - one_hot(labels)) * g / N. */
+/* d/dlogits = (softmax(logits) - one_hot(labels)) * g / N. A plain backward
+ * (grad mode off: nothing will differentiate this gradient) records the
+ * fused cross_entropy_grad, one pass per row; with create_graph the rule is
+ * composed of differentiable ops so that second derivatives exist. Both give
+ * the same bits. */
 gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     (void)out;
     if (!gf__needs_grad(n, 0)) return GF_OK;
     gf_tensor *x = n->in[0], *labels = n->in[1];
+    if (!gf_is_grad_enabled(x->ctx) && g->dtype == x->dtype && g->ndim == 0) {
+        gin[0] = gf__record(GF__OP_cross_entropy_grad, x->dtype, x->ndim, x->shape, 3,
+                            (gf_tensor *[]){x, labels, g}, NULL);
+        return GF_OK;
+    }
     int64_t N = x->ndim == 2 ? x->shape[0] : 1, C = x->shape[x->ndim - 1];
     gf_tensor *diff = gf_sub(gf_softmax(x, -1), gf_one_hot(labels, C, x->dtype));
     gin[0] = gf_mul(diff, gf_mul_scalar(g, N ? 1.0 / (double)N : 0.0));
     return GF_OK;
+}
+
+/* dx [N, C] (contiguous) = (softmax(x) - onehot(labels)) * (g * (1/N)) for
+ * logits x [N, C] or [C] (any strides), labels i64 [N] or 0-dim, g 0-dim.
+ * The scale is rounded as mul_scalar rounds it, so the result is the
+ * composed rule's bits. A strided row is first copied into its output row
+ * and computed there. */
+#define GF__CE_GRAD_KERNEL(T)                                                              \
+    static void gf__ce_grad_##T(gf__node *n) {                                             \
+        gf_tensor *X = n->in[0], *L = n->in[1];                                            \
+        int d = X->ndim - 1;                                                               \
+        gf__nn_rows g = gf__nn_rows_of(X, d);                                              \
+        int64_t N = X->ndim == 2 ? X->shape[0] : 1, C = g.C;                               \
+        T *py = gf__ptr(n->out);                                                           \
+        if (n->out->numel == 0) return;                                                    \
+        if (!gf__nn_check_labels_kernel(n, "gf_cross_entropy", L, C)) return;             \
+        const T gs = (T)(*(const T *)gf__ptr(n->in[2]) * (T)(1.0 / (double)N));            \
+        const T *px = gf__ptr(X);                                                          \
+        const gf__vmath *vm = gf__vmath_now();                                             \
+        bool direct = g.stride == 1 || C == 1;                                             \
+        if (C < GF__NN_SMALL_C) {                                                          \
+            int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                      \
+            bool oom = false;                                                              \
+            _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")      \
+            {                                                                              \
+                double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
+                if (!s) {                                                                  \
+                    _Pragma("omp atomic write") oom = true;                                \
+                }                                                                          \
+                T *m = s ? (T *)(s + cr) : NULL, *t = s ? m + cr : NULL;                   \
+                _Pragma("omp for schedule(static)")                                        \
+                for (int64_t c = 0; c < nch; c++) {                                        \
+                    if (!s) continue;                                                      \
+                    int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr;                   \
+                    gf__small_rows_##T(vm, X, d, g.stride, r0, nr, C, t, m, s);            \
+                    for (int64_t i = 0; i < nr; i++) {                                     \
+                        int64_t l = gf__nn_label_at(L, r0 + i);                            \
+                        const T *ti = t + i * C;                                           \
+                        T *y = py + (r0 + i) * C, inv = (T)(1.0 / s[i]);                   \
+                        for (int64_t k = 0; k < C; k++) y[k] = (ti[k] * inv) * gs;         \
+                        y[l] = (ti[l] * inv - 1) * gs; /* (a - 0) * gs is a * gs */        \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            if (oom)                                                                       \
+                gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a "    \
+                                 "row block of %lld", (long long)(cr * C));                \
+            return;                                                                        \
+        }                                                                                  \
+        _Pragma("omp parallel for schedule(static) num_threads(n->nthreads) if (N * C > GF__NN_PAR)") \
+        for (int64_t r = 0; r < N; r++) {                                                  \
+            const T *x = px + gf__nn_row_off(X, d, r);                                     \
+            T *y = py + r * C;                                                             \
+            if (!direct) {                                                                 \
+                for (int64_t k = 0; k < C; k++) y[k] = x[k * g.stride];                    \
+                x = y;                                                                     \
+            }                                                                              \
+            gf__ce_grad_row_##T(vm, x, y, C, gf__nn_label_at(L, r), gs);                   \
+        }                                                                                  \
+    }
+
+GF__CE_GRAD_KERNEL(float)
+GF__CE_GRAD_KERNEL(double)
+
+void gf__fwd_cross_entropy_grad(gf__node *n) {
+    if (n->out->dtype == GF_F32) gf__ce_grad_float(n);
+    else gf__ce_grad_double(n);
+}
+
+gf_status gf__bwd_cross_entropy_grad(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK; /* NODIFF: never called (create_graph uses the composed rule) */
 }
 
 /* ------------------------------------------------------------- one_hot */

@@ -333,6 +333,110 @@ Test(nn_ops, second_order_gradcheck_of_softmax) {
     GRADCHECK(fn_softmax_grad, 1, &x, w);
 }
 
+/* d/dx of cross_entropy(x, labels), the plain way (the fused kernel) or with
+ * create_graph (the composed rule), for the given upstream gradient. */
+static gf_tensor *ce_grad(gf_tensor *x, gf_tensor *l, double gout, bool create_graph) {
+    gf_ctx *c = gf_ctx_of(x);
+    gf_tensor *loss = GF_T(c, gf_cross_entropy(x, l)), *g = NULL;
+    gf_backward_opts o = {.grad_output = gf_scalar(c, gf_dtype_of(x), gout),
+                          .create_graph = create_graph, .retain_graph = true};
+    GF_OK_OR_FAIL(c, gf_grad_of(loss, 1, &x, &g, &o));
+    cr_assert_eq(gf_get_requires_grad(g), create_graph, "the plain gradient has no graph");
+    GF_OK_OR_FAIL(c, gf_realize(g));
+    return g;
+}
+
+/* The fused backward of cross_entropy (plain backward) gives the composed
+ * rule's bits (create_graph), and both match a naive double reference: f64
+ * and f32, rows in parallel, transposed (strided) logits, [C] with a 0-dim
+ * label, upstream gradients other than 1. */
+Test(nn_ops, cross_entropy_fused_backward_is_the_composed_rule_bit_for_bit) {
+    static const int64_t shapes[][2] = {{37, 29}, {300, 257}, {1, 1}, {5, 1000}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int tr = 0; tr < 2; tr++) {
+                int64_t N = shapes[si][0], C = shapes[si][1];
+                gf_scope_begin(ctx);
+                gf_manual_seed(ctx, 20 + (uint64_t)si);
+                gf_dtype d = dt ? GF_F32 : GF_F64;
+                gf_tensor *raw = gf_mul_scalar(gf_randn(ctx, GF_F64, 2,
+                                                        tr ? (int64_t[]){C, N} : (int64_t[]){N, C}), 5.0);
+                double *rv = values(raw);
+                gf_tensor *leaf = tr ? gf_tensor_f64(ctx, 2, (int64_t[]){C, N}, rv)
+                                     : gf_tensor_f64(ctx, 2, (int64_t[]){N, C}, rv);
+                if (dt) {
+                    float *f = malloc(sizeof(float) * (size_t)(N * C));
+                    for (int64_t i = 0; i < N * C; i++) f[i] = (float)rv[i];
+                    leaf = gf_tensor_f32(ctx, 2, gf_shape(leaf), f);
+                    free(f);
+                }
+                gf_requires_grad(leaf, true);
+                gf_tensor *x = tr ? GF_T(ctx, gf_transpose(leaf, 0, 1)) : leaf;
+                int64_t *lab = malloc(sizeof(int64_t) * (size_t)N);
+                for (int64_t r = 0; r < N; r++) lab[r] = (r * 7 + 3) % C;
+                gf_tensor *l = gf_tensor_i64(ctx, 1, &N, lab);
+                /* leaf grads: through the transposed view the fused kernel reads strided rows */
+                gf_tensor *gp = ce_grad(x, l, 0.37, false), *gc = ce_grad(x, l, 0.37, true);
+                cr_assert_eq(gf_dtype_of(gp), d);
+                double *a = values(gp), *b = values(gc), *xv = values(x);
+                cr_assert(memcmp(a, b, sizeof(double) * (size_t)(N * C)) == 0,
+                          "%lldx%lld dt %d tr %d: fused and composed differ", (long long)N,
+                          (long long)C, dt, tr);
+                for (int64_t r = 0; r < N; r++) {
+                    double m = -INFINITY, s = 0;
+                    for (int64_t k = 0; k < C; k++) m = fmax(m, xv[r * C + k]);
+                    for (int64_t k = 0; k < C; k++) s += exp(xv[r * C + k] - m);
+                    for (int64_t k = 0; k < C; k++) {
+                        double want = (exp(xv[r * C + k] - m) / s - (k == lab[r])) * 0.37 / N;
+                        cr_assert(fabs(a[r * C + k] - want) <= (dt ? 1e-7 : 1e-15) * 0.37 / N + 1e-6 * fabs(want),
+                                  "row %lld col %lld: %g vs %g", (long long)r, (long long)k,
+                                  a[r * C + k], want);
+                    }
+                }
+                free(a), free(b), free(xv), free(rv), free(lab);
+                gf_scope_end(ctx);
+            }
+    /* [C] logits with a 0-dim label */
+    gf_tensor *x1 = gf_requires_grad(gf_tensor_f64(ctx, 1, (int64_t[]){4}, (double[]){1, -2, 3, 0.5}), true);
+    gf_tensor *l0 = gf_tensor_i64(ctx, 0, NULL, (int64_t[]){2});
+    double *a = values(ce_grad(x1, l0, -1.5, false)), *b = values(ce_grad(x1, l0, -1.5, true));
+    cr_assert(memcmp(a, b, 4 * sizeof(double)) == 0);
+    double s = exp(1) + exp(-2) + exp(3) + exp(0.5);
+    gf_test_expect_close(ce_grad(x1, l0, -1.5, false),
+                         (double[]){-1.5 * exp(1) / s, -1.5 * exp(-2) / s,
+                                    -1.5 * (exp(3) / s - 1), -1.5 * exp(0.5) / s},
+                         4, 1e-15, 1e-14);
+    free(a), free(b);
+}
+
+/* d/dx cross_entropy(x, labels) with create_graph (the composed rule), so
+ * that its own gradient can be checked: second order through cross_entropy. */
+static gf_tensor *fn_ce_grad(gf_ctx *c, int n, gf_tensor *const *in, void *user) {
+    (void)n;
+    int closed = 0;
+    while (!gf_is_grad_enabled(c)) gf_no_grad_end(c), closed++;
+    gf_tensor *y = gf_cross_entropy(in[0], (gf_tensor *)user);
+    gf_tensor *g = NULL;
+    gf_backward_opts o = {.retain_graph = true, .create_graph = true};
+    if (y && gf_grad_of(y, 1, in, &g, &o) != GF_OK) g = NULL;
+    while (closed--) gf_no_grad_begin(c);
+    return g;
+}
+
+Test(nn_ops, second_order_gradcheck_through_cross_entropy) {
+    gf_manual_seed(ctx, 12);
+    gf_tensor *x = gf_requires_grad(gf_randn(ctx, GF_F64, 2, (int64_t[]){3, 5}), true);
+    gf_tensor *l = gf_tensor_i64(ctx, 1, (int64_t[]){3}, (int64_t[]){4, 0, 2});
+    GRADCHECK(fn_ce_grad, 1, &x, l);
+    /* and backward through the create_graph gradient reaches x */
+    gf_tensor *g = NULL;
+    GF_OK_OR_FAIL(ctx, gf_grad_of(gf_cross_entropy(x, l), 1, &x, &g,
+                                  &(gf_backward_opts){.create_graph = true, .retain_graph = true}));
+    cr_assert(gf_get_requires_grad(g));
+    GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(gf_mul(g, g))));
+    cr_assert_not_null(gf_grad(x));
+}
+
 /* -------------------------------------------------------------- errors */
 
 Test(nn_ops, out_of_range_label_is_reported_at_record_time) {
@@ -428,7 +532,23 @@ static int64_t run_all(gf_ctx *c, int64_t N, int64_t C, double *out) {
         gf_softmax(x, -1), gf_log_softmax(x, 1), gf_softmax(x, 0), gf_log_softmax(xd, 0),
         gf_softmax(gf_transpose(xd, 0, 1), 1), gf_mse_loss(x, t), gf_mse_loss(xd, gf_slice(t, 0, 0, 1, 1)),
         gf_cross_entropy(x, lab), gf_cross_entropy(xd, lab), gf_one_hot(lab, C, GF_F32),
+        NULL, NULL,
     };
+    /* the fused cross_entropy backward, f32 and f64 */
+    for (int k = 0; k < 2; k++) {
+        double *v = malloc(sizeof(double) * (size_t)(N * C));
+        float *f = malloc(sizeof(float) * (size_t)(N * C));
+        GF_OK_OR_FAIL(c, gf_copy_to_f64(x, v, N * C)); /* x is f32: exact in double */
+        for (int64_t i = 0; i < N * C; i++) f[i] = (float)v[i];
+        gf_tensor *leaf = k ? gf_tensor_f64(c, 2, (int64_t[]){N, C}, v)
+                            : gf_tensor_f32(c, 2, (int64_t[]){N, C}, f);
+        gf_requires_grad(leaf, true);
+        free(f);
+        gf_tensor *g = NULL;
+        GF_OK_OR_FAIL(c, gf_grad_of(gf_cross_entropy(leaf, lab), 1, &leaf, &g, NULL));
+        outs[10 + k] = g;
+        free(v);
+    }
     int64_t at = 0;
     for (size_t k = 0; k < sizeof outs / sizeof outs[0]; k++) {
         cr_assert_not_null(outs[k], "op %zu: %s", k, gf_ctx_error(c));
@@ -440,7 +560,7 @@ static int64_t run_all(gf_ctx *c, int64_t N, int64_t C, double *out) {
 }
 
 Test(nn_ops, eager_and_lazy_give_identical_bits) {
-    int64_t N = 40, C = 30, cap = 8 * N * C;
+    int64_t N = 40, C = 30, cap = 10 * N * C;
     double *a = malloc(sizeof(double) * (size_t)cap), *b = malloc(sizeof(double) * (size_t)cap);
     gf_ctx *lazy = gf_ctx_create(NULL), *eager = gf_ctx_create(NULL);
     gf_ctx_set_eager(eager, true);
@@ -455,7 +575,7 @@ Test(nn_ops, eager_and_lazy_give_identical_bits) {
 
 Test(nn_ops, one_and_four_threads_give_identical_bits) {
     /* 300x257 > 32768 elements: the kernels take their parallel paths */
-    int64_t N = 300, C = 257, cap = 8 * N * C;
+    int64_t N = 300, C = 257, cap = 10 * N * C;
     double *a = malloc(sizeof(double) * (size_t)cap), *b = malloc(sizeof(double) * (size_t)cap);
     gf_engine *e1 = gf_engine_create(&(gf_engine_opts){.num_threads = 1});
     gf_engine *e4 = gf_engine_create(&(gf_engine_opts){.num_threads = 4});

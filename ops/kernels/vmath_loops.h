@@ -49,23 +49,31 @@ GF__VL_COLMAX(gf__vl_colmax_f32, float, uint32_t)
 GF__VL_COLMAX(gf__vl_colmax_f64, double, uint64_t)
 
 /* Row max with NaNs skipped: the row seen as rows of GF__VL_LANES lanes and
- * reduced like the column max below (a loop the compiler vectorizes: `v > m
+ * reduced like the column max above (a loop the compiler vectorizes: `v > m
  * ? v : m` is maxps exactly, a NaN never enters as the compare is false),
- * NaNs flagged in a parallel integer mask; lanes folded in a fixed order,
- * then the tail. */
+ * NaNs flagged in a parallel integer mask; the lanes folded pairwise (a
+ * short dependency chain), then the tail. Short rows (softmax over a few
+ * classes) are one plain loop. */
 #define GF__VL_LANES 32
 #define GF__VL_MAX(NAME, T, U, COLMAX)                                                     \
     static T NAME(const T *x, int64_t n, int *nan) {                                       \
-        T lv[GF__VL_LANES];                                                                 \
-        U nl[GF__VL_LANES] = {0};                                                           \
-        for (int q = 0; q < GF__VL_LANES; q++) lv[q] = -INFINITY;                           \
-        int64_t rows = n / GF__VL_LANES, k = rows * GF__VL_LANES;                           \
-        COLMAX(x, GF__VL_LANES, rows, GF__VL_LANES, lv, nl);                                \
         T m = -INFINITY;                                                                    \
         U any = 0;                                                                          \
-        for (int q = 0; q < GF__VL_LANES; q++) {                                            \
-            m = lv[q] > m ? lv[q] : m;                                                      \
-            any |= nl[q];                                                                   \
+        int64_t k = 0;                                                                      \
+        if (n >= 2 * GF__VL_LANES) {                                                        \
+            T lv[GF__VL_LANES];                                                             \
+            U nl[GF__VL_LANES] = {0};                                                       \
+            for (int q = 0; q < GF__VL_LANES; q++) lv[q] = -INFINITY;                       \
+            int64_t rows = n / GF__VL_LANES;                                                \
+            k = rows * GF__VL_LANES;                                                        \
+            COLMAX(x, GF__VL_LANES, rows, GF__VL_LANES, lv, nl);                            \
+            for (int w = GF__VL_LANES / 2; w > 0; w /= 2)                                   \
+                for (int q = 0; q < w; q++) {                                               \
+                    lv[q] = lv[q + w] > lv[q] ? lv[q + w] : lv[q];                          \
+                    nl[q] |= nl[q + w];                                                     \
+                }                                                                           \
+            m = lv[0];                                                                      \
+            any = nl[0];                                                                    \
         }                                                                                   \
         for (; k < n; k++) {                                                                \
             T v = x[k];                                                                     \
