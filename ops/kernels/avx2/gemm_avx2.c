@@ -56,17 +56,42 @@ static void gf__sgemm_ukr_avx2(int64_t m, int64_t n, int64_t k, const float *res
     if (full)
         for (int i = 0; i < S_MR; i++) _mm_prefetch((const char *)(c + i * rsc + 15), _MM_HINT_T0);
 
+    /* Edge tiles of 1-4 rows skip the rows they do not have (every m here
+     * is 4 mod 6 or 2 mod 6 for the MLP and power-of-two shapes); the rows
+     * they compute take the same FMAs in the same order. */
+    if (m > 4) {
 #pragma GCC unroll 4
-    for (int64_t p = 0; p < k; p++) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        S_ROW_FMA(0);
-        S_ROW_FMA(1);
-        S_ROW_FMA(2);
-        S_ROW_FMA(3);
-        S_ROW_FMA(4);
-        S_ROW_FMA(5);
-        a += S_MR;
-        b += S_NR;
+        for (int64_t p = 0; p < k; p++) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            S_ROW_FMA(0);
+            S_ROW_FMA(1);
+            S_ROW_FMA(2);
+            S_ROW_FMA(3);
+            S_ROW_FMA(4);
+            S_ROW_FMA(5);
+            a += S_MR;
+            b += S_NR;
+        }
+    } else if (m > 2) {
+#pragma GCC unroll 4
+        for (int64_t p = 0; p < k; p++) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            S_ROW_FMA(0);
+            S_ROW_FMA(1);
+            S_ROW_FMA(2);
+            S_ROW_FMA(3);
+            a += S_MR;
+            b += S_NR;
+        }
+    } else {
+#pragma GCC unroll 4
+        for (int64_t p = 0; p < k; p++) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            S_ROW_FMA(0);
+            S_ROW_FMA(1);
+            a += S_MR;
+            b += S_NR;
+        }
     }
 
     _Alignas(64) float ct[S_MR * S_NR];

@@ -46,17 +46,38 @@ static inline void tr4x4_pd(__m256d r[4]) {
     r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
+/* Packs columns [p, p+8) of 6 rows r[0..5] (8 values each, p a multiple of
+ * 8) as 48 consecutive values o[q*6 + i] = r[i][q]. Each 128-bit lane does
+ * 4 columns (lane 0 columns 0-3, lane 1 columns 4-7): a 4x4 transpose of
+ * rows 0-3 gives c_q = rows 0-3 of column q, rows 4-5 interleave into u, w,
+ * and shuffles cut these into the 6 runs of 4 values of the packed order,
+ * which lane swaps gather into 6 full vectors (aligned stores whenever kc
+ * is a multiple of 8: panels start 64-byte aligned, 48 values are 192
+ * bytes). */
+static inline void pack6x8_ps(const __m256 r[6], float *o) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 c0 = _mm256_shuffle_ps(t0, t2, 0x44), c1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 c2 = _mm256_shuffle_ps(t1, t3, 0x44), c3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u = _mm256_unpacklo_ps(r[4], r[5]), w = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 x1 = _mm256_shuffle_ps(u, c1, 0x44), x2 = _mm256_shuffle_ps(c1, u, 0xEE);
+    __m256 x4 = _mm256_shuffle_ps(w, c3, 0x44), x5 = _mm256_shuffle_ps(c3, w, 0xEE);
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(c0, x1, 0x20));
+    _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(x2, c2, 0x20));
+    _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(x4, x5, 0x20));
+    _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(c0, x1, 0x31));
+    _mm256_storeu_ps(o + 32, _mm256_permute2f128_ps(x2, c2, 0x31));
+    _mm256_storeu_ps(o + 40, _mm256_permute2f128_ps(x4, x5, 0x31));
+}
+
 /* f32 A, mr = 6. Contiguous rows (csa == 1): 8 columns of the panel's 6
- * rows (2 zero rows added) are transposed into 8 packed columns of 6; each
- * is stored 8 wide (its 2 zeros are overwritten by the next column), except
- * the panel's last column, stored 6 wide so nothing past the panel is
- * written. A's rows are far apart and short, so the next panel's rows are
- * prefetched while this one is packed. Contiguous columns (rsa == 1): 6
- * adjacent values per packed column, copied directly. */
+ * rows at a time (pack6x8_ps; rows past mc read as zero). A's rows are far
+ * apart and short, so the next panel's rows are prefetched while this one
+ * is packed. Contiguous columns (rsa == 1): 6 adjacent values per packed
+ * column, copied directly. */
 int gf__spack_a_avx2(int64_t mc, int64_t kc, const float *A, int64_t rsa, int64_t csa,
                      float *restrict ap) {
     if (csa != 1 && rsa != 1) return 0;
-    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
     for (int64_t ir = 0; ir < mc; ir += S_MR, ap += S_MR * kc) {
         const float *a = A + ir * rsa;
         const int64_t mb = mc - ir < S_MR ? mc - ir : S_MR;
@@ -66,16 +87,18 @@ int gf__spack_a_avx2(int64_t mc, int64_t kc, const float *A, int64_t rsa, int64_
                 for (int64_t p = 0; p < kc; p += 16)
                     _mm_prefetch((const char *)(a + (mb + i) * rsa + p), _MM_HINT_T0);
             int64_t p = 0;
-            for (; p + 8 <= kc; p += 8) {
-                __m256 r[8];
-                for (int i = 0; i < 8; i++)
-                    r[i] = i < mb ? _mm256_loadu_ps(a + i * rsa + p) : _mm256_setzero_ps();
-                tr8x8_ps(r);
-                for (int q = 0; q < 8; q++) {
-                    if (p + q + 1 < kc)
-                        _mm256_storeu_ps(ap + (p + q) * S_MR, r[q]);
-                    else
-                        _mm256_maskstore_ps(ap + (p + q) * S_MR, six, r[q]);
+            if (mb == S_MR) {
+                for (; p + 8 <= kc; p += 8) {
+                    __m256 r[6];
+                    for (int i = 0; i < 6; i++) r[i] = _mm256_loadu_ps(a + i * rsa + p);
+                    pack6x8_ps(r, ap + p * S_MR);
+                }
+            } else {
+                for (; p + 8 <= kc; p += 8) {
+                    __m256 r[6];
+                    for (int i = 0; i < 6; i++)
+                        r[i] = i < mb ? _mm256_loadu_ps(a + i * rsa + p) : _mm256_setzero_ps();
+                    pack6x8_ps(r, ap + p * S_MR);
                 }
             }
             for (; p < kc; p++)
@@ -95,15 +118,47 @@ int gf__spack_a_avx2(int64_t mc, int64_t kc, const float *A, int64_t rsa, int64_
     return 1;
 }
 
-/* f32 B transposed (rsb == 1: each column of B contiguous), nr = 16. A
- * panel is packed in two halves of 8 columns, each 8 rows at a time: load 8
- * values down each column, transpose, store 8 packed rows of that half.
- * A half reads 8 columns in step (8 streams, not 16, so their lines stay in
- * L1 until both 32-byte halves of each are used). Columns past nc are
- * zero. */
+/* Row-major f32 B (csb == 1), nr = 16: 8 panels at a time, row by row
+ * (8 sequential 64-byte reads per row of B, 8 destination streams): all
+ * panels per row would write to as many streams as panels (slow once
+ * there are dozens), one panel at a time reads a new row of B, often a new
+ * page, for each 64 bytes. */
+static void spack_b_rows(int64_t nc, int64_t kc, const float *B, int64_t rsb, float *restrict bp) {
+    enum { G = 8 };
+    const int64_t full = nc / S_NR;
+    for (int64_t j0 = 0; j0 < full; j0 += G) {
+        const int64_t g = full - j0 < G ? full - j0 : G;
+        for (int64_t p = 0; p < kc; p++) {
+            const float *row = B + p * rsb + j0 * S_NR;
+            float *dst = bp + j0 * S_NR * kc + p * S_NR;
+            for (int64_t q = 0; q < g; q++) {
+                _mm256_store_ps(dst + q * S_NR * kc, _mm256_loadu_ps(row + q * S_NR));
+                _mm256_store_ps(dst + q * S_NR * kc + 8, _mm256_loadu_ps(row + q * S_NR + 8));
+            }
+        }
+    }
+    if (full * S_NR < nc) { /* the last, partial panel */
+        const int64_t nb = nc - full * S_NR;
+        const float *b = B + full * S_NR;
+        float *dst = bp + full * S_NR * kc;
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t j = 0; j < S_NR; j++) dst[p * S_NR + j] = j < nb ? b[p * rsb + j] : 0;
+    }
+}
+
+/* f32 B, nr = 16. Row-major: spack_b_rows. Transposed (rsb == 1: each
+ * column of B contiguous): a panel is packed in two halves of 8 columns,
+ * each 8 rows at a time: load 8 values down each column, transpose, store
+ * 8 packed rows of that half. A half reads 8 columns in step (8 streams,
+ * not 16, so their lines stay in L1 until both 32-byte halves of each are
+ * used). Columns past nc are zero. */
 int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_t csb,
                      float *restrict bp) {
-    if (rsb != 1 || csb == 1) return 0;
+    if (csb == 1) {
+        spack_b_rows(nc, kc, B, rsb, bp);
+        return 1;
+    }
+    if (rsb != 1) return 0;
     for (int64_t jr = 0; jr < nc; jr += S_NR, bp += S_NR * kc) {
         const int64_t nb = nc - jr < S_NR ? nc - jr : S_NR;
         for (int h = 0; h < S_NR; h += 8) {
