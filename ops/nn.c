@@ -177,24 +177,33 @@ GF__SOFTMAX_ROWS(double, f64)
         for (int64_t i = 0; i < nr; i++) {                                                 \
             const T *x = px + gf__nn_row_off(X, d, r0 + i);                                \
             T *ti = t + i * C;                                                             \
-            T mi = -INFINITY; /* NaNs skipped, as vm->max (a short row: inline) */         \
-            for (int64_t k = 0; k < C; k++) {                                              \
-                T v = x[k * st];                                                           \
-                ti[k] = v;                                                                 \
-                mi = v > mi ? v : mi;                                                      \
+            /* NaNs skipped, as vm->max (a short row: inline, two chains) */              \
+            T m0 = -INFINITY, m1 = -INFINITY;                                              \
+            int64_t k = 0;                                                                 \
+            for (; k + 2 <= C; k += 2) {                                                   \
+                T v0 = x[k * st], v1 = x[(k + 1) * st];                                    \
+                m0 = v0 > m0 ? v0 : m0;                                                    \
+                m1 = v1 > m1 ? v1 : m1;                                                    \
             }                                                                              \
-            for (int64_t k = 0; k < C; k++) ti[k] -= mi;                                   \
+            if (k < C) m0 = x[k * st] > m0 ? x[k * st] : m0;                               \
+            T mi = m1 > m0 ? m1 : m0;                                                      \
+            /* written once from x (not stored, then reloaded: that stalls) */            \
+            for (int64_t k = 0; k < C; k++) ti[k] = x[k * st] - mi;                        \
             m[i] = mi;                                                                     \
         }                                                                                  \
         vm->exp_##SFX(t, t, nr * C);                                                       \
         for (int64_t i = 0; i < nr; i++) { /* 4 lanes k % 4: a short add chain */          \
             const T *ti = t + i * C;                                                       \
-            double a[4] = {0, 0, 0, 0};                                                    \
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                         \
             int64_t k = 0;                                                                 \
-            for (; k + 4 <= C; k += 4)                                                     \
-                for (int q = 0; q < 4; q++) a[q] += (double)ti[k + q];                     \
-            for (; k < C; k++) a[k & 3] += (double)ti[k];                                  \
-            s[i] = (a[0] + a[1]) + (a[2] + a[3]);                                          \
+            for (; k + 4 <= C; k += 4) {                                                   \
+                a0 += (double)ti[k], a1 += (double)ti[k + 1];                              \
+                a2 += (double)ti[k + 2], a3 += (double)ti[k + 3];                          \
+            }                                                                              \
+            if (k < C) a0 += (double)ti[k];                                                \
+            if (k + 1 < C) a1 += (double)ti[k + 1];                                        \
+            if (k + 2 < C) a2 += (double)ti[k + 2];                                        \
+            s[i] = (a0 + a1) + (a2 + a3);                                                  \
         }                                                                                  \
     }
 
