@@ -274,6 +274,35 @@ Test(gemm, bitwise_identical_across_threads, .fini = restore_isa, .timeout = 600
     }
 }
 
+/* An element's bits do not depend on which rows share its tile (the
+ * micro-kernel contract the thread grids rely on; edge tiles of 1..mr-1
+ * rows take their own paths in the avx2 kernel): rows [r0, m) computed as a
+ * GEMM of their own equal those rows of the whole product, for every r0
+ * that leaves 2 rows or more (one row is a matrix-vector product, another
+ * algorithm), with A row-major and transposed. */
+Test(gemm, edge_rows_same_bits_as_full_tiles, .fini = restore_isa) {
+    enum { M = 29, N = 40, K = 300 };
+    float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float));
+    float *C = malloc(M * N * sizeof(float)), *P = malloc(M * N * sizeof(float));
+    cr_assert(A && B && C && P);
+    for (int t = 0; t < M * K; t++) A[t] = (float)urand();
+    for (int t = 0; t < K * N; t++) B[t] = (float)urand();
+    for (size_t v = 0; v < NISAS; v++) {
+        if (!use_isa(v)) continue;
+        for (int ta = 0; ta <= 1; ta++) {
+            const int64_t rsa = ta ? 1 : K, csa = ta ? M : 1;
+            gf__sgemm(M, N, K, A, rsa, csa, B, N, 1, 0.0f, C, N, 1, 1);
+            for (int r0 = 1; r0 < M - 1; r0++) {
+                gf__sgemm(M - r0, N, K, A + r0 * rsa, rsa, csa, B, N, 1, 0.0f, P, N, 1, 1);
+                cr_assert(memcmp(P, C + r0 * N, (size_t)(M - r0) * N * sizeof(float)) == 0,
+                          "%s ta=%d: rows %d..%d alone differ from the full product", isas[v],
+                          ta, r0, M - 1);
+            }
+        }
+    }
+    free(A), free(B), free(C), free(P);
+}
+
 /* Every variant agrees with the generic kernel (to rounding) on one product
  * that exercises full and edge tiles. */
 Test(gemm, variants_agree_with_generic, .fini = restore_isa) {

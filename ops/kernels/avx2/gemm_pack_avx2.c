@@ -70,50 +70,69 @@ static inline void pack6x8_ps(const __m256 r[6], float *o) {
     _mm256_storeu_ps(o + 40, _mm256_permute2f128_ps(x4, x5, 0x31));
 }
 
+/* f32 A with contiguous columns (rsa == 1, A read as a transpose), mr = 6:
+ * packed column of panel q at p is the 6 adjacent values A[q*6 + p*csa...].
+ * The whole block is done 8 columns of A at a time, across all panels: a
+ * panel at a time would come back to each column of A once per panel, and
+ * with csa a multiple of 1024 the columns map to the same few cache sets,
+ * so they would be evicted in between (A^T with 1024 rows ran from L2). */
+static void spack_a_cols(int64_t mc, int64_t kc, const float *A, int64_t csa, float *restrict ap) {
+    const int64_t full = mc / S_MR * S_MR;
+    for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+        const int64_t p1 = kc - p0 < 8 ? kc : p0 + 8;
+        for (int64_t ir = 0; ir < full; ir += S_MR) {
+            float *dst = ap + ir * kc;
+            for (int64_t p = p0; p < p1; p++) {
+                /* values 0-3 and 2-5: two overlapping 4-wide copies */
+                const float *col = A + ir + p * csa;
+                _mm_storeu_ps(dst + p * S_MR, _mm_loadu_ps(col));
+                _mm_storeu_ps(dst + p * S_MR + 2, _mm_loadu_ps(col + 2));
+            }
+        }
+        if (full < mc) {
+            float *dst = ap + full * kc;
+            for (int64_t p = p0; p < p1; p++)
+                for (int64_t i = 0; i < S_MR; i++)
+                    dst[p * S_MR + i] = full + i < mc ? A[full + i + p * csa] : 0;
+        }
+    }
+}
+
 /* f32 A, mr = 6. Contiguous rows (csa == 1): 8 columns of the panel's 6
  * rows at a time (pack6x8_ps; rows past mc read as zero). A's rows are far
  * apart and short, so the next panel's rows are prefetched while this one
- * is packed. Contiguous columns (rsa == 1): 6 adjacent values per packed
- * column, copied directly. */
+ * is packed. Contiguous columns: spack_a_cols. */
 int gf__spack_a_avx2(int64_t mc, int64_t kc, const float *A, int64_t rsa, int64_t csa,
                      float *restrict ap) {
     if (csa != 1 && rsa != 1) return 0;
+    if (csa != 1) {
+        spack_a_cols(mc, kc, A, csa, ap);
+        return 1;
+    }
     for (int64_t ir = 0; ir < mc; ir += S_MR, ap += S_MR * kc) {
         const float *a = A + ir * rsa;
         const int64_t mb = mc - ir < S_MR ? mc - ir : S_MR;
-        if (csa == 1) {
-            const int64_t next = mc - ir - mb < S_MR ? mc - ir - mb : S_MR;
-            for (int64_t i = 0; i < next; i++)
-                for (int64_t p = 0; p < kc; p += 16)
-                    _mm_prefetch((const char *)(a + (mb + i) * rsa + p), _MM_HINT_T0);
-            int64_t p = 0;
-            if (mb == S_MR) {
-                for (; p + 8 <= kc; p += 8) {
-                    __m256 r[6];
-                    for (int i = 0; i < 6; i++) r[i] = _mm256_loadu_ps(a + i * rsa + p);
-                    pack6x8_ps(r, ap + p * S_MR);
-                }
-            } else {
-                for (; p + 8 <= kc; p += 8) {
-                    __m256 r[6];
-                    for (int i = 0; i < 6; i++)
-                        r[i] = i < mb ? _mm256_loadu_ps(a + i * rsa + p) : _mm256_setzero_ps();
-                    pack6x8_ps(r, ap + p * S_MR);
-                }
-            }
-            for (; p < kc; p++)
-                for (int64_t i = 0; i < S_MR; i++) ap[p * S_MR + i] = i < mb ? a[i * rsa + p] : 0;
-        } else if (mb == S_MR) {
-            for (int64_t p = 0; p < kc; p++) {
-                /* values 0-3 and 2-5: two overlapping 4-wide copies */
-                const float *col = a + p * csa;
-                _mm_storeu_ps(ap + p * S_MR, _mm_loadu_ps(col));
-                _mm_storeu_ps(ap + p * S_MR + 2, _mm_loadu_ps(col + 2));
+        const int64_t next = mc - ir - mb < S_MR ? mc - ir - mb : S_MR;
+        for (int64_t i = 0; i < next; i++)
+            for (int64_t p = 0; p < kc; p += 16)
+                _mm_prefetch((const char *)(a + (mb + i) * rsa + p), _MM_HINT_T0);
+        int64_t p = 0;
+        if (mb == S_MR) {
+            for (; p + 8 <= kc; p += 8) {
+                __m256 r[6];
+                for (int i = 0; i < 6; i++) r[i] = _mm256_loadu_ps(a + i * rsa + p);
+                pack6x8_ps(r, ap + p * S_MR);
             }
         } else {
-            for (int64_t p = 0; p < kc; p++)
-                for (int64_t i = 0; i < S_MR; i++) ap[p * S_MR + i] = i < mb ? a[p * csa + i] : 0;
+            for (; p + 8 <= kc; p += 8) {
+                __m256 r[6];
+                for (int i = 0; i < 6; i++)
+                    r[i] = i < mb ? _mm256_loadu_ps(a + i * rsa + p) : _mm256_setzero_ps();
+                pack6x8_ps(r, ap + p * S_MR);
+            }
         }
+        for (; p < kc; p++)
+            for (int64_t i = 0; i < S_MR; i++) ap[p * S_MR + i] = i < mb ? a[i * rsa + p] : 0;
     }
     return 1;
 }
