@@ -10,11 +10,15 @@
  * The blocked path is Goto/BLIS's five loops around the micro-kernel:
  *   jc (nc columns of C) > pc (kc of K; pack B panel) > ic (mc rows; pack A
  *   block) > jr (nr columns) > ir (mr rows) > micro-kernel.
- * Threads share the packed B panel (they pack it together) and split the
- * (ic, jr) space; K is never split, and each element's sum over p is the
- * micro-kernel's fixed order within a kc block, kc blocks added in order. With
- * the micro-kernel contract (an element's bits do not depend on its tile)
- * this makes C the same bits for any number of threads.
+ * Threads split C into a grid of tasks (row chunks x column chunks, see
+ * GF_FN(blocked)); each task runs the pc > ic > jr > ir loops over its own
+ * block and packs its own operands. K is never split, kc depends on k
+ * alone, and each element's sum over p is the micro-kernel's fixed order
+ * within a kc block, kc blocks added in order. With the micro-kernel
+ * contract (an element's bits do not depend on its tile) this makes C the
+ * same bits for any number of threads. Packing uses the variant's routines
+ * (pack_a / pack_b in gemm_ukr.h) where it has them for the strides at
+ * hand, else the portable ones here.
  */
 
 /* Work at or below this many multiply-adds runs without a parallel region:
@@ -242,10 +246,10 @@ static void *GF_FN(alloc)(int slot, int64_t elems) {
 }
 
 /* Packing one element costs about as much as this many multiply-adds in the
- * micro-kernel (measured on Zen 3: ~0.3 ns per element against ~40 G
- * multiply-adds/s); the grid planner weighs the packing a grid repeats with
- * it. */
-#define GF__GEMM_PACK_COST 13
+ * micro-kernel (measured on Zen 3 with the avx2 packing: ~0.15-0.2 ns per
+ * element against ~40 G multiply-adds/s); the grid planner weighs the
+ * packing a grid repeats with it. */
+#define GF__GEMM_PACK_COST 8
 /* The most tasks per thread the planner considers. */
 #define GF__GEMM_TASKS_PER_THREAD 4
 

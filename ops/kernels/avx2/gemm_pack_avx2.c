@@ -2,10 +2,12 @@
  * gemm_pack_avx2.c - AVX2 packing of GEMM operands for the avx2 variant's
  * tiles (6x16 f32, 6x8 f64); the contract is pack_a / pack_b in
  * ../gemm_ukr.h. Packing A with contiguous rows and packing a transposed B
- * (contiguous columns) are transposes: done here in registers, 8x8 (f32) or
- * 4x4 (f64) blocks at a time, instead of one scalar load and store per
- * element. Other strides are left to the driver's portable packing.
- * Compiled with -mavx2 -mfma (only this directory).
+ * (contiguous columns) are transposes: done here in registers, 8x8 / 6x8
+ * (f32) or 4x4 (f64) blocks at a time, instead of one scalar load and store
+ * per element. A read as a transpose and row-major f32 B are copies, done in
+ * an order that keeps the cache lines they touch few (see each function).
+ * Other strides are left to the driver's portable packing. Compiled with
+ * -mavx2 -mfma (only this directory).
  */
 #include "../gemm_ukr.h"
 
@@ -198,40 +200,63 @@ int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_
     return 1;
 }
 
-/* f64 A, mr = 6: as the f32 version, 4 columns at a time; rows 0-3 and rows
- * 4-5 (plus 2 zero rows) are two 4x4 transposes, stored 4 + 2 wide. */
+/* f64 A with contiguous columns (rsa == 1), mr = 6: as spack_a_cols. */
+static void dpack_a_cols(int64_t mc, int64_t kc, const double *A, int64_t csa,
+                         double *restrict ap) {
+    const int64_t full = mc / D_MR * D_MR;
+    for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+        const int64_t p1 = kc - p0 < 8 ? kc : p0 + 8;
+        for (int64_t ir = 0; ir < full; ir += D_MR) {
+            double *dst = ap + ir * kc;
+            for (int64_t p = p0; p < p1; p++) {
+                const double *col = A + ir + p * csa;
+                _mm256_storeu_pd(dst + p * D_MR, _mm256_loadu_pd(col));
+                _mm_storeu_pd(dst + p * D_MR + 4, _mm_loadu_pd(col + 4));
+            }
+        }
+        if (full < mc) {
+            double *dst = ap + full * kc;
+            for (int64_t p = p0; p < p1; p++)
+                for (int64_t i = 0; i < D_MR; i++)
+                    dst[p * D_MR + i] = full + i < mc ? A[full + i + p * csa] : 0;
+        }
+    }
+}
+
+/* f64 A, mr = 6. Contiguous rows: as the f32 version, 4 columns at a time;
+ * rows 0-3 and rows 4-5 (plus 2 zero rows) are two 4x4 transposes, stored
+ * 4 + 2 wide. Contiguous columns: dpack_a_cols. */
 int gf__dpack_a_avx2(int64_t mc, int64_t kc, const double *A, int64_t rsa, int64_t csa,
                      double *restrict ap) {
     if (csa != 1 && rsa != 1) return 0;
+    if (csa != 1) {
+        dpack_a_cols(mc, kc, A, csa, ap);
+        return 1;
+    }
     for (int64_t ir = 0; ir < mc; ir += D_MR, ap += D_MR * kc) {
         const double *a = A + ir * rsa;
         const int64_t mb = mc - ir < D_MR ? mc - ir : D_MR;
-        if (csa == 1) {
-            const int64_t next = mc - ir - mb < D_MR ? mc - ir - mb : D_MR;
-            for (int64_t i = 0; i < next; i++)
-                for (int64_t p = 0; p < kc; p += 8)
-                    _mm_prefetch((const char *)(a + (mb + i) * rsa + p), _MM_HINT_T0);
-            int64_t p = 0;
-            for (; p + 4 <= kc; p += 4) {
-                __m256d lo[4], hi[4];
-                for (int i = 0; i < 4; i++) {
-                    lo[i] = i < mb ? _mm256_loadu_pd(a + i * rsa + p) : _mm256_setzero_pd();
-                    hi[i] = i + 4 < mb ? _mm256_loadu_pd(a + (i + 4) * rsa + p)
-                                       : _mm256_setzero_pd();
-                }
-                tr4x4_pd(lo);
-                tr4x4_pd(hi);
-                for (int q = 0; q < 4; q++) {
-                    _mm256_storeu_pd(ap + (p + q) * D_MR, lo[q]);
-                    _mm_storeu_pd(ap + (p + q) * D_MR + 4, _mm256_castpd256_pd128(hi[q]));
-                }
+        const int64_t next = mc - ir - mb < D_MR ? mc - ir - mb : D_MR;
+        for (int64_t i = 0; i < next; i++)
+            for (int64_t p = 0; p < kc; p += 8)
+                _mm_prefetch((const char *)(a + (mb + i) * rsa + p), _MM_HINT_T0);
+        int64_t p = 0;
+        for (; p + 4 <= kc; p += 4) {
+            __m256d lo[4], hi[4];
+            for (int i = 0; i < 4; i++) {
+                lo[i] = i < mb ? _mm256_loadu_pd(a + i * rsa + p) : _mm256_setzero_pd();
+                hi[i] = i + 4 < mb ? _mm256_loadu_pd(a + (i + 4) * rsa + p)
+                                   : _mm256_setzero_pd();
             }
-            for (; p < kc; p++)
-                for (int64_t i = 0; i < D_MR; i++) ap[p * D_MR + i] = i < mb ? a[i * rsa + p] : 0;
-        } else {
-            for (int64_t p = 0; p < kc; p++)
-                for (int64_t i = 0; i < D_MR; i++) ap[p * D_MR + i] = i < mb ? a[p * csa + i] : 0;
+            tr4x4_pd(lo);
+            tr4x4_pd(hi);
+            for (int q = 0; q < 4; q++) {
+                _mm256_storeu_pd(ap + (p + q) * D_MR, lo[q]);
+                _mm_storeu_pd(ap + (p + q) * D_MR + 4, _mm256_castpd256_pd128(hi[q]));
+            }
         }
+        for (; p < kc; p++)
+            for (int64_t i = 0; i < D_MR; i++) ap[p * D_MR + i] = i < mb ? a[i * rsa + p] : 0;
     }
     return 1;
 }
