@@ -236,8 +236,7 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
         bool oom = false;                                                                  \
         if (C < GF__NN_SMALL_C) {                                                          \
             int64_t cr = gf__nn_small_cr(C), nch = (rows + cr - 1) / cr;                   \
-            _Pragma("omp parallel num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")   \
-            {                                                                              \
+            GF__PBLOCK(n->nthreads, rows * C > GF__NN_PAR, {                               \
                 double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
                 if (!s) {                                                                  \
                     _Pragma("omp atomic write") oom = true;                                \
@@ -263,14 +262,13 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
                         }                                                                  \
                     }                                                                      \
                 }                                                                          \
-            }                                                                              \
+            });                                                                            \
             if (oom)                                                                       \
                 gf__kernel_error(n, GF_ENOMEM, "gf_%s: out of memory for a row block of "  \
                                  "%lld", gf__op_names[n->op], (long long)(cr * C));        \
             return;                                                                        \
         }                                                                                  \
-        _Pragma("omp parallel num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")       \
-        {                                                                                  \
+        GF__PBLOCK(n->nthreads, rows * C > GF__NN_PAR, {                                   \
             T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
             if (!direct && !buf) {                                                         \
                 _Pragma("omp atomic write") oom = true;                                    \
@@ -287,7 +285,7 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
                     for (int64_t k = 0; k < C; k++) y[k * inner] = buf[k];                 \
                 }                                                                          \
             }                                                                              \
-        }                                                                                  \
+        });                                                                                \
         if (oom)                                                                           \
             gf__kernel_error(n, GF_ENOMEM, "gf_%s: out of memory for a row buffer of %lld", \
                              gf__op_names[n->op], (long long)C);                           \
@@ -378,8 +376,7 @@ gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tens
                              "sums", (long long)nblk);                                     \
             return;                                                                        \
         }                                                                                  \
-        _Pragma("omp parallel for num_threads(n->nthreads) if (total > GF__NN_PAR)")      \
-        for (int64_t b = 0; b < nblk; b++) {                                               \
+        GF__PFOR(n->nthreads, total > GF__NN_PAR, b, 0, nblk, {                            \
             double acc = 0;                                                                \
             if (flat) {                                                                    \
                 int64_t lo = b * inner, hi = lo + inner < total ? lo + inner : total;      \
@@ -402,7 +399,7 @@ gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tens
                 }                                                                          \
             }                                                                              \
             part[b] = acc;                                                                 \
-        }                                                                                  \
+        });                                                                                \
         double s = 0;                                                                      \
         for (int64_t b = 0; b < nblk; b++) s += part[b];                                   \
         out[0] = (T)(s / (double)total);                                                   \
@@ -487,8 +484,7 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
         bool oom = false;                                                                  \
         if (C < GF__NN_SMALL_C) {                                                          \
             int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                      \
-            _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")      \
-            {                                                                              \
+            GF__PBLOCK(n->nthreads, N * C > GF__NN_PAR, {                                  \
                 double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
                 if (!s) {                                                                  \
                     _Pragma("omp atomic write") oom = true;                                \
@@ -505,10 +501,9 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
                         loss[r0 + i] = log(s[i]) - (double)(x[l * g.stride] - m[i]);       \
                     }                                                                      \
                 }                                                                          \
-            }                                                                              \
+            });                                                                            \
         } else                                                                             \
-        _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")          \
-        {                                                                                  \
+        GF__PBLOCK(n->nthreads, N * C > GF__NN_PAR, {                                      \
             T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
             if (!direct && !buf) {                                                         \
                 _Pragma("omp atomic write") oom = true;                                    \
@@ -524,7 +519,7 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
                     loss[r] = gf__ce_row_##T(vm, buf, C, l);                                   \
                 }                                                                          \
             }                                                                              \
-        }                                                                                  \
+        });                                                                                \
         if (oom) {                                                                         \
             gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a row "   \
                              "buffer of %lld", (long long)C * gf__nn_small_cr(C));         \
@@ -625,8 +620,7 @@ gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_te
         if (C < GF__NN_SMALL_C) {                                                          \
             int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                      \
             bool oom = false;                                                              \
-            _Pragma("omp parallel num_threads(n->nthreads) if (N * C > GF__NN_PAR)")      \
-            {                                                                              \
+            GF__PBLOCK(n->nthreads, N * C > GF__NN_PAR, {                                  \
                 double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
                 if (!s) {                                                                  \
                     _Pragma("omp atomic write") oom = true;                                \
@@ -645,14 +639,13 @@ gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_te
                         y[l] = (ti[l] * inv - 1) * gs; /* (a - 0) * gs is a * gs */        \
                     }                                                                      \
                 }                                                                          \
-            }                                                                              \
+            });                                                                            \
             if (oom)                                                                       \
                 gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a "    \
                                  "row block of %lld", (long long)(cr * C));                \
             return;                                                                        \
         }                                                                                  \
-        _Pragma("omp parallel for schedule(static) num_threads(n->nthreads) if (N * C > GF__NN_PAR)") \
-        for (int64_t r = 0; r < N; r++) {                                                  \
+        GF__PFOR(n->nthreads, N * C > GF__NN_PAR, r, 0, N, {                               \
             const T *x = px + gf__nn_row_off(X, d, r);                                     \
             T *y = py + r * C;                                                             \
             if (!direct) {                                                                 \
@@ -660,7 +653,7 @@ gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_te
                 x = y;                                                                     \
             }                                                                              \
             gf__ce_grad_row_##T(vm, x, y, C, gf__nn_label_at(L, r), gs);                   \
-        }                                                                                  \
+        });                                                                                \
     }
 
 GF__CE_GRAD_KERNEL(float)
@@ -689,12 +682,11 @@ gf_status gf__bwd_cross_entropy_grad(gf__node *n, gf_tensor *out, gf_tensor *g, 
             memset(po, 0, (size_t)n->out->numel * sizeof(T)); /* defined for consumers */  \
             return;                                                                        \
         }                                                                                  \
-        _Pragma("omp parallel for num_threads(n->nthreads) if (rows * C > GF__NN_PAR)")   \
-        for (int64_t r = 0; r < rows; r++) {                                               \
+        GF__PFOR(n->nthreads, rows * C > GF__NN_PAR, r, 0, rows, {                         \
             T *o = po + r * C;                                                             \
             for (int64_t k = 0; k < C; k++) o[k] = 0;                                      \
             o[gf__nn_label_at(L, r)] = 1;                                                  \
-        }                                                                                  \
+        });                                                                                \
     }
 
 GF__ONE_HOT_KERNEL(float)

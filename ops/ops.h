@@ -52,4 +52,37 @@ void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
  * plain (simd) loop otherwise. */
 #define GF__OMP_WORTH(nthreads, cond) ((nthreads) > 1 && (cond))
 
+/* for (int64_t i = lo; i < hi; i++) { body }: split over nt threads by an
+ * OpenMP `parallel for schedule(static)` when GF__OMP_WORTH(nt, cond), else a
+ * plain loop on the calling thread with no OpenMP call at all. Iterations
+ * must be independent (each writes its own outputs), so which branch runs
+ * never changes a bit of the result. The body may hold commas. */
+#define GF__PFOR(nt, cond, i, lo, hi, ...)                                                 \
+    do {                                                                                   \
+        const int gf__pnt_ = (nt);                                                         \
+        const int64_t gf__plo_ = (lo), gf__phi_ = (hi);                                    \
+        if (GF__OMP_WORTH(gf__pnt_, cond)) {                                               \
+            _Pragma("omp parallel for schedule(static) num_threads(gf__pnt_)")             \
+            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
+        } else {                                                                           \
+            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
+        }                                                                                  \
+    } while (0)
+
+/* { body } run by a team of nt threads (`omp parallel`) when
+ * GF__OMP_WORTH(nt, cond), else once on the calling thread outside any
+ * region. There an orphaned `omp for` in the body runs every iteration on
+ * this thread in order, its closing barrier does nothing, and
+ * omp_get_thread_num() / omp_get_num_threads() give 0 / 1, so per-thread
+ * scratch taken at the top of the body works in both branches. */
+#define GF__PBLOCK(nt, cond, ...)                                                          \
+    do {                                                                                   \
+        const int gf__pnt_ = (nt);                                                         \
+        if (GF__OMP_WORTH(gf__pnt_, cond)) {                                               \
+            _Pragma("omp parallel num_threads(gf__pnt_)") { __VA_ARGS__ }                  \
+        } else {                                                                           \
+            __VA_ARGS__                                                                    \
+        }                                                                                  \
+    } while (0)
+
 #endif /* GF_OPS_H */

@@ -202,9 +202,9 @@ static inline bool gf__colsum_i64(const int64_t *p, int64_t sd, int64_t len, int
                     : NULL;                                                                 \
         if (sc) { /* partials of every (unit, block) in parallel, then in order */          \
             int64_t nt = g.nunits * g.nblk;                                                 \
-            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads)")          \
-            for (int64_t t = 0; t < nt; t++)                                                \
+            GF__PFOR(nd->nthreads, true, t, 0, nt, {                                        \
                 NAME##_part(&g, x, t / g.nblk, t % g.nblk, sc + t * g.width);               \
+            });                                                                             \
             for (int64_t u = 0; u < g.nunits; u++) {                                        \
                 A tot[GF__RC];                                                              \
                 int64_t w, off, o = gf__unit(&g, u, &w, &off);                              \
@@ -219,17 +219,15 @@ static inline bool gf__colsum_i64(const int64_t *p, int64_t sd, int64_t len, int
         }                                                                                   \
         bool par = g.nout * g.n > GF__PAR;                                                  \
         if (!g.col && g.nblk == 1) { /* short rows: one partial is the result */            \
-            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)") \
-            for (int64_t u = 0; u < g.nunits; u++) {                                        \
-                A tot = 0, part = 0;                                                            \
+            GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                   \
+                A tot = 0, part = 0;                                                        \
                 NAME##_part(&g, x, u, 0, &part);                                            \
                 tot += part; /* as below: 0 + partial */                                    \
                 out[u] = mean ? (T)((double)tot / (double)g.n) : (T)tot;                    \
-            }                                                                               \
+            });                                                                             \
             return;                                                                         \
         }                                                                                   \
-        _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)")    \
-        for (int64_t u = 0; u < g.nunits; u++) {                                            \
+        GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                       \
             A tot[GF__RC], part[GF__RC];                                                    \
             int64_t w, off, o = gf__unit(&g, u, &w, &off);                                  \
             for (int64_t j = 0; j < w; j++) tot[j] = 0;                                     \
@@ -238,7 +236,7 @@ static inline bool gf__colsum_i64(const int64_t *p, int64_t sd, int64_t len, int
                 for (int64_t j = 0; j < w; j++) tot[j] += part[j];                          \
             }                                                                               \
             NAME##_fin(&g, o, w, tot, out, mean);                                           \
-        }                                                                                   \
+        });                                                                                 \
     }
 
 #define gf__sum_f32_colsum gf__colsum_f32
@@ -369,10 +367,10 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
         int64_t *si = sv ? gf__kscratch(3, per * sizeof *si) : NULL;                                 \
         if (si) { /* per-block bests in parallel, then in block order */                    \
             int64_t nt = g.nunits * g.nblk;                                                 \
-            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads)")          \
-            for (int64_t t = 0; t < nt; t++)                                                \
+            GF__PFOR(nd->nthreads, true, t, 0, nt, {                                        \
                 NAME##_part(&g, x, t / g.nblk, t % g.nblk, sv + t * g.width,                \
                             si + t * g.width);                                              \
+            });                                                                             \
             for (int64_t u = 0; u < g.nunits; u++) {                                        \
                 T bv[GF__RC];                                                               \
                 int64_t bi[GF__RC], w, off, o = gf__unit(&g, u, &w, &off);                  \
@@ -387,8 +385,7 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
             return;                                                                         \
         }                                                                                   \
         bool par = g.nout * g.n > GF__PAR;                                                  \
-        _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)")    \
-        for (int64_t u = 0; u < g.nunits; u++) {                                            \
+        GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                       \
             T bv[GF__RC], pv[GF__RC];                                                       \
             int64_t bi[GF__RC], pi[GF__RC], w, off, o = gf__unit(&g, u, &w, &off);          \
             for (int64_t b = 0; b < g.nblk; b++) {                                          \
@@ -397,7 +394,7 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
                     if (b == 0 || GT(pv[j], bv[j])) bv[j] = pv[j], bi[j] = pi[j];           \
             }                                                                               \
             NAME##_fin(&g, o, w, bv, bi, vout, iout, mask, minner);                         \
-        }                                                                                   \
+        });                                                                                 \
     }
 
 GF__MAX_KERNEL(gf__max_f32, float, GF__GT_F, GF__GTV_F, GF__ISNAN_F)
@@ -463,10 +460,10 @@ GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
         U *sn = sv ? gf__kscratch(3, per * sizeof *sn) : NULL;                              \
         if (sn) { /* per-block maxima in parallel, then combined per unit */                \
             int64_t nt = g.nunits * g.nblk;                                                 \
-            _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads)")          \
-            for (int64_t t = 0; t < nt; t++)                                                \
+            GF__PFOR(nd->nthreads, true, t, 0, nt, {                                        \
                 NAME##_part(vm, &g, x, t / g.nblk, t % g.nblk, sv + t * g.width,            \
                             sn + t * g.width);                                              \
+            });                                                                             \
             for (int64_t u = 0; u < g.nunits; u++) {                                        \
                 T *bv = sv + u * g.nblk * g.width;                                          \
                 U *bn = sn + u * g.nblk * g.width;                                          \
@@ -483,8 +480,7 @@ GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
             return;                                                                         \
         }                                                                                   \
         bool par = g.nout * g.n > GF__PAR;                                                  \
-        _Pragma("omp parallel for schedule(static) num_threads(nd->nthreads) if (par)")    \
-        for (int64_t u = 0; u < g.nunits; u++) {                                            \
+        GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                       \
             T bv[GF__RC], pv[GF__RC];                                                       \
             U bn[GF__RC], pn[GF__RC];                                                       \
             int64_t w, off;                                                                 \
@@ -498,7 +494,7 @@ GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
                 }                                                                           \
             }                                                                               \
             NAME##_fin(&g, x, u, bv, bn, out);                                              \
-        }                                                                                   \
+        });                                                                                 \
     }
 
 GF__MAXV_KERNEL(gf__maxv_f32, float, uint32_t, f32)

@@ -127,11 +127,10 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         if (total == 0) return;                                                           \
         if (nd == 0 || gf__is_contig(X)) {                                                \
             int64_t nb = (total + GF__UN_VBLK * 16 - 1) / (GF__UN_VBLK * 16);              \
-            _Pragma("omp parallel for schedule(static) if (total > 32768) num_threads(n->nthreads)") \
-            for (int64_t b = 0; b < nb; b++) {                                            \
+            GF__PFOR(n->nthreads, total > 32768, b, 0, nb, {                              \
                 int64_t lo = b * GF__UN_VBLK * 16, len = total - lo;                      \
                 VF(vm, px + lo, po + lo, len < GF__UN_VBLK * 16 ? len : GF__UN_VBLK * 16); \
-            }                                                                             \
+            });                                                                           \
             return;                                                                       \
         }                                                                                 \
         int64_t sx[GF_MAX_DIMS], so[GF_MAX_DIMS];                                         \
