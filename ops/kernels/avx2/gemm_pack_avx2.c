@@ -168,11 +168,10 @@ static void spack_b_rows(int64_t nc, int64_t kc, const float *B, int64_t rsb, fl
 }
 
 /* f32 B, nr = 16. Row-major: spack_b_rows. Transposed (rsb == 1: each
- * column of B contiguous): a panel is packed in two halves of 8 columns,
- * each 8 rows at a time: load 8 values down each column, transpose, store
- * 8 packed rows of that half. A half reads 8 columns in step (8 streams,
- * not 16, so their lines stay in L1 until both 32-byte halves of each are
- * used). Columns past nc are zero. */
+ * column of B contiguous): 8 rows of a panel at a time, as two 8x8 blocks
+ * (load 8 values down each of 8 columns, transpose, store 8 packed half
+ * rows): all 16 columns are read in step, 16 streams in flight, each 64-byte
+ * line used by two consecutive steps. Columns past nc are zero. */
 int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_t csb,
                      float *restrict bp) {
     if (csb == 1) {
@@ -181,21 +180,29 @@ int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_
     }
     if (rsb != 1) return 0;
     for (int64_t jr = 0; jr < nc; jr += S_NR, bp += S_NR * kc) {
+        const float *b = B + jr * csb;
         const int64_t nb = nc - jr < S_NR ? nc - jr : S_NR;
-        for (int h = 0; h < S_NR; h += 8) {
-            const float *b = B + (jr + h) * csb;
-            const int64_t w = nb - h < 0 ? 0 : nb - h > 8 ? 8 : nb - h; /* real columns */
-            int64_t p = 0;
-            for (; p + 8 <= kc; p += 8) {
-                __m256 r[8];
-                for (int j = 0; j < 8; j++)
-                    r[j] = j < w ? _mm256_loadu_ps(b + j * csb + p) : _mm256_setzero_ps();
-                tr8x8_ps(r);
-                for (int q = 0; q < 8; q++) _mm256_store_ps(bp + (p + q) * S_NR + h, r[q]);
-            }
-            for (; p < kc; p++)
-                for (int j = 0; j < 8; j++) bp[p * S_NR + h + j] = j < w ? b[j * csb + p] : 0;
-        }
+        int64_t p = 0;
+        if (nb == S_NR)
+            for (; p + 8 <= kc; p += 8)
+                for (int h = 0; h < S_NR; h += 8) {
+                    __m256 r[8];
+                    for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(b + (h + j) * csb + p);
+                    tr8x8_ps(r);
+                    for (int q = 0; q < 8; q++) _mm256_store_ps(bp + (p + q) * S_NR + h, r[q]);
+                }
+        else
+            for (; p + 8 <= kc; p += 8)
+                for (int h = 0; h < S_NR; h += 8) {
+                    __m256 r[8];
+                    for (int j = 0; j < 8; j++)
+                        r[j] = h + j < nb ? _mm256_loadu_ps(b + (h + j) * csb + p)
+                                          : _mm256_setzero_ps();
+                    tr8x8_ps(r);
+                    for (int q = 0; q < 8; q++) _mm256_store_ps(bp + (p + q) * S_NR + h, r[q]);
+                }
+        for (; p < kc; p++)
+            for (int j = 0; j < S_NR; j++) bp[p * S_NR + j] = j < nb ? b[j * csb + p] : 0;
     }
     return 1;
 }
