@@ -92,10 +92,11 @@ Test(alloc, mlp_adam_step_allocates_nothing_after_warmup) {
     int64_t lab[32];
     for (int i = 0; i < 32; i++) lab[i] = i % 10;
     gf_tensor *y = gf_tensor_i64(c, 1, (int64_t[]){32}, lab);
-    /* Each pool thread grows its own kernel scratch (gf__kscratch) the first
-     * time it runs a kernel, and which thread runs which node varies from
-     * run to run: after 20 steps one thread had not yet run cross_entropy
-     * in about 1 run of 5. */
+    /* Which thread runs which node varies from run to run. Each thread's
+     * kernel scratch (gf__kscratch) is sized for every small kernel by the
+     * first kernel it runs; before that was so, a thread that first ran
+     * cross_entropy after 20 steps made this test fail in about 1 run of 5.
+     * The long warm-up also covers other per-thread first-use growth. */
     for (int i = 0; i < 200; i++) mlp_step(c, m, opt, x, y);
     atomic_store(&n_allocs, 0);
     atomic_store(&counting, true);

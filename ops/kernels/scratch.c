@@ -14,6 +14,9 @@ typedef struct {
     size_t cap[GF__KSCRATCH_SLOTS];
 } gf__kscr;
 
+/* Initial size of every slot (see gf__kscratch). */
+#define GF__KSCR_MIN ((size_t)64 * 1024)
+
 static pthread_key_t gf__kscr_key;
 static pthread_once_t gf__kscr_once = PTHREAD_ONCE_INIT;
 static _Thread_local gf__kscr *gf__kscr_self;
@@ -34,9 +37,20 @@ void *gf__kscratch(int slot, size_t bytes) {
         if (!s) return NULL;
         pthread_setspecific(gf__kscr_key, s);
         gf__kscr_self = s;
+        /* Every slot gets GF__KSCR_MIN at once: a thread's first kernel then
+         * sizes the buffers of every other small kernel too. Lazily per slot,
+         * a thread that first ran, say, cross_entropy after many steps of
+         * matmuls made a system allocation in the middle of training (which
+         * thread runs which node varies from run to run). */
+        for (int i = 0; i < GF__KSCRATCH_SLOTS; i++) {
+            void *q = NULL;
+            if (posix_memalign(&q, 64, GF__KSCR_MIN) != 0) break;
+            s->p[i] = q;
+            s->cap[i] = GF__KSCR_MIN;
+        }
     }
     if (bytes <= s->cap[slot]) return s->p[slot];
-    size_t cap = s->cap[slot] ? s->cap[slot] : 4096;
+    size_t cap = s->cap[slot] ? s->cap[slot] : GF__KSCR_MIN;
     while (cap < bytes) cap *= 2;
     void *p = NULL;
     if (posix_memalign(&p, 64, cap) != 0) return NULL;
