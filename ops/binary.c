@@ -30,19 +30,10 @@
         if (gf__is_contig(A) && gf__is_contig(B) && A->numel == O->numel &&                 \
             B->numel == O->numel) {                                                         \
             int64_t total = O->numel;                                                       \
-            if (GF__OMP_WORTH(n->nthreads, total > 65536)) {                                \
-                _Pragma("omp parallel for simd num_threads(n->nthreads)")                   \
-                for (int64_t i = 0; i < total; i++) {                                       \
-                    T x = pa[i], y = pb[i];                                                 \
-                    po[i] = (EXPR);                                                         \
-                }                                                                           \
-                return;                                                                     \
-            }                                                                               \
-            _Pragma("omp simd")                                                             \
-            for (int64_t i = 0; i < total; i++) {                                           \
+            GF__PFOR_SIMD(n->nthreads, total > 65536, i, 0, total, {                       \
                 T x = pa[i], y = pb[i];                                                     \
                 po[i] = (EXPR);                                                             \
-            }                                                                               \
+            });                                                                             \
             return;                                                                         \
         }                                                                                   \
         int64_t idx[GF_MAX_DIMS] = {0}, off[3] = {0, 0, 0};                                 \

@@ -104,26 +104,18 @@ static void gf__mm_i64(gf__node *n) {
     int64_t rows = nbatch * M;
     /* each (batch, row) of the output is independent: split over them (no
      * OpenMP region at all on one thread, see GF__OMP_WORTH) */
-#define GF__MM_I64_ROW(r)                                                                  \
-    do {                                                                                   \
-        int64_t bi = (r) / M, i = (r) % M, oa, ob;                                         \
-        gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);                              \
-        const int64_t *ra = pa + oa + i * rsa;                                             \
-        uint64_t *ro = po + (r) * N;                                                       \
-        for (int64_t j = 0; j < N; j++) ro[j] = 0;                                         \
-        for (int64_t p = 0; p < K; p++) {                                                  \
-            uint64_t x = (uint64_t)ra[p * csa];                                            \
-            const int64_t *rb = pb + ob + p * rsb;                                         \
-            for (int64_t j = 0; j < N; j++) ro[j] += x * (uint64_t)rb[j * csb];            \
-        }                                                                                  \
-    } while (0)
-    if (GF__OMP_WORTH(n->nthreads, rows * N * K > 32768)) {
-#pragma omp parallel for schedule(static) num_threads(n->nthreads)
-        for (int64_t r = 0; r < rows; r++) GF__MM_I64_ROW(r);
-    } else {
-        for (int64_t r = 0; r < rows; r++) GF__MM_I64_ROW(r);
-    }
-#undef GF__MM_I64_ROW
+    GF__PFOR(n->nthreads, rows * N * K > 32768, r, 0, rows, {
+        int64_t bi = r / M, i = r % M, oa, ob;
+        gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);
+        const int64_t *ra = pa + oa + i * rsa;
+        uint64_t *ro = po + r * N;
+        for (int64_t j = 0; j < N; j++) ro[j] = 0;
+        for (int64_t p = 0; p < K; p++) {
+            uint64_t x = (uint64_t)ra[p * csa];
+            const int64_t *rb = pb + ob + p * rsb;
+            for (int64_t j = 0; j < N; j++) ro[j] += x * (uint64_t)rb[j * csb];
+        }
+    });
 }
 
 void gf__fwd_matmul(gf__node *n) {

@@ -69,6 +69,21 @@ void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
         }                                                                                  \
     } while (0)
 
+/* GF__PFOR for elementwise loops the compiler should vectorize: `parallel
+ * for simd` across threads, `omp simd` on the calling thread. */
+#define GF__PFOR_SIMD(nt, cond, i, lo, hi, ...)                                            \
+    do {                                                                                   \
+        const int gf__pnt_ = (nt);                                                         \
+        const int64_t gf__plo_ = (lo), gf__phi_ = (hi);                                    \
+        if (GF__OMP_WORTH(gf__pnt_, cond)) {                                               \
+            _Pragma("omp parallel for simd schedule(static) num_threads(gf__pnt_)")        \
+            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
+        } else {                                                                           \
+            _Pragma("omp simd")                                                            \
+            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
+        }                                                                                  \
+    } while (0)
+
 /* { body } run by a team of nt threads (`omp parallel`) when
  * GF__OMP_WORTH(nt, cond), else once on the calling thread outside any
  * region. There an orphaned `omp for` in the body runs every iteration on

@@ -53,15 +53,8 @@ enum { GF__ADAM_PLAIN = 0, GF__ADAM_DECOUPLED = 1, GF__ADAM_L2 = 2 };
 
 #define GF__ADAM_LOOP(T, SQRT, MODE)                                                       \
     do {                                                                                   \
-        if (GF__OMP_WORTH(nth, total > GF__OPTIM_PAR)) {                                   \
-            _Pragma("omp parallel for simd num_threads(nth)")                              \
-            for (int64_t i = 0; i < total; i++)                                            \
-                GF__ADAM_ELEM(T, SQRT, MODE, &pp[i], &pg[i], &pm[i], &pv[i]);              \
-        } else {                                                                           \
-            _Pragma("omp simd")                                                            \
-            for (int64_t i = 0; i < total; i++)                                            \
-                GF__ADAM_ELEM(T, SQRT, MODE, &pp[i], &pg[i], &pm[i], &pv[i]);              \
-        }                                                                                  \
+        GF__PFOR_SIMD(nth, total > GF__OPTIM_PAR, i, 0, total,                             \
+                      GF__ADAM_ELEM(T, SQRT, MODE, &pp[i], &pg[i], &pm[i], &pv[i]););      \
     } while (0)
 
 #define GF__ADAM_KERNEL(NAME, T, SQRT)                                                     \
@@ -140,15 +133,8 @@ enum { GF__SGD_WD = 1, GF__SGD_MOM = 2, GF__SGD_FIRST = 4, GF__SGD_NEST = 8 };
 
 #define GF__SGD_LOOP(T, MODE)                                                              \
     do {                                                                                   \
-        if (GF__OMP_WORTH(nth, total > GF__OPTIM_PAR)) {                                   \
-            _Pragma("omp parallel for simd num_threads(nth)")                              \
-            for (int64_t i = 0; i < total; i++)                                            \
-                GF__SGD_ELEM(T, MODE, &pp[i], &pg[i], &pb[i]);                             \
-        } else {                                                                           \
-            _Pragma("omp simd")                                                            \
-            for (int64_t i = 0; i < total; i++)                                            \
-                GF__SGD_ELEM(T, MODE, &pp[i], &pg[i], &pb[i]);                             \
-        }                                                                                  \
+        GF__PFOR_SIMD(nth, total > GF__OPTIM_PAR, i, 0, total,                             \
+                      GF__SGD_ELEM(T, MODE, &pp[i], &pg[i], &pb[i]););                     \
     } while (0)
 
 #define GF__SGD_CASE(T, MODE)                                                              \

@@ -78,19 +78,10 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         int nd = O->ndim;                                                                 \
         if (total == 0) return;                                                           \
         if (nd == 0 || gf__is_contig(X)) {                                                \
-            if (GF__OMP_WORTH(n->nthreads, total > 32768)) {                              \
-                _Pragma("omp parallel for simd num_threads(n->nthreads)")                 \
-                for (int64_t i = 0; i < total; i++) {                                     \
-                    T x = px[i];                                                          \
-                    po[i] = (EXPR);                                                       \
-                }                                                                         \
-                return;                                                                   \
-            }                                                                             \
-            _Pragma("omp simd")                                                           \
-            for (int64_t i = 0; i < total; i++) {                                         \
+            GF__PFOR_SIMD(n->nthreads, total > 32768, i, 0, total, {                     \
                 T x = px[i];                                                              \
                 po[i] = (EXPR);                                                           \
-            }                                                                             \
+            });                                                                           \
             return;                                                                       \
         }                                                                                 \
         int64_t sx[GF_MAX_DIMS], so[GF_MAX_DIMS];                                         \
