@@ -15,6 +15,9 @@
  * cores_used = process CPU time / wall time during the best batch (2T near
  * 1.0 means the second thread did not get a core: a loaded machine, see
  * loadavg, or serialization); argv[1] filters configs by name.
+ * BENCH_THREADS=1,2,4,8,16 instead times one engine per listed thread count
+ * (for machines with more cores) and prints one "branches_scaling" line per
+ * count with the speed-up over the first.
  */
 #define _POSIX_C_SOURCE 199309L
 #include "include/gradflow.h"
@@ -116,6 +119,54 @@ static void destroy(config *c) {
     gf_engine_destroy(c->eng);
 }
 
+/* Thread counts of a scaling run: BENCH_THREADS=1,2,4,... (NULL: none). */
+static int thread_list(int *nts, int max) {
+    const char *tl = getenv("BENCH_THREADS");
+    int n = 0;
+    for (const char *q = tl ? tl : ""; *q && n < max;) {
+        char *end;
+        long v = strtol(q, &end, 10);
+        if (end == q) break;
+        if (v > 0) nts[n++] = (int)v;
+        q = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+/* Scaling run (BENCH_THREADS set): one engine per thread count, timed in
+ * interleaved rounds like the 1T/2T pair; one JSON line per count with the
+ * speed-up over the first count. */
+static void scaling(const char *name, int shared, int eager, const int *nts, int nn, int R,
+                    int iters) {
+    config *cs = calloc((size_t)nn, sizeof *cs);
+    if (!cs) exit(1);
+    for (int i = 0; i < nn; i++) setup(&cs[i], nts[i], shared, eager);
+    for (int i = 0; i < nn; i++) cs[i].loss = one_iter(&cs[i]); /* warm-up */
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < nn; i++) {
+            double t = now(), c0 = cpu_now();
+            for (int k = 0; k < iters; k++) cs[i].loss = one_iter(&cs[i]);
+            double wall = now() - t, dt = wall / iters;
+            if (dt < cs[i].best) {
+                cs[i].best = dt;
+                cs[i].cpu = (cpu_now() - c0) / wall;
+            }
+        }
+    for (int i = 0; i < nn; i++) {
+        if (cs[i].loss != cs[0].loss)
+            fprintf(stderr, "branches: loss differs %dT %.9g vs %dT %.9g\n", nts[0], cs[0].loss,
+                    nts[i], cs[i].loss);
+        printf("{\"bench\":\"branches_scaling\",\"config\":\"%s\",\"threads\":%d,"
+               "\"ms_per_iter\":%.2f,\"speedup_vs_%dt\":%.3f,\"cores_used\":%.2f,"
+               "\"loadavg\":%.2f,\"reps\":%d,\"iters\":%d}\n",
+               name, nts[i], cs[i].best * 1e3, nts[0], cs[0].best / cs[i].best, cs[i].cpu,
+               loadavg(), R, iters);
+    }
+    fflush(stdout);
+    for (int i = 0; i < nn; i++) destroy(&cs[i]);
+    free(cs);
+}
+
 int main(int argc, char **argv) {
     const char *e = getenv("BENCH_REPS");
     int R = e && atoi(e) > 0 ? atoi(e) : 4;
@@ -126,6 +177,11 @@ int main(int argc, char **argv) {
             char name[32];
             snprintf(name, sizeof name, "%s-%s", shared ? "shared" : "own", eager ? "eager" : "lazy");
             if (only && !strstr(name, only)) continue;
+            int nts[32], nn = thread_list(nts, 32);
+            if (nn) {
+                scaling(name, shared, eager, nts, nn, R, iters);
+                continue;
+            }
             config cs[2];
             setup(&cs[0], 1, shared, eager);
             setup(&cs[1], 2, shared, eager);

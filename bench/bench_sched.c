@@ -21,7 +21,9 @@
  * the previous layer).
  *
  * Threads: 1 = pool of 0 workers + the waiting thread; 2 = 1 worker + the
- * waiting thread. OpenMP: num_threads(1) and num_threads(2).
+ * waiting thread; n = n-1 workers + the waiting thread. OpenMP:
+ * num_threads(n). Thread counts: 1 and 2, or argv[2] alone, or the list
+ * BENCH_THREADS=1,2,4,8,16 (scaling runs on bigger machines).
  *
  * Timing: best of REPS (default 7, env BENCH_REPS) repetitions, pool and
  * OpenMP interleaved in rounds so that both see the same machine noise (a
@@ -357,8 +359,20 @@ int main(int argc, char **argv) {
     dag chain = make_chains(1, 100000);
     dag wide = make_chains(1000, 100);
     dag layered = make_layered(100, 1000);
-    for (int nt = 1; nt <= 2; nt++) {
-        if (only_nt && nt != only_nt) continue;
+    /* thread counts: argv[2] alone, else BENCH_THREADS=1,2,4,... (default 1,2) */
+    int nts[64], nnt = 0;
+    const char *tl = getenv("BENCH_THREADS");
+    if (only_nt > 0) nts[nnt++] = only_nt;
+    for (const char *q = tl && !nnt ? tl : ""; *q && nnt < 64;) {
+        char *end;
+        long v = strtol(q, &end, 10);
+        if (end == q) break;
+        if (v > 0) nts[nnt++] = (int)v;
+        q = *end ? end + 1 : end;
+    }
+    if (!nnt) nts[nnt++] = 1, nts[nnt++] = 2;
+    for (int t = 0; t < nnt; t++) {
+        int nt = nts[t];
         bench("chain", &chain, nt, only);
         bench("wide", &wide, nt, only);
         bench("layered", &layered, nt, only);
