@@ -6,10 +6,12 @@
  * ordinary ops (so the gradient graph runs on the same executor, and with
  * create_graph it is itself differentiable). Contributions to one tensor are
  * summed in graph order (the order of the walk, never arrival), which makes
- * the result independent of scheduling. At the end the gradient graph is
- * realized in one go and leaf gradients are accumulated into .grad under the
- * leaf's lock, so concurrent backward calls into shared parameters never lose
- * an update.
+ * the result independent of scheduling. The gradient graph is realized in
+ * one go, in lazy mode even for an eager ctx (the backward call is one unit:
+ * its nodes run in parallel). A plain backward's accumulation of each leaf's
+ * gradient into .grad is a node of that graph too (accum_grad_): it runs on
+ * the pool as soon as its gradient is ready, under the leaf's lock, so
+ * concurrent backward calls into shared parameters never lose an update.
  */
 #include "internal.h"
 
@@ -276,54 +278,121 @@ static gf_status gf__apply_rule(gf_tensor *t, gf_tensor *g) {
     return s;
 }
 
-/* Accumulates a leaf's gradient into its .grad, atomically for leaves
- * shared by several ctxs. */
-static gf_status gf__accum_leaf(gf_tensor *t, gf_tensor *g, bool create_graph) {
+/* create_graph: .grad becomes a differentiable tensor, old + g, out of place
+ * (leaves shared by several ctxs are not differentiated this way). */
+static gf_status gf__accum_leaf_graph(gf_tensor *t, gf_tensor *g) {
     gf_ctx *ctx = t->ctx;
+    if (!t->leaf) return GF_OK;
+    gf_tensor *old = gf__grad_handle(t);
+    gf_tensor *ng = old ? gf_add(old, g) : gf_reshape(g, t->ndim, t->shape);
+    if (!ng) return gf_ctx_status(ctx);
+    gf__disown(ng);
+    ng->is_grad = true;
+    if (old) gf__unref(old);
+    t->grad = ng;
+    if (gf_realize(ng) != GF_OK) return gf_ctx_status(ctx);
+    return GF_OK;
+}
+
+/* *dst: storage st seen as a contiguous tensor of leaf t's shape (a
+ * transient object for the kernels; nothing to free). */
+static void gf__grad_view(const gf_tensor *t, gf__storage *st, gf_tensor *dst) {
+    *dst = (gf_tensor){.ctx = t->ctx, .dtype = t->dtype, .ndim = t->ndim, .numel = t->numel,
+                       .storage = st};
+    memcpy(dst->shape, t->shape, sizeof dst->shape);
+    int64_t stride = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        dst->strides[d] = stride;
+        stride *= t->shape[d];
+    }
+}
+
+/* accum_grad_ (a node of the backward run): in[0] the leaf, in[1] its
+ * gradient (the leaf's shape, any strides). Under the leaf's lock, copies
+ * the gradient into a new .grad storage on the first backward, else adds it
+ * (axpy_ with alpha 1: the same kernels and bits as gf_copy_/gf_axpy_). The
+ * lock is held for one pass over the gradient; other leaves' nodes run
+ * meanwhile. Only raw storage is touched here (workers never touch a ctx's
+ * tensor lists): the .grad handle is made lazily by gf_grad. */
+void gf__fwd_accum_grad_(gf__node *n) {
+    gf_tensor *t = n->in[0], *g = n->in[1];
     gf__leafinfo *l = t->leaf;
-    if (!l) return GF_OK;
-    if (create_graph) {
-        /* .grad becomes a differentiable tensor: old + g, out of place. */
-        gf_tensor *old = gf__grad_handle(t);
-        gf_tensor *ng = old ? gf_add(old, g) : gf_reshape(g, t->ndim, t->shape);
-        if (!ng) return gf_ctx_status(ctx);
-        gf__disown(ng);
-        ng->is_grad = true;
-        if (old) gf__unref(old);
-        t->grad = ng;
-        if (gf_realize(ng) != GF_OK) return gf_ctx_status(ctx);
-        return GF_OK;
-    }
-    gf_status s = GF_OK;
+    if (!l) return;
     pthread_mutex_lock(&l->mu);
-    gf_tensor *h = gf__grad_handle(t);
-    if (h && h->node) { /* left over from create_graph: start a plain one */
-        t->grad = NULL;
-        gf__unref(h);
-        h = NULL;
-        gf__storage_release(l->grad);
-        l->grad = NULL;
-    }
-    if (!l->grad) {
-        gf__storage *st = gf__storage_new(ctx->eng, (size_t)t->numel * gf__dtype_size(t->dtype));
+    bool fresh = !l->grad;
+    if (fresh) {
+        gf__storage *st = gf__storage_new(t->ctx->eng, (size_t)t->numel * gf__dtype_size(t->dtype));
         if (!st || gf__storage_materialize(st) != GF_OK) {
             gf__storage_release(st);
             pthread_mutex_unlock(&l->mu);
-            return gf__error(ctx, GF_ENOMEM, "gf_backward: out of memory for .grad");
+            gf__kernel_error(n, GF_ENOMEM, "gf_backward: out of memory for .grad %s",
+                             GF__SHAPE(t));
+            return;
         }
+        st->is_grad = true;
         l->grad = st;
-        h = gf__grad_handle(t);
-        if (!h) {
-            pthread_mutex_unlock(&l->mu);
-            return gf_ctx_status(ctx);
-        }
-        s = gf_copy_(h, g);
-    } else {
-        if (!h) h = gf__grad_handle(t);
-        s = h ? gf_axpy_(h, 1.0, g) : gf_ctx_status(ctx);
     }
+    gf_tensor dst;
+    gf__grad_view(t, l->grad, &dst);
+    gf_tensor *ins[2] = {&dst, g};
+    gf__node k = {.op = fresh ? GF__OP_copy_ : GF__OP_axpy_, .n_in = 2, .in = ins, .out = &dst,
+                  .nthreads = n->nthreads, .a = {.s = 1.0}};
+    gf__op_fwd[k.op](&k);
+    atomic_fetch_add(&l->grad->version, 1);
     pthread_mutex_unlock(&l->mu);
-    return s;
+}
+
+gf_status gf__bwd_accum_grad_(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK;
+}
+
+/* Before a plain backward writes .grad storages: a .grad handle left by a
+ * create_graph backward (a graph tensor) is dropped so that a plain one
+ * starts, and pending nodes that read a .grad storage (write-after-read)
+ * run first. */
+static gf_status gf__prepare_leaves(gf_ctx *ctx, const gf__tvec *leaves) {
+    for (int64_t k = 0; k < leaves->n; k++) {
+        gf_tensor *t = leaves->v[k];
+        gf__leafinfo *l = t->leaf;
+        if (!t->bw_grad || !l) continue;
+        gf_tensor *h = t->grad;
+        if (!h || h->storage == l->grad) continue;
+        /* A .grad of its own: a create_graph result (old + g with a graph)
+         * or the zeros gf_zero_grad put in place of one. Its values move to
+         * a new shared storage, which this backward adds into (as PyTorch
+         * accumulates into such a .grad); the handle, and with it the graph
+         * and its reference cycle, is dropped, and gf_grad remakes it on the
+         * new storage. */
+        if (gf_realize(h) != GF_OK) return gf_ctx_status(ctx);
+        gf__storage *st = gf__storage_new(ctx->eng, (size_t)t->numel * gf__dtype_size(t->dtype));
+        if (!st || gf__storage_materialize(st) != GF_OK) {
+            gf__storage_release(st);
+            return gf__error(ctx, GF_ENOMEM, "gf_backward: out of memory for .grad %s",
+                             GF__SHAPE(t));
+        }
+        st->is_grad = true;
+        gf_tensor dst;
+        gf__grad_view(t, st, &dst);
+        gf_tensor *ins[2] = {&dst, h};
+        gf__node cp = {.op = GF__OP_copy_, .n_in = 2, .in = ins, .out = &dst, .nthreads = 1};
+        gf__op_fwd[GF__OP_copy_](&cp);
+        t->grad = NULL;
+        gf__unref(h);
+        pthread_mutex_lock(&l->mu);
+        gf__storage_release(l->grad);
+        l->grad = st;
+        pthread_mutex_unlock(&l->mu);
+    }
+    gf__tvec rd = gf__tvec_of(ctx, 2); /* the walk stack's buffer: free again */
+    for (gf__node *n = ctx->pending; n; n = n->pnext)
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i]->storage->is_grad) {
+                if (!gf__tvec_push(&rd, n->out))
+                    return gf__error(ctx, GF_ENOMEM, "gf_backward: out of memory");
+                break;
+            }
+    return rd.n ? gf__realize_many(ctx, (int)rd.n, rd.v) : GF_OK;
 }
 
 /* The common walk of gf_backward_ex and gf_grad_of. With inputs (grad_of),
@@ -365,6 +434,10 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
                              GF__SHAPE(inputs[i]));
     }
 
+    /* The gradient graph is recorded lazily and realized in one parallel run
+     * even in an eager ctx (restored below). */
+    bool eager = ctx->eager;
+    ctx->eager = false;
     gf__tvec nodes = gf__tvec_of(ctx, 0), leaves = gf__tvec_of(ctx, 1);
     int64_t epoch = ++ctx->walk_epoch;
     gf_status s = gf__collect(ctx, out, &nodes, &leaves, epoch);
@@ -393,27 +466,38 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
     if (!o.create_graph) gf_no_grad_end(ctx);
 
     /* Realize every gradient (and the output, so the forward graph is
-     * complete before it may be freed) in one batch. */
+     * complete before it may be freed) in one batch. A plain backward's
+     * accumulation into .grad is part of the batch: one accum_grad_ node per
+     * leaf, in a scope that drops them afterwards. */
+    bool plain = !n_inputs && !o.create_graph;
+    if (s == GF_OK && plain) s = gf__prepare_leaves(ctx, &leaves);
     if (s == GF_OK) {
+        gf_scope_begin(ctx);
         gf__tvec want = gf__tvec_of(ctx, 3);
         bool ok = gf__tvec_push(&want, out);
+        static const int64_t none[1] = {0};
         if (n_inputs)
             for (int k = 0; ok && k < n_inputs; k++) {
                 if (inputs[k]->bw_grad) ok = gf__tvec_push(&want, inputs[k]->bw_grad);
             }
         else
-            for (int64_t k = 0; ok && k < leaves.n; k++)
-                if (leaves.v[k]->bw_grad) ok = gf__tvec_push(&want, leaves.v[k]->bw_grad);
+            for (int64_t k = 0; ok && k < leaves.n; k++) {
+                gf_tensor *t = leaves.v[k], *a = t->bw_grad;
+                if (!a) continue;
+                if (plain && t->leaf) {
+                    gf_tensor *in2[2] = {t, t->bw_grad};
+                    a = gf__record(GF__OP_accum_grad_, t->dtype, 1, none, 2, in2, NULL);
+                }
+                ok = a && gf__tvec_push(&want, a);
+            }
         s = ok ? gf__realize_many(ctx, (int)want.n, want.v)
                : gf__error(ctx, GF_ENOMEM, "%s: out of memory", op);
+        gf_scope_end(ctx);
     }
-    if (s == GF_OK && !n_inputs) {
-        bool ng = !o.create_graph;
-        if (ng) gf_no_grad_begin(ctx);
+    if (s == GF_OK && !n_inputs && o.create_graph)
         for (int64_t k = 0; s == GF_OK && k < leaves.n; k++)
-            if (leaves.v[k]->bw_grad) s = gf__accum_leaf(leaves.v[k], leaves.v[k]->bw_grad, o.create_graph);
-        if (ng) gf_no_grad_end(ctx);
-    }
+            if (leaves.v[k]->bw_grad) s = gf__accum_leaf_graph(leaves.v[k], leaves.v[k]->bw_grad);
+    ctx->eager = eager;
     if (s == GF_OK && n_inputs) {
         for (int k = 0; k < n_inputs; k++) {
             gf_tensor *x = inputs[k];

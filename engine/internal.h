@@ -66,6 +66,7 @@ typedef struct gf__storage {
     size_t nbytes;
     struct gf_engine *eng;         /* allocator the data came from */
     bool external;                 /* data not owned by the allocator */
+    bool is_grad;                  /* a leaf's .grad: backward writes it (see autograd.c) */
 } gf__storage;
 
 typedef struct gf__leafinfo {

@@ -49,7 +49,7 @@ struct gf__pool {
     pthread_mutex_t sleep_mu;
     pthread_cond_t sleep_cv;
     atomic_bool stop;
-    _Alignas(64) atomic_int active; /* tasks running now */
+    _Alignas(64) atomic_int active; /* tasks submitted and not finished */
 #ifdef GF_HAVE_HWLOC
     hwloc_topology_t topo;
     bool have_topo;
@@ -122,17 +122,22 @@ static void gf__wake(gf__pool *p) {
     }
 }
 
+/* Runs a submitted task (counted by gf__pool_submit) and uncounts it. */
+static void gf__run(gf__pool *p, gf__task *t) {
+    t->run(t);
+    gf__pool_task_end(p);
+}
+
 void gf__pool_submit(gf__pool *p, gf__task *t) {
     gf__worker *me = gf__self;
+    gf__pool_task_begin(p); /* queued counts for the budget as running does */
     if (me && me->pool == p && gf__deque_push(&me->q, t) == 0) {
         gf__wake(p);
         return;
     }
     if (!gf__inj_push(p, t)) {
         /* No memory to queue it: run it here, which is always correct. */
-        gf__pool_task_begin(p);
-        t->run(t);
-        gf__pool_task_end(p);
+        gf__run(p, t);
         return;
     }
     gf__wake(p);
@@ -163,12 +168,6 @@ static gf__task *gf__find(gf__pool *p, gf__worker *me, uint64_t *rng) {
         }
     }
     return gf__inj_pop(p);
-}
-
-static void gf__run(gf__pool *p, gf__task *t) {
-    gf__pool_task_begin(p);
-    t->run(t);
-    gf__pool_task_end(p);
 }
 
 static void gf__pin(gf__pool *p, int id) {
@@ -282,7 +281,11 @@ int gf__pool_budget(gf__pool *p) {
     return b > 0 ? b : 1;
 }
 
-/* With one thread the budget is always 1: no shared counter to bump. */
+/* The count is of tasks submitted and not yet finished (queued or running):
+ * a kernel that starts while other tasks wait in queues leaves their threads
+ * to them instead of taking an OpenMP team that they would then have to
+ * share cores with. With one thread the budget is always 1: no shared
+ * counter to bump. */
 void gf__pool_task_begin(gf__pool *p) {
     if (p->nthreads > 1) atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed);
 }

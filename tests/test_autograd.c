@@ -121,6 +121,91 @@ Test(autograd, create_graph_backward_then_backward_of_grad) {
     gf_test_expect_close(gx, (double[]){6, 12, 18}, 3, 1e-12, 1e-12);
 }
 
+/* A plain backward after a create_graph one adds into the value of .grad (as
+ * PyTorch does) and leaves a plain .grad without a graph. */
+Test(autograd, plain_backward_after_create_graph_accumulates_and_drops_graph) {
+    gf_tensor *x = gf_requires_grad(vec3(1, 2, 3), true);
+    gf_backward_opts o = {.create_graph = true};
+    GF_OK_OR_FAIL(ctx, gf_backward_ex(gf_sum(gf_pow_scalar(x, 3)), &o));
+    cr_assert(gf_get_requires_grad(gf_grad(x)));
+    GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(gf_pow_scalar(x, 3))));
+    gf_test_expect_close(gf_grad(x), (double[]){6, 24, 54}, 3, 1e-12, 1e-12);
+    cr_assert(!gf_get_requires_grad(gf_grad(x)), "a plain backward leaves a plain .grad");
+    /* and after gf_zero_grad replaced a graph .grad by zeros */
+    GF_OK_OR_FAIL(ctx, gf_backward_ex(gf_sum(gf_pow_scalar(x, 3)), &o));
+    gf_zero_grad(x);
+    GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(gf_mul_scalar(x, 2))));
+    GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(x)));
+    gf_test_expect_close(gf_grad(x), (double[]){3, 3, 3}, 3, 0, 0);
+}
+
+/* The accumulation into .grad runs inside the backward's parallel run; a
+ * pending (lazy) reader of .grad recorded before the backward still sees the
+ * old value, and one recorded after sees the new. */
+Test(autograd, pending_reader_of_grad_sees_value_before_backward) {
+    gf_tensor *x = gf_requires_grad(vec3(1, 2, 3), true);
+    GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(gf_mul(x, x))));
+    gf_tensor *before = gf_mul_scalar(gf_grad(x), 1);
+    gf_tensor *view = gf_slice(gf_grad(x), 0, 1, 3, 1); /* a view of .grad, pending copy */
+    gf_tensor *vcopy = gf_mul_scalar(view, 1);
+    GF_OK_OR_FAIL(ctx, gf_backward(gf_sum(gf_mul(x, x))));
+    gf_tensor *after = gf_mul_scalar(gf_grad(x), 1);
+    gf_test_expect_close(before, (double[]){2, 4, 6}, 3, 0, 0);
+    gf_test_expect_close(vcopy, (double[]){4, 6}, 2, 0, 0);
+    gf_test_expect_close(after, (double[]){4, 8, 12}, 3, 0, 0);
+    gf_test_expect_close(gf_grad(x), (double[]){4, 8, 12}, 3, 0, 0);
+}
+
+/* Leaves of many shapes and dtypes accumulated on a multi-threaded engine
+ * (the accumulation nodes run on the pool, several at a time), eager and
+ * lazy, with the same bits as a 1-thread engine. */
+Test(autograd, many_leaves_accumulate_on_the_pool_like_one_thread) {
+    double sums[2][2] = {{0}};
+    for (int e = 0; e < 2; e++) {
+        gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = e ? 4 : 1});
+        for (int eager = 0; eager < 2; eager++) {
+            gf_ctx *c = gf_ctx_create(eng);
+            gf_ctx_set_eager(c, eager);
+            gf_manual_seed(c, 7);
+            gf_tensor *w[24];
+            gf_tensor *loss = NULL;
+            for (int i = 0; i < 24; i++) {
+                int64_t sh[2] = {40 + i, 300 + 17 * i};
+                gf_tensor *r = gf_randn(c, i % 3 ? GF_F32 : GF_F64, 2, sh);
+                w[i] = gf_requires_grad(r, true);
+            }
+            for (int step = 0; step < 3; step++) {
+                loss = NULL;
+                for (int i = 0; i < 24; i++) {
+                    gf_tensor *term = gf_sum(gf_tanh(gf_mul_scalar(w[i], 0.5 + step)));
+                    term = gf_to_dtype(term, GF_F64);
+                    loss = loss ? gf_add(loss, term) : term;
+                }
+                GF_OK_OR_FAIL(c, gf_backward(loss));
+            }
+            double acc = 0;
+            for (int i = 0; i < 24; i++) {
+                gf_tensor *g = gf_grad(w[i]);
+                cr_assert_not_null(g);
+                int64_t n = gf_numel(g);
+                double *v = malloc(sizeof(double) * (size_t)n);
+                cr_assert_eq(gf_copy_to_f64(g, v, n), GF_OK);
+                for (int64_t k = 0; k < n; k++) acc += v[k] * (double)(k % 7 + 1);
+                free(v);
+            }
+            sums[e][eager] = acc;
+            gf_ctx_destroy(c);
+        }
+        gf_engine_destroy(eng);
+    }
+    cr_assert(sums[0][0] != 0);
+    cr_assert_eq(sums[0][0], sums[1][0], "lazy: 1 thread %.17g, 4 threads %.17g", sums[0][0],
+                 sums[1][0]);
+    cr_assert_eq(sums[0][0], sums[0][1], "1 thread: lazy %.17g, eager %.17g", sums[0][0],
+                 sums[0][1]);
+    cr_assert_eq(sums[0][0], sums[1][1], "4 threads eager %.17g", sums[1][1]);
+}
+
 Test(autograd, grad_of_leaves_dot_grad_untouched) {
     gf_tensor *x = gf_requires_grad(vec3(1, 2, 3), true);
     gf_tensor *w = gf_requires_grad(vec3(4, 5, 6), true);
