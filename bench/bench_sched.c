@@ -20,6 +20,13 @@
  * layered (100 layers x 1,000 tasks, 2-4 distinct random predecessors in
  * the previous layer).
  *
+ *   mode "engine" (1 thread only): what a 1-thread gradflow engine does
+ *                  with a run: engine/exec.c's serial path, the nodes in
+ *                  topological order on the calling thread with no
+ *                  counters and no pool (gf_engine has no pool at 1 thread;
+ *                  at 2+ threads the engine runs "cont"). The 1-thread pool
+ *                  rows above time a configuration the engine never uses.
+ *
  * Threads: 1 = pool of 0 workers + the waiting thread; 2 = 1 worker + the
  * waiting thread; n = n-1 workers + the waiting thread. OpenMP:
  * num_threads(n). Thread counts: 1 and 2, or argv[2] alone, or the list
@@ -208,6 +215,15 @@ static double pool_once(brun *r) {
     return now() - t0;
 }
 
+/* A 1-thread engine's run (engine/exec.c gf__exec_serial): the DAG's ids
+ * are a topological order, which is what the executor gets from its sort. */
+static double serial_once(brun *r) {
+    const int64_t n = r->g->n;
+    double t0 = now();
+    for (int64_t i = 0; i < n; i++) body(&r->slots[r->tasks[i].id]);
+    return now() - t0;
+}
+
 /* The floor: the same release logic (atomic counters, continuation) with a
  * plain LIFO array instead of the pool, on one thread. What the pool adds
  * is pool - floor. */
@@ -303,6 +319,7 @@ static void bench(const char *name, const dag *g, int nthreads, const char *only
         tasks[i].id = (int32_t)i;
     }
     double best_cont = 1e30, best_sub = 1e30, best_omp = 1e30, best_fl[2] = {1e30, 1e30};
+    double best_ser = 1e30;
     int32_t *stack = malloc((size_t)g->n * sizeof *stack);
     int R = reps();
     /* warm-up: thread start, page faults, libgomp's team */
@@ -323,6 +340,11 @@ static void bench(const char *name, const dag *g, int nthreads, const char *only
             r.cont = !m;
             d = floor_once(&r, stack);
             if (d < best_fl[m]) best_fl[m] = d;
+            if (nthreads == 1 && m == 0) {
+                /* as often as the others: every slot runs the body R times */
+                d = serial_once(&r);
+                if (d < best_ser) best_ser = d;
+            }
         }
         if (!no_omp) {
             d = omp_once(g, nthreads, slots, sent);
@@ -341,6 +363,13 @@ static void bench(const char *name, const dag *g, int nthreads, const char *only
                name, (long long)g->n, (long long)g->pred_off[g->n], nthreads, modes[m],
                bests[m] / n * 1e9, best_omp / n * 1e9, best_omp / bests[m],
                best_fl[m] / n * 1e9, R);
+    if (nthreads == 1)
+        printf("{\"bench\":\"sched\",\"dag\":\"%s\",\"tasks\":%lld,\"edges\":%lld,"
+               "\"threads\":1,\"mode\":\"engine\",\"engine_ns_per_task\":%.1f,"
+               "\"omp_ns_per_task\":%.1f,\"omp_over_engine\":%.2f,\"reps\":%d,"
+               "\"note\":\"1-thread engine: serial topological order, no pool\"}\n",
+               name, (long long)g->n, (long long)g->pred_off[g->n], best_ser / n * 1e9,
+               best_omp / n * 1e9, best_omp / best_ser, R);
     fflush(stdout);
     /* sanity: every slot went through the same number of bodies */
     for (int64_t i = 1; i < g->n; i++)
