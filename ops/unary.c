@@ -2,7 +2,10 @@
  * unary.c - elementwise unary ops and the scalar forms of the arithmetic
  * ops: add_scalar, mul_scalar, pow_scalar, neg, exp, log, sqrt, abs, relu,
  * sigmoid, tanh, gelu (exact erf form), and the helpers their backward rules
- * are built from: gelu_grad (d gelu/dx), sign and step (both NODIFF).
+ * are built from: gelu_grad (d gelu/dx), sign and step (both NODIFF); and
+ * the one-pass backward kernels of tanh, sigmoid and relu (tanh_backward,
+ * sigmoid_backward, relu_backward, NODIFF) that a plain backward records
+ * instead of the composed rules.
  *
  * Dtypes follow PyTorch: i64 inputs to the transcendental ops (exp, log,
  * sqrt, sigmoid, tanh, gelu) are cast to f32 first; add/mul/pow with a
@@ -12,10 +15,10 @@
  *
  * Kernels: out (contiguous, x's shape) = f(x). A contiguous x is one flat
  * loop with f inlined (f32 math in f32: tanhf, erff); a strided view is
- * walked row by row. exp and sigmoid go through the vector exp of the
- * gf__vmath table (ops/kernels: AVX2 or portable, as GEMM's variant), in
- * fixed blocks. Each element is independent, so the result is the same bits
- * for any thread count.
+ * walked row by row. exp, sigmoid and tanh go through the vector exp and
+ * tanh of the gf__vmath table (ops/kernels: AVX2 or portable, as GEMM's
+ * variant), in fixed blocks. Each element is independent, so the result is
+ * the same bits for any thread count.
  */
 #include "ops.h"
 
@@ -169,6 +172,8 @@ GF__VSIGMOID(gf__vsigmoid_f32, float, fabsf, f32)
 GF__VSIGMOID(gf__vsigmoid_f64, double, fabs, f64)
 #define GF__VSIGMOID_ANY(vm, x, y, len) _Generic((y), float *: gf__vsigmoid_f32,      \
                                                 default: gf__vsigmoid_f64)(vm, x, y, len)
+#define GF__VTANH(vm, x, y, len) _Generic((y), float *: (vm)->tanh_f32,               \
+                                         default: (vm)->tanh_f64)((x), (y), (len))
 
 /* An op on f32 and f64 only (i64 inputs were cast to f32 by the constructor). */
 #define GF__UN_OP_F(name, EXPR_F)                                                          \
@@ -225,12 +230,78 @@ GF__UN_OP_FI(abs, GF__M(fabs, x), x < 0 ? -x : x)
 /* x < 0 ? 0 : x (not x > 0 ? x : 0) so that NaN passes through, as in torch. */
 GF__UN_OP_FI(relu, x < 0 ? 0 : x, x < 0 ? 0 : x)
 GF__UN_VOP_F(sigmoid, GF__VSIGMOID_ANY)
-GF__UN_OP_F(tanh, GF__M(tanh, x))
+GF__UN_VOP_F(tanh, GF__VTANH)
 GF__UN_OP_F(gelu, GF__M(gf__s_gelu, x))
 GF__UN_OP_F(gelu_grad, GF__M(gf__s_gelu_grad, x))
 /* Comparisons give 0 for NaN, as torch.sign does. */
 GF__UN_OP_FI(sign, (x > 0) - (x < 0), (x > 0) - (x < 0))
 GF__UN_OP_FI(step, x > 0, x > 0)
+
+/* ------------------------------------------------ fused backward kernels */
+/* out (contiguous, the broadcast shape of g and v) = EXPR(g, v), g and v read
+ * through broadcast strides (a gradient is often an expanded view). The
+ * expressions are the composed rules' operations in their order, each
+ * rounded to T as the separate ops round it, so a plain backward gives the
+ * same bits as create_graph's composed rule (NaNs aside: the compiler may
+ * turn -(v*v) + 1 into 1 - v*v, the same number, but a NaN's sign bit can
+ * then differ; IEEE 754 leaves it unspecified):
+ *   tanh:    g * (-(v*v) + 1)     (mul, neg, add_scalar, mul), v = tanh's output
+ *   sigmoid: g * (v * (-v + 1))   (neg, add_scalar, mul, mul), v = sigmoid's output
+ *   relu:    g * (v > 0)          (step, mul), v = relu's input: a NaN x gives g * 0 */
+#define GF__BWD_KERNEL(NAME, T, EXPR)                                                      \
+    static void NAME(gf__node *n) {                                                       \
+        gf_tensor *G = n->in[0], *V = n->in[1], *O = n->out;                              \
+        const T *pg = gf__ptr(G), *pv = gf__ptr(V);                                       \
+        T *po = gf__ptr(O);                                                               \
+        int nd = O->ndim;                                                                 \
+        if (O->numel == 0) return;                                                        \
+        if (nd == 0) {                                                                    \
+            T g = pg[0], v = pv[0];                                                       \
+            po[0] = (EXPR);                                                               \
+            return;                                                                       \
+        }                                                                                 \
+        if (gf__is_contig(G) && gf__is_contig(V) && G->numel == O->numel &&               \
+            V->numel == O->numel) {                                                       \
+            int64_t total = O->numel;                                                     \
+            GF__PFOR_SIMD(n->nthreads, total > 65536, i, 0, total, {                     \
+                T g = pg[i], v = pv[i];                                                   \
+                po[i] = (EXPR);                                                           \
+            });                                                                           \
+            return;                                                                       \
+        }                                                                                 \
+        int64_t sg[GF_MAX_DIMS], sv[GF_MAX_DIMS], so[GF_MAX_DIMS];                        \
+        gf__bcast_strides(G, nd, O->shape, sg);                                           \
+        gf__bcast_strides(V, nd, O->shape, sv);                                           \
+        memcpy(so, O->strides, sizeof so);                                                \
+        int64_t inner = O->shape[nd - 1], ig = sg[nd - 1], iv = sv[nd - 1];               \
+        int64_t idx[GF_MAX_DIMS] = {0}, off[3] = {0, 0, 0};                               \
+        const int64_t *st[3] = {sg, sv, so};                                              \
+        do {                                                                              \
+            const T *rg = pg + off[0], *rv = pv + off[1];                                 \
+            T *ro = po + off[2];                                                          \
+            for (int64_t i = 0; i < inner; i++) {                                         \
+                T g = rg[i * ig], v = rv[i * iv];                                         \
+                ro[i] = (EXPR);                                                           \
+            }                                                                             \
+        } while (gf__next_row(nd, O->shape, idx, 3, off, st));                            \
+    }
+
+#define GF__BWD_OP(name, EXPR)                                                             \
+    GF__BWD_KERNEL(gf__##name##_f32, float, EXPR)                                         \
+    GF__BWD_KERNEL(gf__##name##_f64, double, EXPR)                                        \
+    void gf__fwd_##name(gf__node *n) {                                                    \
+        if (n->out->dtype == GF_F32) gf__##name##_f32(n);                                 \
+        else gf__##name##_f64(n); /* the constructor admits f32 and f64 only */           \
+    }                                                                                     \
+    gf_status gf__bwd_##name(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) { \
+        (void)n, (void)out, (void)g, (void)gin;                                           \
+        return GF_OK; /* NODIFF: never called (create_graph uses the composed rule) */    \
+    }
+
+/* g: (S), v: (S) (or broadcastable to a common shape) -> out: that shape */
+GF__BWD_OP(tanh_backward, g * (-(v * v) + 1))
+GF__BWD_OP(sigmoid_backward, g * (v * (-v + 1)))
+GF__BWD_OP(relu_backward, g * (v > 0))
 
 /* ---------------------------------------------------------- constructors */
 
@@ -307,6 +378,41 @@ static gf_tensor *gf__gelu_grad(gf_tensor *a) {
     return gf__unary(GF__OP_gelu_grad, a, a->dtype, 0);
 }
 
+/* The fused backward ops (not in the public API: the backward rules below
+ * record them; tests call them directly). g and v must be of one float
+ * dtype with broadcastable shapes. */
+static gf_tensor *gf__bwd_fused(gf__op op, gf_tensor *g, gf_tensor *v) {
+    const char *name = gf__op_names[op];
+    gf_ctx *ctx = gf__check_inputs(name, 2, (gf_tensor *[]){g, v});
+    if (!ctx) return NULL;
+    if (g->dtype != v->dtype || g->dtype == GF_I64) {
+        gf__error(ctx, GF_EINVAL,
+                  "%s: gradient %s of dtype %s and tensor %s of dtype %s (expected one float "
+                  "dtype, f32 or f64, for both)",
+                  name, GF__SHAPE(g), gf_dtype_name(g->dtype), GF__SHAPE(v),
+                  gf_dtype_name(v->dtype));
+        return NULL;
+    }
+    int nd;
+    int64_t shape[GF_MAX_DIMS];
+    if (!gf__bcast_shape(g->ndim, g->shape, v->ndim, v->shape, &nd, shape)) {
+        gf__error(ctx, GF_ESHAPE, "%s: gradient %s and tensor %s cannot be broadcast together",
+                  name, GF__SHAPE(g), GF__SHAPE(v));
+        return NULL;
+    }
+    return gf__record(op, g->dtype, nd, shape, 2, (gf_tensor *[]){g, v}, NULL);
+}
+
+gf_tensor *gf__tanh_backward(gf_tensor *g, gf_tensor *out) {
+    return gf__bwd_fused(GF__OP_tanh_backward, g, out);
+}
+gf_tensor *gf__sigmoid_backward(gf_tensor *g, gf_tensor *out) {
+    return gf__bwd_fused(GF__OP_sigmoid_backward, g, out);
+}
+gf_tensor *gf__relu_backward(gf_tensor *g, gf_tensor *x) {
+    return gf__bwd_fused(GF__OP_relu_backward, g, x);
+}
+
 /* -------------------------------------------------------------- backward */
 /* Every rule is made of public differentiable ops (so create_graph gives
  * higher derivatives); gin[0] has x's shape because every op here keeps it. */
@@ -364,23 +470,36 @@ gf_status gf__bwd_abs(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin
     return GF_OK;
 }
 
+/* relu, sigmoid and tanh: a plain backward (grad mode off: nothing will
+ * differentiate this gradient) records one fused kernel (one pass, one
+ * node) when g has the dtype of the tensor it is combined with; with
+ * create_graph the rule is composed of differentiable ops so that second
+ * derivatives exist. Both give the same bits (see GF__BWD_KERNEL). */
+static bool gf__fuse_bwd(const gf_tensor *g, const gf_tensor *v) {
+    return !gf_is_grad_enabled(v->ctx) && g->dtype == v->dtype;
+}
+
 gf_status gf__bwd_relu(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     (void)out;
-    gin[0] = gf_mul(g, gf__step(n->in[0]));
+    gf_tensor *x = n->in[0];
+    if (gf__fuse_bwd(g, x)) gin[0] = gf__relu_backward(g, x);
+    else gin[0] = gf_mul(g, gf__step(x));
     return GF_OK;
 }
 
 /* sigmoid' = out (1 - out) */
 gf_status gf__bwd_sigmoid(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     (void)n;
-    gin[0] = gf_mul(g, gf_mul(out, gf_add_scalar(gf_neg(out), 1.0)));
+    if (gf__fuse_bwd(g, out)) gin[0] = gf__sigmoid_backward(g, out);
+    else gin[0] = gf_mul(g, gf_mul(out, gf_add_scalar(gf_neg(out), 1.0)));
     return GF_OK;
 }
 
 /* tanh' = 1 - out^2 */
 gf_status gf__bwd_tanh(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     (void)n;
-    gin[0] = gf_mul(g, gf_add_scalar(gf_neg(gf_mul(out, out)), 1.0));
+    if (gf__fuse_bwd(g, out)) gin[0] = gf__tanh_backward(g, out);
+    else gin[0] = gf_mul(g, gf_add_scalar(gf_neg(gf_mul(out, out)), 1.0));
     return GF_OK;
 }
 

@@ -5,9 +5,10 @@
  * float64 gradchecks, second derivatives against central differences of the
  * first (through create_graph), gelu's third derivative, the tutorial's
  * examples, numerically stable sigmoid, errors, NULL inputs, eager == lazy
- * and thread-count independence, bit for bit; exp and sigmoid (the vector
- * exp) against libm for every ISA variant, contiguous and strided, with
- * infinities, NaN and the overflow/underflow edges.
+ * and thread-count independence, bit for bit; exp, sigmoid and tanh (the
+ * vector exp and tanh) against libm for every ISA variant, contiguous and
+ * strided, with infinities, NaN and the overflow/underflow edges. The fused
+ * backward kernels of tanh, sigmoid and relu: tests/test_unary_bwd.c.
  */
 #include "common.h"
 
@@ -256,18 +257,19 @@ static int64_t ulps64(double a, double b) {
     return ia > ib ? ia - ib : ib - ia;
 }
 
-/* gf_exp and gf_sigmoid through every vector-math variant this CPU runs
- * (chosen with GEMM's, gf__gemm_force_isa), on a contiguous tensor and on a
- * transposed view of it: exp within 2 ulp of expf (f32) and 1 ulp of exp
- * (f64), sigmoid within a few ulp of the stable formula in double. */
-Test(unary, exp_and_sigmoid_every_isa_contiguous_and_strided) {
+/* gf_exp, gf_sigmoid and gf_tanh through every vector-math variant this
+ * CPU runs (chosen with GEMM's, gf__gemm_force_isa), on a contiguous tensor
+ * and on a transposed view of it: exp within 2 ulp of expf (f32) and 1 ulp
+ * of exp (f64), sigmoid within a few ulp of the stable formula in double,
+ * tanh within 1 ulp of the rounded double (f32) / long double (f64) tanh. */
+Test(unary, exp_sigmoid_tanh_every_isa_contiguous_and_strided) {
     static const char *const isas[] = {"generic", "avx2", "avx512"};
     enum { R = 41, C = 53, N = R * C };
     double v[N];
     const double spec[] = {INFINITY, -INFINITY, NAN, 0.0, -0.0, 88.72283935546875,
                            88.72284698486328, -103.97, -104.5, 709.78, 709.79, -745.1, -746,
                            1e-30, -87.3};
-    for (int i = 0; i < N; i++) v[i] = -120 + 240 * urand();
+    for (int i = 0; i < N; i++) v[i] = i % 2 ? -120 + 240 * urand() : -3 + 6 * urand();
     memcpy(v, spec, sizeof spec);
     gf_ctx *ctx = gf_ctx_create(NULL);
     for (size_t k = 0; k < 3; k++) {
@@ -283,16 +285,22 @@ Test(unary, exp_and_sigmoid_every_isa_contiguous_and_strided) {
             gf_tensor *views[2] = {b, GF_T(ctx, gf_transpose(b, 0, 1))};
             for (int w = 0; w < 2; w++) {
                 double *xv = malloc(sizeof(double) * N), *e = malloc(sizeof(double) * N);
-                double *s = malloc(sizeof(double) * N);
+                double *s = malloc(sizeof(double) * N), *t = malloc(sizeof(double) * N);
                 GF_OK_OR_FAIL(ctx, gf_copy_to_f64(views[w], xv, N));
                 GF_OK_OR_FAIL(ctx, gf_copy_to_f64(GF_T(ctx, gf_exp(views[w])), e, N));
                 GF_OK_OR_FAIL(ctx, gf_copy_to_f64(GF_T(ctx, gf_sigmoid(views[w])), s, N));
+                GF_OK_OR_FAIL(ctx, gf_copy_to_f64(GF_T(ctx, gf_tanh(views[w])), t, N));
                 for (int i = 0; i < N; i++) {
                     double x = xv[i], ws = x < 0 ? exp(x) / (1 + exp(x)) : 1 / (1 + exp(-x));
                     if (isnan(x)) {
-                        cr_assert(isnan(e[i]) && isnan(s[i]), "%s: NaN lost", isas[k]);
+                        cr_assert(isnan(e[i]) && isnan(s[i]) && isnan(t[i]), "%s: NaN lost",
+                                  isas[k]);
                         continue;
                     }
+                    double wt = dt ? (float)tanh(x) : (double)tanhl((long double)x);
+                    cr_assert(dt ? ulps32((float)t[i], (float)wt) <= 1 : ulps64(t[i], wt) <= 1,
+                              "%s view %d dt %d: tanh(%a) = %a, expected %a", isas[k], w, dt, x,
+                              t[i], wt);
                     if (dt) {
                         float want = expf((float)x);
                         cr_assert(ulps32((float)e[i], want) <= 2, "%s view %d: exp(%a) = %a, "
@@ -306,7 +314,7 @@ Test(unary, exp_and_sigmoid_every_isa_contiguous_and_strided) {
                                   "%s: sigmoid(%g) = %g, expected %g", isas[k], x, s[i], ws);
                     }
                 }
-                free(xv), free(e), free(s);
+                free(xv), free(e), free(s), free(t);
             }
             gf_scope_end(ctx);
         }

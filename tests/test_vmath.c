@@ -3,9 +3,12 @@
  * every variant this CPU runs, chosen through gf__gemm_force_isa: exp (f32
  * within 2 ulp of libm's expf, f64 within 1 ulp of exp) over a dense sweep
  * of the whole range, the overflow and underflow edges, subnormal results,
- * infinities, NaN and signed zeros; every length 0..40 (the masked tails)
- * with the elements past n untouched; exp-and-sum, row max, column max and
- * column sums against naive loops, with NaNs.
+ * infinities, NaN and signed zeros; tanh (f32 within 1 ulp of the rounded
+ * double tanh, f64 within 1 ulp of the rounded long double tanhl) over a
+ * sweep dense around the polynomial/exp switch, odd symmetry bit for bit,
+ * tiny and subnormal x, +-inf, NaN, -0; every length 0..40 (the masked
+ * tails) with the elements past n untouched; exp-and-sum, row max, column
+ * max and column sums against naive loops, with NaNs.
  */
 #include <criterion/criterion.h>
 
@@ -135,32 +138,116 @@ Test(vmath, exp_f64_within_1_ulp_of_exp_every_variant) {
     free(x), free(y);
 }
 
-/* Every length through the 8- and 4-lane tails: the result matches the
- * element-at-a-time call, nothing past n is written, in place works. */
-Test(vmath, every_length_and_in_place) {
-    float xf[48], yf[48], zf[48];
-    double xd[48], yd[48], zd[48];
-    for (int i = 0; i < 48; i++) xf[i] = (float)(xd[i] = -5 + 10 * urand());
+/* tanh inputs: specials (x at index i, -x right after for the symmetry
+ * check), then random points; the exhaustive check over all 2^32 floats
+ * was done once outside the suite (docs/performance.md). */
+static const double SPEC_T[] = {
+    0.0, INFINITY, NAN, 1e-45, 1e-40, 1e-30, 1e-8, 3e-4, 0.1, 0.5, 0.5624999, 0.5625,
+    0.5625001, 0.6, 0.9, 1.0, 2.0, 5.0, 9.0, 9.1, 19.0, 19.1, 20.0, 44.0, 45.0, 89.0, 1e30,
+    5e-324, 1e-310, 1e-300, 1e-160};
+#define NSPEC_T (sizeof SPEC_T / sizeof SPEC_T[0])
+
+/* Fills x[0..n) (n even): +-pairs, specials first, then |x| log-uniform in
+ * [1e-9, 30) and, for a quarter of them, uniform around the switch at 0.5625. */
+static void tanh_inputs(double *x, int64_t n) {
+    for (int64_t i = 0; i < n / 2; i++) {
+        double u = urand(), a;
+        if (i < (int64_t)NSPEC_T) a = SPEC_T[i];
+        else if (i % 4 == 0) a = 0.4 + 0.4 * u;
+        else a = exp(log(1e-9) + (log(30.0) - log(1e-9)) * u);
+        x[2 * i] = a, x[2 * i + 1] = -a;
+    }
+}
+
+Test(vmath, tanh_f32_within_1_ulp_every_variant) {
+    enum { N = 1 << 20 };
+    double *xd = malloc(N * sizeof *xd);
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    tanh_inputs(xd, N);
+    for (int64_t i = 0; i < N; i++) x[i] = (float)xd[i];
     for (size_t v = 0; v < NISAS; v++) {
         const gf__vmath *vm = use_isa(v);
         if (!vm) continue;
-        for (int n = 0; n <= 40; n++) {
-            for (int i = 0; i < 48; i++) yf[i] = -7.0f, yd[i] = -7.0;
-            vm->exp_f32(xf, yf, n);
-            vm->exp_f64(xd, yd, n);
-            for (int i = 0; i < 48; i++) {
-                float one;
-                double oned;
-                vm->exp_f32(xf + i, &one, 1);
-                vm->exp_f64(xd + i, &oned, 1);
-                cr_assert_eq(yf[i], i < n ? one : -7.0f, "%s n=%d i=%d", vm->name, n, i);
-                cr_assert_eq(yd[i], i < n ? oned : -7.0, "%s n=%d i=%d", vm->name, n, i);
+        vm->tanh_f32(x, y, N);
+        for (int64_t i = 0; i < N; i++) {
+            if (isnan(x[i])) {
+                cr_assert(isnan(y[i]), "%s: tanh(NaN) = %a", vm->name, y[i]);
+                continue;
             }
-            memcpy(zf, xf, sizeof zf), memcpy(zd, xd, sizeof zd);
-            vm->exp_f32(zf, zf, n);
-            vm->exp_f64(zd, zd, n);
-            cr_assert(memcmp(zf, yf, (size_t)n * sizeof *zf) == 0);
-            cr_assert(memcmp(zd, yd, (size_t)n * sizeof *zd) == 0);
+            float want = (float)tanh((double)x[i]);
+            cr_assert(ulps_f(y[i], want) <= 1, "%s: tanh(%a) = %a, expected %a (%lld ulp)",
+                      vm->name, x[i], y[i], want, (long long)ulps_f(y[i], want));
+            if (i & 1) cr_assert(y[i] == -y[i - 1] && signbit(y[i]) != signbit(y[i - 1]),
+                                 "%s: tanh(-x) != -tanh(x) at %a", vm->name, x[i - 1]);
+            if (fabsf(x[i]) < 1e-4f) cr_assert_eq(y[i], x[i], "%s: tiny %a", vm->name, x[i]);
+        }
+        cr_assert(y[0] == 0 && !signbit(y[0]) && y[1] == 0 && signbit(y[1]), "+-0");
+        cr_assert(y[2] == 1.0f && y[3] == -1.0f, "%s: tanh(+-inf) = %a %a", vm->name, y[2], y[3]);
+        cr_assert(isnan(y[4]) && isnan(y[5]));
+    }
+    free(xd), free(x), free(y);
+}
+
+Test(vmath, tanh_f64_within_1_ulp_every_variant) {
+    enum { N = 1 << 19 };
+    double *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    tanh_inputs(x, N);
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        vm->tanh_f64(x, y, N);
+        for (int64_t i = 0; i < N; i++) {
+            if (isnan(x[i])) {
+                cr_assert(isnan(y[i]), "%s: tanh(NaN) = %a", vm->name, y[i]);
+                continue;
+            }
+            double want = (double)tanhl((long double)x[i]);
+            cr_assert(ulps_d(y[i], want) <= 1, "%s: tanh(%.17g) = %a, expected %a (%lld ulp)",
+                      vm->name, x[i], y[i], want, (long long)ulps_d(y[i], want));
+            if (i & 1) cr_assert(y[i] == -y[i - 1] && signbit(y[i]) != signbit(y[i - 1]),
+                                 "%s: tanh(-x) != -tanh(x) at %a", vm->name, x[i - 1]);
+            if (fabs(x[i]) < 1e-9) cr_assert_eq(y[i], x[i], "%s: tiny %a", vm->name, x[i]);
+        }
+        cr_assert(y[0] == 0 && !signbit(y[0]) && y[1] == 0 && signbit(y[1]), "+-0");
+        cr_assert(y[2] == 1.0 && y[3] == -1.0, "%s: tanh(+-inf) = %a %a", vm->name, y[2], y[3]);
+        cr_assert(isnan(y[4]) && isnan(y[5]));
+    }
+    free(x), free(y);
+}
+
+/* Every length through the 8- and 4-lane tails, exp and tanh: the result
+ * matches the element-at-a-time call, nothing past n is written, in place
+ * works. */
+Test(vmath, every_length_and_in_place) {
+    float xf[48], yf[48], zf[48];
+    double xd[48], yd[48], zd[48];
+    /* around tanh's switch too: lanes of one vector take both branches */
+    for (int i = 0; i < 48; i++)
+        xf[i] = (float)(xd[i] = i % 3 ? -5 + 10 * urand() : -1 + 2 * urand());
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        for (int f = 0; f < 2; f++) { /* exp, tanh */
+            void (*ff)(const float *, float *, int64_t) = f ? vm->tanh_f32 : vm->exp_f32;
+            void (*fd)(const double *, double *, int64_t) = f ? vm->tanh_f64 : vm->exp_f64;
+            for (int n = 0; n <= 40; n++) {
+                for (int i = 0; i < 48; i++) yf[i] = -7.0f, yd[i] = -7.0;
+                ff(xf, yf, n);
+                fd(xd, yd, n);
+                for (int i = 0; i < 48; i++) {
+                    float one;
+                    double oned;
+                    ff(xf + i, &one, 1);
+                    fd(xd + i, &oned, 1);
+                    cr_assert_eq(yf[i], i < n ? one : -7.0f, "%s %d n=%d i=%d", vm->name, f, n, i);
+                    cr_assert_eq(yd[i], i < n ? oned : -7.0, "%s %d n=%d i=%d", vm->name, f, n, i);
+                }
+                memcpy(zf, xf, sizeof zf), memcpy(zd, xd, sizeof zd);
+                ff(zf, zf, n);
+                fd(zd, zd, n);
+                cr_assert(memcmp(zf, yf, (size_t)n * sizeof *zf) == 0);
+                cr_assert(memcmp(zd, yd, (size_t)n * sizeof *zd) == 0);
+            }
         }
     }
 }

@@ -53,6 +53,12 @@ typedef struct {
      * on the way), exp(-inf) = 0, NaN stays NaN. */
     void (*exp_f32)(const float *x, float *y, int64_t n);
     void (*exp_f64)(const double *x, double *y, int64_t n);
+    /* y[i] = tanh(x[i]) for i < n; y may equal x. Within 1 ulp of the
+     * correctly rounded tanh (f32: checked over every float; f64: sampled,
+     * under 0.85 ulp from the exact value); tanh(-x) = -tanh(x) bit for
+     * bit, tanh(+-inf) = +-1, -0 stays -0, tiny x gives x, NaN stays NaN. */
+    void (*tanh_f32)(const float *x, float *y, int64_t n);
+    void (*tanh_f64)(const double *x, double *y, int64_t n);
     /* e_i = exp(x[i] - m) for i < n, stored to y[i] unless y is NULL (y may
      * equal x); returns sum_i e_i accumulated in double in a fixed order. */
     double (*expsum_f32)(const float *x, float m, float *y, int64_t n);

@@ -1,6 +1,7 @@
 /*
  * vmath_loops.h - the portable reduction loops of the gf__vmath table
- * (kernels.h): row max, column max and column sums. Each ISA directory's
+ * (kernels.h): row max, column max and column sums; and the constants of
+ * tanh that every variant shares. Each ISA directory's
  * vmath file includes this and compiles it with its own flags (generic/:
  * the baseline, avx2/: -mavx2 -mfma), so the same C becomes SSE2 or AVX2
  * code. The loops are written with explicit independent lanes so that the
@@ -107,5 +108,34 @@ GF__VL_MAX(gf__vl_max_f64, double, uint64_t, gf__vl_colmax_f64)
 
 GF__VL_COLSUM(gf__vl_colsum_f32, float)
 GF__VL_COLSUM(gf__vl_colsum_f64, double)
+
+/* tanh's constants, shared by every variant. For |x| < GF__TANH_SMALL,
+ * tanh(x) = x + x^3 P(x^2) with P a near-minimax (Chebyshev) fit of
+ * (tanh(a) - a) / a^3 over a^2 in [0, 0.5625^2], made with mpmath at 50
+ * digits: degree 5 for f32 (fit error 5e-10, about 1e-10 of the result),
+ * degree 10 for f64 (1.2e-17, about 3.5e-18 of the result). Coefficients
+ * are listed from the highest degree down (Horner order). Above the
+ * threshold, tanh(|x|) = 1 - 2 / (exp(2|x|) + 1) with the variant's exp:
+ * there tanh >= 0.51, so the subtraction cancels less than one bit. */
+#define GF__TANH_SMALL_F 0.5625f
+#define GF__TANH_SMALL_D 0.5625
+#define GF__TANH_NPF 6
+static const float GF__TANH_PF[GF__TANH_NPF] = {
+    0.002487614648031548315f, -0.0084992478287950852562f, 0.021811902608433443259f,
+    -0.053964063826477348267f, 0.13333322073191580856f,   -0.3333333328393826294f};
+/* f64 above the threshold: e^(2|x|) and the steps after it are carried as
+ * hi + lo pairs (see the variants), with 2|x| clamped to 40 (tanh is 1 in
+ * double from |x| = 19.1 on) and ln 2 split Cody-Waite style: ln2_hi has 21
+ * trailing zero bits, so n * ln2_hi is exact for the n <= 58 used here and
+ * 2|x| - n * ln2_hi is exact (the two are within a factor 2, n >= 2). */
+#define GF__TANH_CLAMP2_D 40.0
+#define GF__LN2_HI_D 6.93147180369123816490e-01
+#define GF__LN2_LO_D 1.90821492927058770002e-10
+#define GF__TANH_NPD 11
+static const double GF__TANH_PD[GF__TANH_NPD] = {
+    -0.000020026740085317684745, 0.00008426522203958066102, -0.00023410556936672797301,
+    0.00058875371118348039075,   -0.0014556239774192677815, 0.0035921055321327687723,
+    -0.0088632340215295135964,   0.021869488476962561362,   -0.053968253967059396515,
+    0.13333333333332390931,      -0.33333333333333332102};
 
 #endif /* GF_VMATH_LOOPS_H */

@@ -1,5 +1,5 @@
 /*
- * vmath_avx2.c - the AVX2+FMA gf__vmath table (kernels.h): exp and
+ * vmath_avx2.c - the AVX2+FMA gf__vmath table (kernels.h): exp, tanh and
  * exp-and-sum for f32 (8 lanes) and f64 (4 lanes) in intrinsics, and the
  * portable reduction loops (vmath_loops.h) compiled with -mavx2 -mfma.
  *
@@ -13,6 +13,16 @@
  * the result rounds once whether it is normal, subnormal, 0 or inf. The
  * clamps are written min(hi, x) / max(lo, x), which return x when x is NaN,
  * so a NaN flows through and the result is NaN.
+ *
+ * tanh(x) = sign(x) t(|x|), the sign put back by OR so that -0 stays -0:
+ * below |x| = 0.5625 the odd polynomial of vmath_loops.h, above it
+ * t = 1 - 2/(e^2|x| + 1); a vector whose lanes all fall on one side skips
+ * the other branch. f32 takes e from gf__exp8: at most 1.45 ulp from the
+ * exact tanh, never more than 1 ulp from the correctly rounded one (checked
+ * over all 2^32 floats). f64 carries e and the steps after it as hi + lo
+ * pairs (exact Cody-Waite reduction, the division's remainder by FMA), so
+ * that only the last addition rounds at full weight: at most 0.74 ulp
+ * measured on 8e7 points against tanhl (glibc's tanh: 2.1).
  */
 #include "../kernels.h"
 #include "../vmath_loops.h"
@@ -55,6 +65,38 @@ static void gf__avx2_exp_f32(const float *x, float *y, int64_t n) {
     if (i < n) {
         __m256i m = gf__mask8(n - i);
         _mm256_maskstore_ps(y + i, m, gf__exp8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+/* tanh(x) for 8 lanes (see the file comment). */
+static inline __m256 gf__tanh8(__m256 x) {
+    const __m256 sgn = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sgn, x);
+    __m256 small = _mm256_cmp_ps(a, _mm256_set1_ps(GF__TANH_SMALL_F), _CMP_LT_OQ);
+    int ms = _mm256_movemask_ps(small);
+    __m256 r = _mm256_setzero_ps(), ps = r;
+    if (ms != 0) { /* a + a^3 P(a^2) */
+        __m256 t = _mm256_mul_ps(a, a);
+        __m256 p = _mm256_set1_ps(GF__TANH_PF[0]);
+        for (int i = 1; i < GF__TANH_NPF; i++)
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(GF__TANH_PF[i]));
+        ps = _mm256_fmadd_ps(p, _mm256_mul_ps(t, a), a);
+    }
+    if (ms != 0xff) { /* 1 - 2/(e^2a + 1) */
+        __m256 e = gf__exp8(_mm256_add_ps(a, a));
+        const __m256 one = _mm256_set1_ps(1.0f);
+        r = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+    }
+    r = _mm256_blendv_ps(r, ps, small);
+    return _mm256_or_ps(r, _mm256_and_ps(x, sgn));
+}
+
+static void gf__avx2_tanh_f32(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gf__tanh8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i m = gf__mask8(n - i);
+        _mm256_maskstore_ps(y + i, m, gf__tanh8(_mm256_maskload_ps(x + i, m)));
     }
 }
 
@@ -132,6 +174,71 @@ static void gf__avx2_exp_f64(const double *x, double *y, int64_t n) {
     }
 }
 
+/* tanh(a) = 1 - 2/(e^2a + 1) for a >= GF__TANH_SMALL_D, 4 lanes, carried in
+ * two doubles (hi + lo) from the reduction to the last step so that only
+ * the final addition rounds at full weight (see the file comment). */
+static inline __m256d gf__tanh4_large(__m256d a) {
+    const __m256d one = _mm256_set1_pd(1.0), two = _mm256_set1_pd(2.0);
+    /* tanh rounds to 1 from 19.1 on; the clamp keeps 2^n normal (n <= 58) */
+    __m256d x = _mm256_min_pd(_mm256_set1_pd(GF__TANH_CLAMP2_D), _mm256_add_pd(a, a));
+    __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634074)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d l2 = _mm256_set1_pd(GF__LN2_LO_D);
+    __m256d r1 = _mm256_fnmadd_pd(n, _mm256_set1_pd(GF__LN2_HI_D), x); /* exact */
+    __m256d r = _mm256_fnmadd_pd(n, l2, r1);
+    __m256d rl = _mm256_fnmadd_pd(n, l2, _mm256_sub_pd(r1, r)); /* r + rl = r1 - n ln2_lo */
+    static const double c[12] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                 1.0 / 3628800.0,    1.0 / 362880.0,    1.0 / 40320.0,
+                                 1.0 / 5040.0,       1.0 / 720.0,       1.0 / 120.0,
+                                 1.0 / 24.0,         1.0 / 6.0,         0.5};
+    __m256d q = _mm256_set1_pd(c[0]);
+    for (int i = 1; i < 12; i++) q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(c[i]));
+    __m256d sr = _mm256_fmadd_pd(q, _mm256_mul_pd(r, r), r); /* e^r - 1 */
+    __m256d ph = _mm256_add_pd(one, sr);
+    __m256d pl = _mm256_add_pd(_mm256_add_pd(_mm256_sub_pd(one, ph), sr), _mm256_mul_pd(ph, rl));
+    __m128i ni = _mm256_cvtpd_epi32(n);
+    __m256d sc = _mm256_castsi256_pd(_mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_cvtepi32_epi64(ni), _mm256_set1_epi64x(1023)), 52));
+    __m256d eh = _mm256_mul_pd(ph, sc), el = _mm256_mul_pd(pl, sc); /* e^x, exact scaling */
+    __m256d dh = _mm256_add_pd(eh, one);                                /* e^x + 1 */
+    __m256d dl = _mm256_add_pd(_mm256_add_pd(_mm256_sub_pd(eh, dh), one), el);
+    __m256d qh = _mm256_div_pd(two, dh);                                /* 2/(e^x + 1) */
+    __m256d rem = _mm256_fnmadd_pd(qh, dh, two);                        /* exact */
+    __m256d ql = _mm256_mul_pd(_mm256_fnmadd_pd(qh, dl, rem),
+                               _mm256_mul_pd(qh, _mm256_set1_pd(0.5))); /* 2/(dh+dl) - qh */
+    __m256d h = _mm256_sub_pd(one, qh);
+    __m256d hl = _mm256_sub_pd(_mm256_sub_pd(one, h), qh); /* exact: 1 - qh = h + hl */
+    return _mm256_add_pd(h, _mm256_sub_pd(hl, ql));
+}
+
+/* tanh(x) for 4 lanes (see the file comment). */
+static inline __m256d gf__tanh4(__m256d x) {
+    const __m256d sgn = _mm256_set1_pd(-0.0);
+    __m256d a = _mm256_andnot_pd(sgn, x);
+    __m256d small = _mm256_cmp_pd(a, _mm256_set1_pd(GF__TANH_SMALL_D), _CMP_LT_OQ);
+    int ms = _mm256_movemask_pd(small);
+    __m256d r = _mm256_setzero_pd(), ps = r;
+    if (ms != 0) {
+        __m256d t = _mm256_mul_pd(a, a);
+        __m256d p = _mm256_set1_pd(GF__TANH_PD[0]);
+        for (int i = 1; i < GF__TANH_NPD; i++)
+            p = _mm256_fmadd_pd(p, t, _mm256_set1_pd(GF__TANH_PD[i]));
+        ps = _mm256_fmadd_pd(p, _mm256_mul_pd(t, a), a);
+    }
+    if (ms != 0xf) r = gf__tanh4_large(a);
+    r = _mm256_blendv_pd(r, ps, small);
+    return _mm256_or_pd(r, _mm256_and_pd(x, sgn));
+}
+
+static void gf__avx2_tanh_f64(const double *x, double *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, gf__tanh4(_mm256_loadu_pd(x + i)));
+    if (i < n) {
+        __m256i m = gf__mask4(n - i);
+        _mm256_maskstore_pd(y + i, m, gf__tanh4(_mm256_maskload_pd(x + i, m)));
+    }
+}
+
 static double gf__avx2_expsum_f64(const double *x, double m, double *y, int64_t n) {
     const __m256d vm = _mm256_set1_pd(m);
     __m256d a = _mm256_setzero_pd();
@@ -155,6 +262,8 @@ const gf__vmath gf__vmath_avx2 = {
     .name = "avx2",
     .exp_f32 = gf__avx2_exp_f32,
     .exp_f64 = gf__avx2_exp_f64,
+    .tanh_f32 = gf__avx2_tanh_f32,
+    .tanh_f64 = gf__avx2_tanh_f64,
     .expsum_f32 = gf__avx2_expsum_f32,
     .expsum_f64 = gf__avx2_expsum_f64,
     .max_f32 = gf__vl_max_f32,

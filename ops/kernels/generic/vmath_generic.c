@@ -1,7 +1,7 @@
 /*
- * vmath_generic.c - the portable gf__vmath table (kernels.h): exp and
- * exp-and-sum in plain C (the compiler vectorizes the f32 loops for the
- * baseline ISA), and the reduction loops of vmath_loops.h.
+ * vmath_generic.c - the portable gf__vmath table (kernels.h): exp, tanh
+ * and exp-and-sum in plain C (the compiler vectorizes the f32 exp loops for
+ * the baseline ISA), and the reduction loops of vmath_loops.h.
  *
  * exp(x) = 2^n * e^r, the same reduction as the AVX2 variant (see
  * avx2/vmath_avx2.c) without FMA: ln 2 is split so that n * ln2_hi is exact
@@ -70,6 +70,60 @@ static void gf__gen_exp_f64(const double *x, double *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = gf__gexp(x[i]);
 }
 
+/* tanh(|x|) = 1 - 2/(e^2|x| + 1) in f64 for |x| >= GF__TANH_SMALL_D, carried
+ * in hi + lo pairs like the AVX2 variant (vmath_loops.h) but without FMA:
+ * the reduction is exact by construction (Cody-Waite), the error of 1 + s,
+ * e + 1 and 1 - q is recovered by Fast2Sum, and only the rounding of the
+ * quotient q is left (at most 1/4 ulp of the result). */
+static inline double gf__gtanh_large(double a) {
+    if (a != a) return a;
+    double x = a + a < GF__TANH_CLAMP2_D ? a + a : GF__TANH_CLAMP2_D;
+    double n = (x * 1.4426950408889634074 + 6755399441055744.0) - 6755399441055744.0;
+    double r1 = x - n * GF__LN2_HI_D, nl = n * GF__LN2_LO_D; /* r1 exact */
+    double r = r1 - nl, rl = (r1 - r) - nl;
+    static const double c[12] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                 1.0 / 3628800.0,    1.0 / 362880.0,    1.0 / 40320.0,
+                                 1.0 / 5040.0,       1.0 / 720.0,       1.0 / 120.0,
+                                 1.0 / 24.0,         1.0 / 6.0,         0.5};
+    double q = c[0];
+    for (int i = 1; i < 12; i++) q = q * r + c[i];
+    double sr = q * (r * r) + r, ph = 1.0 + sr, pl = ((1.0 - ph) + sr) + ph * rl;
+    uint64_t b = (uint64_t)((int64_t)n + 1023) << 52;
+    double sc;
+    memcpy(&sc, &b, sizeof sc);
+    double eh = ph * sc, el = pl * sc;
+    double dh = eh + 1.0, dl = ((eh - dh) + 1.0) + el;
+    double qh = 2.0 / dh, ql = -(qh * 0.5 * qh) * dl; /* 2/(dh + dl) = qh + ql */
+    double h = 1.0 - qh, hl = (1.0 - h) - qh;
+    return h + (hl - ql);
+}
+
+/* tanh (the constants and the method: vmath_loops.h); f32 through
+ * gf__gexpf, f64 through gf__gtanh_large. copysign puts the sign back, so
+ * -0 stays -0 and a NaN stays NaN; e^2|x| = inf gives 1. */
+#define GF__GEN_TANH(NAME, T, ABS, CPS, LARGE, SMALL, PC, NP)                               \
+    static inline T NAME##1(T x) {                                                          \
+        T a = ABS(x), r;                                                                    \
+        if (a < SMALL) {                                                                    \
+            T t = a * a, p = PC[0];                                                         \
+            for (int i = 1; i < NP; i++) p = p * t + PC[i];                                 \
+            r = p * (t * a) + a;                                                            \
+        } else {                                                                            \
+            r = LARGE(a);                                                                   \
+        }                                                                                   \
+        return CPS(r, x);                                                                   \
+    }                                                                                       \
+    static void NAME(const T *x, T *y, int64_t n) {                                         \
+        for (int64_t i = 0; i < n; i++) y[i] = NAME##1(x[i]);                               \
+    }
+
+static inline float gf__gtanhf_large(float a) { return 1.0f - 2.0f / (gf__gexpf(a + a) + 1.0f); }
+
+GF__GEN_TANH(gf__gen_tanh_f32, float, fabsf, copysignf, gf__gtanhf_large, GF__TANH_SMALL_F,
+             GF__TANH_PF, GF__TANH_NPF)
+GF__GEN_TANH(gf__gen_tanh_f64, double, fabs, copysign, gf__gtanh_large, GF__TANH_SMALL_D,
+             GF__TANH_PD, GF__TANH_NPD)
+
 /* Chunks of 64: the exponentials (a vectorizable loop) into a buffer, then
  * stored and summed into 4 double lanes, folded as ((l0 + l1) + (l2 + l3)). */
 #define GF__GEN_EXPSUM(NAME, T, EXP)                                                       \
@@ -92,6 +146,8 @@ const gf__vmath gf__vmath_generic = {
     .name = "generic",
     .exp_f32 = gf__gen_exp_f32,
     .exp_f64 = gf__gen_exp_f64,
+    .tanh_f32 = gf__gen_tanh_f32,
+    .tanh_f64 = gf__gen_tanh_f64,
     .expsum_f32 = gf__gen_expsum_f32,
     .expsum_f64 = gf__gen_expsum_f64,
     .max_f32 = gf__vl_max_f32,
