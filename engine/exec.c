@@ -14,8 +14,7 @@
  * thread with no pool traffic at all.
  *
  * Every kernel gets the thread budget of the pool at the time it starts
- * (gf__pool_budget): the engine's threads divided among the tasks queued or
- * running.
+ * (gf__pool_budget): the engine's threads divided among the running tasks.
  * Kernels produce the same bits for any budget, so the schedule never changes
  * results.
  */

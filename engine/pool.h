@@ -31,11 +31,10 @@ void gf__pool_submit(gf__pool *p, gf__task *t);
 /* Runs tasks until *remaining reaches 0. Any thread. */
 void gf__pool_wait(gf__pool *p, atomic_long *remaining);
 /* The thread budget for a kernel that starts now: the engine's threads
- * divided among the tasks submitted and not finished (queued or running),
- * so that runnable threads never exceed the cores: a lone big node gets
- * them all, and none takes a team while others wait for a thread. */
+ * divided among the tasks running, so that runnable threads never exceed
+ * the cores: a lone big node gets them all. */
 int gf__pool_budget(gf__pool *p);
-/* Bookkeeping for the budget: a task counted (submit does it) and done. */
+/* Bookkeeping around a task's run (for the budget). */
 void gf__pool_task_begin(gf__pool *p);
 void gf__pool_task_end(gf__pool *p);
 
