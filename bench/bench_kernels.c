@@ -6,7 +6,8 @@
  *    threads, static schedule), the reference bandwidth; 12 bytes/element.
  *  - elementwise and reductions on 16M-element f32 tensors ([4096,4096]):
  *    gf_add, gf_mul (12 B/elem: two reads, one write), gf_relu, gf_exp,
- *    gf_add_scalar (8 B/elem), gf_sum, gf_sum_dim and gf_max_dim over dim 0
+ *    gf_tanh, gf_sigmoid, gf_add_scalar (8 B/elem), gf_sum, gf_sum_dim and
+ *    gf_max_dim over dim 0
  *    and dim 1 (4 B/elem read; the 16 KiB output is ignored), on engines of
  *    1 and 2 threads. Each repetition realizes a freshly recorded op (inside
  *    a scope, so the output buffer comes back to the engine's cache); the
@@ -52,10 +53,13 @@ static double triad_once(int nt) {
 }
 
 /* ------------------------------------------------------ API elementwise */
-typedef enum { K_ADD, K_MUL, K_RELU, K_EXP, K_ADDS, K_SUM, K_SUM0, K_SUM1, K_MAX0, K_MAX1, NK } kop;
-static const char *kname[NK] = {"add", "mul", "relu", "exp", "add_scalar", "sum",
-                                "sum_dim0", "sum_dim1", "max_dim0", "max_dim1"};
-static const double kbytes[NK] = {12, 12, 8, 8, 8, 4, 4, 4, 4, 4}; /* per element */
+typedef enum {
+    K_ADD, K_MUL, K_RELU, K_EXP, K_TANH, K_SIGMOID, K_ADDS, K_SUM, K_SUM0, K_SUM1, K_MAX0, K_MAX1,
+    NK
+} kop;
+static const char *kname[NK] = {"add", "mul", "relu", "exp", "tanh", "sigmoid", "add_scalar",
+                                "sum", "sum_dim0", "sum_dim1", "max_dim0", "max_dim1"};
+static const double kbytes[NK] = {12, 12, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4}; /* per element */
 
 typedef struct {
     gf_engine *eng;
@@ -72,6 +76,8 @@ static double op_once(eng_t *e, kop k) {
     case K_MUL: o = gf_mul(a, b); break;
     case K_RELU: o = gf_relu(a); break;
     case K_EXP: o = gf_exp(a); break;
+    case K_TANH: o = gf_tanh(a); break;
+    case K_SIGMOID: o = gf_sigmoid(a); break;
     case K_ADDS: o = gf_add_scalar(a, 0.5); break;
     case K_SUM: o = gf_sum(a); break;
     case K_SUM0: o = gf_sum_dim(a, 0, false); break;

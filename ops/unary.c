@@ -15,9 +15,8 @@
  *
  * Kernels: out (contiguous, x's shape) = f(x). A contiguous x is one flat
  * loop with f inlined (f32 math in f32: tanhf, erff); a strided view is
- * walked row by row. exp, sigmoid and tanh go through the vector exp and
- * tanh of the gf__vmath table (ops/kernels: AVX2 or portable, as GEMM's
- * variant), in fixed blocks. Each element is independent, so the result is
+ * walked row by row. exp, sigmoid and tanh go through the gf__vmath table
+ * (ops/kernels: AVX2 or portable, as GEMM's variant), in fixed blocks. Each element is independent, so the result is
  * the same bits for any thread count.
  */
 #include "ops.h"
@@ -149,29 +148,11 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         } while (gf__next_row(nd, O->shape, idx, 2, off, st));                            \
     }
 
-/* exp, and the numerically stable logistic, on contiguous runs. The
- * logistic computes e = exp(-|x|) (in chunks through the vector exp) so that
- * nothing overflows, and for x < 0 gives e/(1+e) rather than 1 - 1/(1+e),
- * which keeps the relative precision of tiny outputs. */
+/* exp, the logistic and tanh on contiguous runs, through the table. */
 #define GF__VEXP(vm, x, y, len) _Generic((y), float *: (vm)->exp_f32,                 \
                                         default: (vm)->exp_f64)((x), (y), (len))
-#define GF__VSIGMOID(NAME, T, ABS, SFX)                                                    \
-    static void NAME(const gf__vmath *vm, const T *x, T *y, int64_t len) {                \
-        T e[GF__UN_VBLK];                                                                 \
-        for (int64_t i = 0; i < len; i += GF__UN_VBLK) {                                  \
-            int64_t m = len - i < GF__UN_VBLK ? len - i : GF__UN_VBLK;                    \
-            for (int64_t j = 0; j < m; j++) e[j] = -ABS(x[i + j]);                        \
-            vm->exp_##SFX(e, e, m);                                                       \
-            for (int64_t j = 0; j < m; j++) {                                             \
-                T r = (T)1 / ((T)1 + e[j]);                                               \
-                y[i + j] = x[i + j] >= 0 ? r : e[j] * r;                                  \
-            }                                                                             \
-        }                                                                                 \
-    }
-GF__VSIGMOID(gf__vsigmoid_f32, float, fabsf, f32)
-GF__VSIGMOID(gf__vsigmoid_f64, double, fabs, f64)
-#define GF__VSIGMOID_ANY(vm, x, y, len) _Generic((y), float *: gf__vsigmoid_f32,      \
-                                                default: gf__vsigmoid_f64)(vm, x, y, len)
+#define GF__VSIGMOID(vm, x, y, len) _Generic((y), float *: (vm)->sigmoid_f32,         \
+                                            default: (vm)->sigmoid_f64)((x), (y), (len))
 #define GF__VTANH(vm, x, y, len) _Generic((y), float *: (vm)->tanh_f32,               \
                                          default: (vm)->tanh_f64)((x), (y), (len))
 
@@ -229,7 +210,7 @@ GF__UN_OP_F(sqrt, GF__M(sqrt, x))
 GF__UN_OP_FI(abs, GF__M(fabs, x), x < 0 ? -x : x)
 /* x < 0 ? 0 : x (not x > 0 ? x : 0) so that NaN passes through, as in torch. */
 GF__UN_OP_FI(relu, x < 0 ? 0 : x, x < 0 ? 0 : x)
-GF__UN_VOP_F(sigmoid, GF__VSIGMOID_ANY)
+GF__UN_VOP_F(sigmoid, GF__VSIGMOID)
 GF__UN_VOP_F(tanh, GF__VTANH)
 GF__UN_OP_F(gelu, GF__M(gf__s_gelu, x))
 GF__UN_OP_F(gelu_grad, GF__M(gf__s_gelu_grad, x))

@@ -6,9 +6,10 @@
  * infinities, NaN and signed zeros; tanh (f32 within 1 ulp of the rounded
  * double tanh, f64 within 1 ulp of the rounded long double tanhl) over a
  * sweep dense around the polynomial/exp switch, odd symmetry bit for bit,
- * tiny and subnormal x, +-inf, NaN, -0; every length 0..40 (the masked
- * tails) with the elements past n untouched; exp-and-sum, row max, column
- * max and column sums against naive loops, with NaNs.
+ * tiny and subnormal x, +-inf, NaN, -0; sigmoid bit for bit the stable
+ * formula on the table's exp; every length 0..40 (the masked tails) with
+ * the elements past n untouched; exp-and-sum, row max, column max and
+ * column sums against naive loops, with NaNs.
  */
 #include <criterion/criterion.h>
 
@@ -215,9 +216,43 @@ Test(vmath, tanh_f64_within_1_ulp_every_variant) {
     free(x), free(y);
 }
 
-/* Every length through the 8- and 4-lane tails, exp and tanh: the result
- * matches the element-at-a-time call, nothing past n is written, in place
- * works. */
+/* sigmoid is the documented formula on the table's own exp, bit for bit:
+ * e = exp(-|x|), r = 1/(1 + e), x >= 0 ? r : e*r (the test is compiled
+ * without FMA contraction, so these are the same roundings), over the
+ * whole range, both tails, +-inf, +-0 and NaN. */
+Test(vmath, sigmoid_is_the_stable_formula_on_the_tables_exp) {
+    enum { N = 1 << 16 };
+    static float x[N], y[N];
+    static double xd[N], yd[N];
+    const double spec[] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 1e-30, -1e-30, 88.8, -88.8,
+                           103.9, -103.9, 745.2, -745.2, 17.0, -17.0, 40.0, -40.0};
+    for (int i = 0; i < N; i++) xd[i] = i < 17 ? spec[i] : -120 + 240 * urand();
+    for (int i = 0; i < N; i++) x[i] = (float)xd[i];
+    for (size_t v = 0; v < NISAS; v++) {
+        const gf__vmath *vm = use_isa(v);
+        if (!vm) continue;
+        vm->sigmoid_f32(x, y, N);
+        vm->sigmoid_f64(xd, yd, N);
+        for (int i = 0; i < N; i++) {
+            float a = -fabsf(x[i]), e, r, want;
+            double ad = -fabs(xd[i]), ed, rd, wantd;
+            vm->exp_f32(&a, &e, 1);
+            vm->exp_f64(&ad, &ed, 1);
+            r = 1.0f / (1.0f + e), rd = 1.0 / (1.0 + ed);
+            want = x[i] >= 0 ? r : e * r, wantd = xd[i] >= 0 ? rd : ed * rd;
+            cr_assert(isnan(want) ? isnan(y[i]) : memcmp(&y[i], &want, 4) == 0,
+                      "%s: sigmoid(%a) = %a, expected %a", vm->name, x[i], y[i], want);
+            cr_assert(isnan(wantd) ? isnan(yd[i]) : memcmp(&yd[i], &wantd, 8) == 0,
+                      "%s: sigmoid(%a) = %a, expected %a", vm->name, xd[i], yd[i], wantd);
+        }
+        cr_assert(y[0] == 0.5f && y[2] == 1.0f && y[3] == 0.0f && isnan(y[4]));
+        cr_assert(yd[0] == 0.5 && yd[2] == 1.0 && yd[3] == 0.0 && isnan(yd[4]));
+    }
+}
+
+/* Every length through the 8- and 4-lane tails, exp, tanh and sigmoid: the
+ * result matches the element-at-a-time call, nothing past n is written, in
+ * place works. */
 Test(vmath, every_length_and_in_place) {
     float xf[48], yf[48], zf[48];
     double xd[48], yd[48], zd[48];
@@ -227,9 +262,11 @@ Test(vmath, every_length_and_in_place) {
     for (size_t v = 0; v < NISAS; v++) {
         const gf__vmath *vm = use_isa(v);
         if (!vm) continue;
-        for (int f = 0; f < 2; f++) { /* exp, tanh */
-            void (*ff)(const float *, float *, int64_t) = f ? vm->tanh_f32 : vm->exp_f32;
-            void (*fd)(const double *, double *, int64_t) = f ? vm->tanh_f64 : vm->exp_f64;
+        for (int f = 0; f < 3; f++) { /* exp, tanh, sigmoid */
+            void (*ff)(const float *, float *, int64_t) =
+                f == 0 ? vm->exp_f32 : f == 1 ? vm->tanh_f32 : vm->sigmoid_f32;
+            void (*fd)(const double *, double *, int64_t) =
+                f == 0 ? vm->exp_f64 : f == 1 ? vm->tanh_f64 : vm->sigmoid_f64;
             for (int n = 0; n <= 40; n++) {
                 for (int i = 0; i < 48; i++) yf[i] = -7.0f, yd[i] = -7.0;
                 ff(xf, yf, n);

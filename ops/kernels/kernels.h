@@ -59,6 +59,13 @@ typedef struct {
      * bit, tanh(+-inf) = +-1, -0 stays -0, tiny x gives x, NaN stays NaN. */
     void (*tanh_f32)(const float *x, float *y, int64_t n);
     void (*tanh_f64)(const double *x, double *y, int64_t n);
+    /* y[i] = 1/(1 + exp(-x[i])) for i < n, y may equal x, computed stably:
+     * e = exp(-|x|) with this table's exp, r = 1/(1 + e), and r for x >= 0,
+     * e*r otherwise (no overflow, tiny outputs keep their relative
+     * precision); those operations and roundings in every variant, so the
+     * bits differ between variants only where exp's do. NaN stays NaN. */
+    void (*sigmoid_f32)(const float *x, float *y, int64_t n);
+    void (*sigmoid_f64)(const double *x, double *y, int64_t n);
     /* e_i = exp(x[i] - m) for i < n, stored to y[i] unless y is NULL (y may
      * equal x); returns sum_i e_i accumulated in double in a fixed order. */
     double (*expsum_f32)(const float *x, float m, float *y, int64_t n);

@@ -1,7 +1,8 @@
 /*
- * vmath_avx2.c - the AVX2+FMA gf__vmath table (kernels.h): exp, tanh and
- * exp-and-sum for f32 (8 lanes) and f64 (4 lanes) in intrinsics, and the
- * portable reduction loops (vmath_loops.h) compiled with -mavx2 -mfma.
+ * vmath_avx2.c - the AVX2+FMA gf__vmath table (kernels.h): exp, tanh,
+ * sigmoid and exp-and-sum for f32 (8 lanes) and f64 (4 lanes) in
+ * intrinsics, and the portable reduction loops (vmath_loops.h) compiled
+ * with -mavx2 -mfma.
  *
  * exp(x) = 2^n * e^r with n = round(x / ln 2), r = x - n ln 2 (two FMA
  * steps with ln 2 split into a high and a low part, so r carries no
@@ -97,6 +98,24 @@ static void gf__avx2_tanh_f32(const float *x, float *y, int64_t n) {
     if (i < n) {
         __m256i m = gf__mask8(n - i);
         _mm256_maskstore_ps(y + i, m, gf__tanh8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+/* The logistic of 8 lanes (kernels.h): e = exp(-|x|), r = 1/(1 + e), then
+ * r where x >= 0 and e*r elsewhere (NaN included: e is NaN there). */
+static inline __m256 gf__sigmoid8(__m256 x) {
+    __m256 e = gf__exp8(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)));
+    __m256 r = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    __m256 ge = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
+    return _mm256_blendv_ps(_mm256_mul_ps(e, r), r, ge);
+}
+
+static void gf__avx2_sigmoid_f32(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gf__sigmoid8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i m = gf__mask8(n - i);
+        _mm256_maskstore_ps(y + i, m, gf__sigmoid8(_mm256_maskload_ps(x + i, m)));
     }
 }
 
@@ -239,6 +258,22 @@ static void gf__avx2_tanh_f64(const double *x, double *y, int64_t n) {
     }
 }
 
+static inline __m256d gf__sigmoid4(__m256d x) {
+    __m256d e = gf__exp4(_mm256_or_pd(x, _mm256_set1_pd(-0.0)));
+    __m256d r = _mm256_div_pd(_mm256_set1_pd(1.0), _mm256_add_pd(_mm256_set1_pd(1.0), e));
+    __m256d ge = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
+    return _mm256_blendv_pd(_mm256_mul_pd(e, r), r, ge);
+}
+
+static void gf__avx2_sigmoid_f64(const double *x, double *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, gf__sigmoid4(_mm256_loadu_pd(x + i)));
+    if (i < n) {
+        __m256i m = gf__mask4(n - i);
+        _mm256_maskstore_pd(y + i, m, gf__sigmoid4(_mm256_maskload_pd(x + i, m)));
+    }
+}
+
 static double gf__avx2_expsum_f64(const double *x, double m, double *y, int64_t n) {
     const __m256d vm = _mm256_set1_pd(m);
     __m256d a = _mm256_setzero_pd();
@@ -264,6 +299,8 @@ const gf__vmath gf__vmath_avx2 = {
     .exp_f64 = gf__avx2_exp_f64,
     .tanh_f32 = gf__avx2_tanh_f32,
     .tanh_f64 = gf__avx2_tanh_f64,
+    .sigmoid_f32 = gf__avx2_sigmoid_f32,
+    .sigmoid_f64 = gf__avx2_sigmoid_f64,
     .expsum_f32 = gf__avx2_expsum_f32,
     .expsum_f64 = gf__avx2_expsum_f64,
     .max_f32 = gf__vl_max_f32,

@@ -1,7 +1,7 @@
 /*
- * vmath_generic.c - the portable gf__vmath table (kernels.h): exp, tanh
- * and exp-and-sum in plain C (the compiler vectorizes the f32 exp loops for
- * the baseline ISA), and the reduction loops of vmath_loops.h.
+ * vmath_generic.c - the portable gf__vmath table (kernels.h): exp, tanh,
+ * sigmoid and exp-and-sum in plain C (the compiler vectorizes the f32 exp
+ * loops for the baseline ISA), and the reduction loops of vmath_loops.h.
  *
  * exp(x) = 2^n * e^r, the same reduction as the AVX2 variant (see
  * avx2/vmath_avx2.c) without FMA: ln 2 is split so that n * ln2_hi is exact
@@ -124,6 +124,24 @@ GF__GEN_TANH(gf__gen_tanh_f32, float, fabsf, copysignf, gf__gtanhf_large, GF__TA
 GF__GEN_TANH(gf__gen_tanh_f64, double, fabs, copysign, gf__gtanh_large, GF__TANH_SMALL_D,
              GF__TANH_PD, GF__TANH_NPD)
 
+/* The logistic (kernels.h) in chunks: e = exp(-|x|) through the exp loop
+ * (which vectorizes), then r = 1/(1 + e) and the choice of r or e*r. */
+#define GF__GEN_SIGMOID(NAME, T, ABS, EXP)                                                 \
+    static void NAME(const T *x, T *y, int64_t n) {                                         \
+        T e[64];                                                                            \
+        for (int64_t i = 0; i < n; i += 64) {                                               \
+            int64_t len = n - i < 64 ? n - i : 64;                                          \
+            for (int64_t j = 0; j < len; j++) e[j] = EXP(-ABS(x[i + j]));                   \
+            for (int64_t j = 0; j < len; j++) {                                             \
+                T r = (T)1 / ((T)1 + e[j]);                                                 \
+                y[i + j] = x[i + j] >= 0 ? r : e[j] * r;                                    \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+GF__GEN_SIGMOID(gf__gen_sigmoid_f32, float, fabsf, gf__gexpf)
+GF__GEN_SIGMOID(gf__gen_sigmoid_f64, double, fabs, gf__gexp)
+
 /* Chunks of 64: the exponentials (a vectorizable loop) into a buffer, then
  * stored and summed into 4 double lanes, folded as ((l0 + l1) + (l2 + l3)). */
 #define GF__GEN_EXPSUM(NAME, T, EXP)                                                       \
@@ -148,6 +166,8 @@ const gf__vmath gf__vmath_generic = {
     .exp_f64 = gf__gen_exp_f64,
     .tanh_f32 = gf__gen_tanh_f32,
     .tanh_f64 = gf__gen_tanh_f64,
+    .sigmoid_f32 = gf__gen_sigmoid_f32,
+    .sigmoid_f64 = gf__gen_sigmoid_f64,
     .expsum_f32 = gf__gen_expsum_f32,
     .expsum_f64 = gf__gen_expsum_f64,
     .max_f32 = gf__vl_max_f32,
