@@ -438,9 +438,14 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
      * even in an eager ctx (restored below). */
     bool eager = ctx->eager;
     ctx->eager = false;
+    /* The pending forward graph starts on the pool's workers while this
+     * thread walks the graph and records the gradient graph (the walk only
+     * reads what the kernels do not write; every realization or in-place
+     * write finishes the run first, graph.c). */
+    gf_status s = gf__realize_start(out);
     gf__tvec nodes = gf__tvec_of(ctx, 0), leaves = gf__tvec_of(ctx, 1);
     int64_t epoch = ++ctx->walk_epoch;
-    gf_status s = gf__collect(ctx, out, &nodes, &leaves, epoch);
+    if (s == GF_OK) s = gf__collect(ctx, out, &nodes, &leaves, epoch);
     if (!o.create_graph) gf_no_grad_begin(ctx);
     gf_scope_begin(ctx);
     if (s == GF_OK) {
@@ -464,6 +469,8 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
     }
     gf_scope_end(ctx);
     if (!o.create_graph) gf_no_grad_end(ctx);
+    gf_status sf = gf__finish_inflight(ctx);
+    if (s == GF_OK) s = sf;
 
     /* Realize every gradient (and the output, so the forward graph is
      * complete before it may be freed) in one batch. A plain backward's

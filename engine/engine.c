@@ -123,6 +123,7 @@ gf_ctx *gf_ctx_create(gf_engine *eng) {
 
 void gf_ctx_destroy(gf_ctx *ctx) {
     if (!ctx) return;
+    gf__finish_inflight(ctx); /* (none outside gf_backward; defensive) */
     /* Drop every handle, then free whatever is left (objects only kept
      * alive by each other's references), without touching refcounts. */
     for (gf_tensor *t = ctx->tensors; t; t = t->next) {

@@ -13,6 +13,12 @@
  * compute), or any run on an engine with one thread runs on the calling
  * thread with no pool traffic at all.
  *
+ * A run can also be started without waiting (gf__exec_start): the pool's
+ * workers run it while the calling thread goes on (gf_backward records the
+ * gradient graph meanwhile), and gf__exec_finish waits for it, running tasks
+ * too. One run per ctx is in flight at a time (ctx->inflight); graph.c
+ * finishes it before anything else realizes or writes in place.
+ *
  * Every kernel gets the thread budget of the pool at the time it starts
  * (gf__pool_budget): the engine's threads divided among the running tasks.
  * Kernels produce the same bits for any budget, so the schedule never changes
@@ -60,11 +66,11 @@ static bool gf__run_node(gf_ctx *ctx, gf__node *nd, int budget, int errs0) {
         nd->nthreads = budget;
         gf__op_fwd[op](nd);
         if (atomic_load_explicit(&ctx->errors, memory_order_relaxed) != errs0) {
-            nd->state = GF__DONE; /* its output is defined (the kernel says what) */
+            gf__node_set_done(nd); /* its output is defined (the kernel says what) */
             return false;
         }
     }
-    nd->state = GF__DONE;
+    gf__node_set_done(nd);
     return true;
 }
 
@@ -135,8 +141,24 @@ static int64_t gf__pred(gf__node *v, int k, int64_t epoch) {
 }
 
 gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
+    bool started = false;
+    gf_status s = gf__exec_start(ctx, nodes, n, &started);
+    return started ? gf__exec_finish(ctx) : s;
+}
+
+gf_status gf__exec_finish(gf_ctx *ctx) {
+    gf__run *r = ctx->inflight;
+    if (!r) return GF_OK;
+    gf__pool_wait(r->pool, &r->remaining);
+    ctx->inflight = NULL;
+    int errs = atomic_load(&ctx->errors);
+    return errs != r->errs0 ? (gf_ctx_status(ctx) ? gf_ctx_status(ctx) : GF_EINVAL) : GF_OK;
+}
+
+gf_status gf__exec_start(gf_ctx *ctx, gf__node **nodes, int64_t n, bool *started) {
     gf_engine *eng = ctx->eng;
     gf__pool *pool = eng->exec;
+    *started = false;
     if (!pool || n == 1) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
     /* Tiny runs stay on this thread (the issue's "tiny nodes are merged"):
      * all of a run's nodes together are one task when their summed work
@@ -159,11 +181,14 @@ gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
      * lists, sized by upper bounds (chains <= nodes, edges <= inputs). */
     int64_t max_edges = 0;
     for (int64_t i = 0; i < n; i++) max_edges += nodes[i]->n_in;
-    size_t bytes = (size_t)n * 4 * sizeof(int64_t) + (size_t)n * sizeof(gf__xtask) +
+    size_t head = (sizeof(gf__run) + 63) & ~(size_t)63; /* the run itself, first */
+    size_t bytes = head + (size_t)n * 4 * sizeof(int64_t) + (size_t)n * sizeof(gf__xtask) +
                    (size_t)n * sizeof(gf__node *) + (size_t)(max_edges + 1) * sizeof(int64_t) +
                    (size_t)n * sizeof(atomic_int);
     char *mem = gf__scratch(&ctx->exec_buf, &ctx->exec_cap, bytes);
     if (!mem) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    gf__run *run = (gf__run *)mem;
+    mem += head;
     int64_t *buf = (int64_t *)mem;
     gf__xtask *tasks = (gf__xtask *)(mem + (size_t)n * 4 * sizeof(int64_t));
     gf__node **order = (gf__node **)(tasks + n);
@@ -216,13 +241,13 @@ gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
             atomic_fetch_add_explicit(&pending[chain[i]], 1, memory_order_relaxed);
         }
 
-    gf__run run = {.ctx = ctx, .pool = pool, .order = order, .tasks = tasks, .succ = succ,
-                   .pending = pending};
-    run.errs0 = atomic_load(&ctx->errors);
-    atomic_init(&run.remaining, nchains);
+    *run = (gf__run){.ctx = ctx, .pool = pool, .order = order, .tasks = tasks, .succ = succ,
+                     .pending = pending};
+    run->errs0 = atomic_load(&ctx->errors);
+    atomic_init(&run->remaining, nchains);
     for (int64_t c = 0; c < nchains; c++) {
         tasks[c].base.run = gf__xtask_run;
-        tasks[c].run = &run;
+        tasks[c].run = run;
     }
     /* The initially ready chains are listed before any is submitted: once
      * one runs, others reach pending 0 and are submitted by their producer.
@@ -230,9 +255,8 @@ gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n) {
     int64_t nready = 0;
     for (int64_t c = 0; c < nchains; c++)
         if (atomic_load_explicit(&pending[c], memory_order_relaxed) == 0) npred[nready++] = c;
+    ctx->inflight = run;
+    *started = true;
     for (int64_t k = 0; k < nready; k++) gf__pool_submit(pool, &tasks[npred[k]].base);
-    gf__pool_wait(pool, &run.remaining);
-
-    int errs = atomic_load(&ctx->errors);
-    return errs != run.errs0 ? (gf_ctx_status(ctx) ? gf_ctx_status(ctx) : GF_EINVAL) : GF_OK;
+    return GF_OK;
 }

@@ -150,7 +150,7 @@ gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *sh
     gf_ctx *ctx = in->ctx;
     gf_tensor *out = gf__tensor_view(in, ndim, shape, strides, offset);
     if (!out) return NULL;
-    bool pending = in->node && in->node->state == GF__PENDING;
+    bool pending = in->node && gf__node_pending(in->node);
     bool grad = ctx->no_grad == 0 && !(gf__op_flags[op] & GF__OPF_NODIFF) && in->requires_grad;
     if (!pending && !grad) return out; /* a view of computed data needs no node */
     return gf__attach(ctx, out, op, 1, &in, a);
@@ -224,15 +224,48 @@ static void gf__retire(gf_ctx *ctx, gf__node **order, int64_t n) {
     }
 }
 
-static gf_status gf__realize_nodes(gf_ctx *ctx, int nroots, gf__node *const *roots) {
+gf_status gf__finish_inflight(gf_ctx *ctx) {
+    if (!ctx->inflight) return GF_OK;
+    gf_status s = gf__exec_finish(ctx);
+    gf__retire(ctx, ctx->inflight_order, ctx->inflight_n);
+    if (s == GF_OK && atomic_load(&ctx->errors) != ctx->inflight_errs) s = GF_EINVAL;
+    ctx->inflight_order = NULL;
+    ctx->inflight_n = 0;
+    return s;
+}
+
+/* Realizes the pending ancestors of roots; with async, a run that goes to
+ * the pool is left in flight (gf__finish_inflight ends it). A run already in
+ * flight is finished first: it owns the topo and exec buffers. */
+static gf_status gf__realize_nodes_ex(gf_ctx *ctx, int nroots, gf__node *const *roots,
+                                      bool async) {
+    gf_status s0 = gf__finish_inflight(ctx);
+    if (s0 != GF_OK) return s0;
     gf__node **order = NULL;
     int64_t n = gf__topo(ctx, nroots, roots, &order);
     if (n < 0) return gf__error(ctx, GF_ENOMEM, "gf_realize: out of memory sorting the graph");
     int errs = atomic_load(&ctx->errors);
-    gf_status s = n ? gf__exec_run(ctx, order, n) : GF_OK;
+    bool started = false;
+    gf_status s = n ? gf__exec_start(ctx, order, n, &started) : GF_OK;
+    if (started) {
+        ctx->inflight_order = order;
+        ctx->inflight_n = n;
+        ctx->inflight_errs = errs;
+        return async ? GF_OK : gf__finish_inflight(ctx);
+    }
     gf__retire(ctx, order, n);
     if (s == GF_OK && atomic_load(&ctx->errors) != errs) s = GF_EINVAL;
     return s;
+}
+
+static gf_status gf__realize_nodes(gf_ctx *ctx, int nroots, gf__node *const *roots) {
+    return gf__realize_nodes_ex(ctx, nroots, roots, false);
+}
+
+gf_status gf__realize_start(gf_tensor *t) {
+    if (!t->node || !gf__node_pending(t->node)) return GF_OK;
+    gf__node *root = t->node;
+    return gf__realize_nodes_ex(t->ctx, 1, &root, true);
 }
 
 gf_status gf__realize_many(gf_ctx *ctx, int n, gf_tensor *const *ts) {
@@ -324,6 +357,7 @@ gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *cons
                          n_in, n_written);
     gf_status s = gf__check_writable(ctx, name, dst);
     for (int i = 0; s == GF_OK && i < n_written; i++) s = gf__check_writable(ctx, name, in[i]);
+    if (s == GF_OK) s = gf__finish_inflight(ctx); /* it may read what is written */
     if (s != GF_OK) return s;
     /* Every pending reader or writer of a written storage runs first (RAW,
      * WAR, WAW), and so do the sources. */

@@ -80,6 +80,12 @@ typedef struct gf__leafinfo {
 
 typedef enum { GF__PENDING = 0, GF__DONE = 1 } gf__node_state;
 
+/* A node's state as other threads see it: the executor marks a node done
+ * with a release store after its kernel ran, so a thread that reads DONE
+ * with an acquire load also sees the output's data. */
+#define gf__node_set_done(nd) __atomic_store_n(&(nd)->state, (uint8_t)GF__DONE, __ATOMIC_RELEASE)
+#define gf__node_pending(nd) (__atomic_load_n(&(nd)->state, __ATOMIC_ACQUIRE) == GF__PENDING)
+
 typedef struct gf__node {
     uint16_t op;                  /* gf__op */
     uint8_t state;                /* gf__node_state */
@@ -170,6 +176,12 @@ struct gf_ctx {
     void *bw_buf[4];              /* backward: nodes, leaves, walk stack, wanted grads */
     size_t bw_cap[4];
     bool freeing;
+    /* A run started by gf__exec_start and not yet finished (its order in
+     * topo_buf, its tasks in exec_buf): see graph.c gf__finish_inflight. */
+    struct gf__run *inflight;
+    gf__node **inflight_order;
+    int64_t inflight_n;
+    int inflight_errs;
 };
 
 /* A reusable scratch buffer of at least n bytes (grown with realloc). */
@@ -273,6 +285,13 @@ gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *cons
 void gf__node_free(gf__node *n);
 /* Realizes the pending ancestors of the n tensors. */
 gf_status gf__realize_many(gf_ctx *ctx, int n, gf_tensor *const *ts);
+/* Starts realizing t's pending ancestors without waiting when the run goes
+ * to the pool (gf_backward records the gradient graph meanwhile; only graph
+ * recording that neither realizes nor writes may happen until
+ * gf__finish_inflight); else realizes them at once. */
+gf_status gf__realize_start(gf_tensor *t);
+/* Waits for the ctx's run in flight, if any, and retires its nodes. */
+gf_status gf__finish_inflight(gf_ctx *ctx);
 /* Ctx of the first non-NULL tensor; NULL if any is NULL. */
 gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts);
 /* Checks that every tensor is non-NULL and of the same ctx; records an error
@@ -283,6 +302,12 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts);
 /* Runs nodes (already topologically sorted, all inputs available once the
  * earlier ones ran) on the engine. Allocates each output's storage first. */
 gf_status gf__exec_run(gf_ctx *ctx, gf__node **nodes, int64_t n);
+/* The same, split: start sets *started and returns at once when the run went
+ * to the pool (ctx->inflight; nodes must stay valid), else it ran the nodes
+ * on this thread and returns their status. finish waits for ctx->inflight
+ * (running tasks meanwhile) and returns its status; GF_OK if none. */
+gf_status gf__exec_start(gf_ctx *ctx, gf__node **nodes, int64_t n, bool *started);
+gf_status gf__exec_finish(gf_ctx *ctx);
 
 /* ------------------------------------------------------------------ rng */
 /* Philox 4x32-10: four 32-bit words for (key, counter). */

@@ -57,7 +57,7 @@ static int64_t gf__nn_label_at(const gf_tensor *labels, int64_t i) {
 
 /* True if t's values can be read now: no pending producer, data present. */
 static bool gf__nn_computed(const gf_tensor *t) {
-    return (t->node == NULL || t->node->state == GF__DONE) && t->storage->data != NULL;
+    return (t->node == NULL || !gf__node_pending(t->node)) && t->storage->data != NULL;
 }
 
 /* Checks labels at record time when they are already computed, so that the
