@@ -52,7 +52,7 @@ static inline void gf__mm_batch_off(int64_t bi, int nb, const int64_t *bs, const
         if (O->numel == 0) return;                                                           \
         /* batch strides of each operand over the output's batch shape */                   \
         int64_t sa[GF_MAX_DIMS] = {0}, sb[GF_MAX_DIMS] = {0};                                \
-        gf_tensor Ab = *A, Bb = *B;                                                          \
+        gf_tensor Ab = gf__meta(A), Bb = gf__meta(B);                                        \
         Ab.ndim -= 2;                                                                        \
         Bb.ndim -= 2;                                                                        \
         gf__bcast_strides(&Ab, nb, O->shape, sa);                                            \
@@ -93,7 +93,7 @@ static void gf__mm_i64(gf__node *n) {
     int64_t rsb = B->strides[B->ndim - 2], csb = B->strides[B->ndim - 1];
     if (O->numel == 0) return;
     int64_t sa[GF_MAX_DIMS] = {0}, sb[GF_MAX_DIMS] = {0};
-    gf_tensor Ab = *A, Bb = *B;
+    gf_tensor Ab = gf__meta(A), Bb = gf__meta(B);
     Ab.ndim -= 2;
     Bb.ndim -= 2;
     gf__bcast_strides(&Ab, nb, O->shape, sa);

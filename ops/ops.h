@@ -18,6 +18,18 @@
 #include "ops.def"
 #undef GF_OP
 
+/* A transient view of t for a kernel: only the fields that describe the data
+ * (dtype, shape, strides, offset, numel, storage, ctx). A kernel must not
+ * copy a whole tensor (`*t`): the calling thread may be writing t's
+ * bookkeeping fields (autograd's marks) while a run is in flight. */
+static inline gf_tensor gf__meta(const gf_tensor *t) {
+    gf_tensor m = {.ctx = t->ctx, .dtype = t->dtype, .ndim = t->ndim, .offset = t->offset,
+                   .numel = t->numel, .storage = t->storage};
+    memcpy(m.shape, t->shape, sizeof m.shape);
+    memcpy(m.strides, t->strides, sizeof m.strides);
+    return m;
+}
+
 /* Row walker over a shape: the last dim is the caller's inner loop; this
  * advances the multi-index over dims [0, ndim-1) and k operand offsets.
  *   int64_t idx[GF_MAX_DIMS] = {0}, off[k] = {start offsets};

@@ -203,7 +203,7 @@ void gf__fwd_slice_scatter(gf__node *n) {
     memset(gf__ptr(o), 0, (size_t)o->numel * gf__dtype_size(o->dtype));
     if (g->numel == 0) return;
     /* A strided window of out shaped like g. */
-    gf_tensor win = *o;
+    gf_tensor win = gf__meta(o);
     int d = n->a.dim;
     win.shape[d] = g->shape[d];
     win.offset = o->offset + n->a.j[0] * o->strides[d];
@@ -326,7 +326,7 @@ void gf__fwd_cat(gf__node *n) {
     int64_t at = 0;
     for (int i = 0; i < n->n_in; i++) {
         gf_tensor *t = n->in[i];
-        gf_tensor win = *o;
+        gf_tensor win = gf__meta(o);
         win.shape[d] = t->shape[d];
         win.offset = o->offset + at * o->strides[d];
         win.numel = t->numel;
