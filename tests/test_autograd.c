@@ -206,6 +206,39 @@ Test(autograd, many_leaves_accumulate_on_the_pool_like_one_thread) {
     cr_assert_eq(sums[0][0], sums[1][1], "4 threads eager %.17g", sums[1][1]);
 }
 
+/* The forward run starts on the pool while gf_backward records the gradient
+ * graph: a kernel error in that run (a label out of range, known only when
+ * the pending labels are computed) comes back from gf_backward with the
+ * op's message, nothing reaches .grad, and the ctx works afterwards. */
+Test(autograd, forward_error_during_overlapped_backward_is_reported) {
+    gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = 2});
+    gf_ctx *c = gf_ctx_create(eng);
+    gf_manual_seed(c, 3);
+    int64_t sh[2] = {512, 300};
+    gf_tensor *w = gf_requires_grad(gf_randn(c, GF_F32, 2, sh), true);
+    gf_tensor *w2 = gf_requires_grad(gf_randn(c, GF_F32, 2, sh), true);
+    int64_t lab[512];
+    for (int i = 0; i < 512; i++) lab[i] = i % 300;
+    lab[77] = 300; /* out of range */
+    gf_tensor *labels = gf_tensor_i64(c, 1, (int64_t[]){512}, lab);
+    /* pending labels: checked by the kernel, not at record time */
+    gf_tensor *plabels = gf_add_scalar(labels, 0);
+    /* two independent branches so the forward run goes to the pool */
+    gf_tensor *l1 = gf_cross_entropy(gf_tanh(gf_mul_scalar(w, 0.5)), plabels);
+    gf_tensor *l2 = gf_sum(gf_tanh(gf_mul_scalar(w2, 0.5)));
+    cr_assert_neq(gf_backward(gf_add(l1, l2)), GF_OK);
+    const char *e = gf_ctx_error(c);
+    cr_assert(e && strstr(e, "out of range"), "error: %s", e ? e : "(none)");
+    cr_assert_null(gf_grad(w), ".grad untouched by a failed backward");
+    gf_ctx_clear_error(c);
+    /* the ctx still works: a correct backward afterwards */
+    gf_tensor *ok = gf_sum(gf_mul(w2, w2));
+    GF_OK_OR_FAIL(c, gf_backward(ok));
+    cr_assert_not_null(gf_grad(w2));
+    gf_ctx_destroy(c);
+    gf_engine_destroy(eng);
+}
+
 Test(autograd, grad_of_leaves_dot_grad_untouched) {
     gf_tensor *x = gf_requires_grad(vec3(1, 2, 3), true);
     gf_tensor *w = gf_requires_grad(vec3(4, 5, 6), true);
