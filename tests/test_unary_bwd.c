@@ -115,6 +115,11 @@ Test(unary_bwd, kernels_match_a_naive_loop_bit_for_bit) {
             gf_tensor *s = gf_scalar(ctx, d, 0.75);
             check_naive(k, GF_T(ctx, gf_expand(s, 2, (int64_t[]){3, 37})), v); /* stride 0 */
             check_naive(k, s, gf_scalar(ctx, d, -0.4));                    /* 0-dim */
+            /* runs longer than a chunk (256) with a tail: contiguous and strided */
+            gf_tensor *vl = gf_to_dtype(gf_test_uniform(ctx, 2, (int64_t[]){3, 600}, -2, 2), d);
+            check_naive(k, gf_randn(ctx, d, 2, (int64_t[]){3, 600}), vl);
+            gf_tensor *gl = gf_randn(ctx, d, 2, (int64_t[]){600, 3});
+            check_naive(k, GF_T(ctx, gf_transpose(gl, 0, 1)), vl);
             check_naive(k, gf_randn(ctx, d, 2, (int64_t[]){0, 5}),             /* empty */
                         gf_randn(ctx, d, 1, (int64_t[]){5}));
             /* specials: v at +-1, 0, -0, inf, NaN; g inf and NaN */
