@@ -14,10 +14,11 @@
  * does the promotion, so every kernel reads and writes one dtype.
  *
  * Kernels: out (contiguous, x's shape) = f(x). A contiguous x is one flat
- * loop with f inlined (f32 math in f32: tanhf, erff); a strided view is
+ * loop with f inlined (f32 math in f32: logf, erff); a strided view is
  * walked row by row. exp, sigmoid and tanh go through the gf__vmath table
- * (ops/kernels: AVX2 or portable, as GEMM's variant), in fixed blocks. Each element is independent, so the result is
- * the same bits for any thread count.
+ * (ops/kernels: AVX2 or portable, as GEMM's variant), in fixed blocks.
+ * Each element is independent, so the result is the same bits for any
+ * thread count.
  */
 #include "ops.h"
 
