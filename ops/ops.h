@@ -52,6 +52,12 @@ static inline bool gf__next_row(int ndim, const int64_t *shape, int64_t *idx, in
  * converted to dst's dtype. Both may be strided. (ops/copy.c) */
 void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
 
+/* Fused one-pass activation backward (ops/unary.c; NODIFF, recorded by a
+ * plain backward): g * (1 - out^2), g * out * (1 - out), g * (x > 0). */
+gf_tensor *gf__tanh_backward(gf_tensor *g, gf_tensor *out);
+gf_tensor *gf__sigmoid_backward(gf_tensor *g, gf_tensor *out);
+gf_tensor *gf__relu_backward(gf_tensor *g, gf_tensor *x);
+
 /* For backward rules: a tensor's dims as an int64 array view (used with
  * gf__sum_to, gf_reshape, gf_expand). */
 #define GF__DIMS(t) gf_ndim(t), gf_shape(t)

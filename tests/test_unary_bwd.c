@@ -13,13 +13,7 @@
  */
 #include "common.h"
 
-#include "../engine/internal.h"
-
-/* The fused ops' constructors (ops/unary.c): internal, recorded by the
- * backward rules of tanh, sigmoid and relu. */
-gf_tensor *gf__tanh_backward(gf_tensor *g, gf_tensor *out);
-gf_tensor *gf__sigmoid_backward(gf_tensor *g, gf_tensor *out);
-gf_tensor *gf__relu_backward(gf_tensor *g, gf_tensor *x);
+#include "../ops/ops.h" /* the fused ops' constructors (internal) */
 
 typedef struct {
     const char *name;
