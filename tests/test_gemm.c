@@ -4,7 +4,8 @@
  * shapes that hit every edge (prime sizes, 1xN, Nx1, K=1, K=0, K > kc,
  * N > nc), transposed and strided operands, beta accumulation, NaN-safety of
  * beta 0, untouched padding around C, a BLIS-style residual on a large
- * product, and bitwise equality of C across thread counts.
+ * product, bitwise equality of C across thread counts, and of row-major and
+ * transposed B (the fused and column packing of B).
  */
 #include <criterion/criterion.h>
 
@@ -301,6 +302,65 @@ Test(gemm, edge_rows_same_bits_as_full_tiles, .fini = restore_isa) {
         }
     }
     free(A), free(B), free(C), free(P);
+}
+
+/* B read row by row (packed by the fused first tile of each panel where the
+ * variant has one, or by its row packer) and the same B stored transposed
+ * (packed by the column packer) give the same bits: packing only copies,
+ * and the micro-kernel sums in the same order either way. Shapes cover
+ * k = 1, k not a multiple of 8, n not a multiple of any nr (a partial last
+ * panel), m below mr (no fused tile), several kc blocks, a B block big
+ * enough to be prefetched a block ahead, rows of B not 64-byte aligned (pad),
+ * column-major C, beta 1 and 1-3 threads. */
+static const int64_t rowb_shapes[][3] = {
+    {6, 16, 1}, {7, 17, 3}, {5, 40, 50}, {12, 33, 257}, {64, 256, 784}, {30, 400, 700},
+    {61, 130, 300},
+};
+
+#define DEFINE_ROWB(X, T, GEMM)                                                          \
+    static void rowb_##X(const char *isa) {                                              \
+        for (size_t s = 0; s < sizeof rowb_shapes / sizeof rowb_shapes[0]; s++)          \
+            for (int lay = 0; lay < 8; lay++) {                                          \
+                const int64_t m = rowb_shapes[s][0], n = rowb_shapes[s][1];               \
+                const int64_t k = rowb_shapes[s][2], pad = (lay & 1) ? 3 : 0;             \
+                const int tc = (lay >> 1) & 1, beta = (lay >> 2) & 1;                     \
+                const int nt = 1 + (int)(s % 3);                                         \
+                T *A = malloc(m * k * sizeof(T)), *Br = malloc(k * (n + pad) * sizeof(T)); \
+                T *Bt = malloc(n * (k + pad) * sizeof(T)), *C0 = malloc(m * n * sizeof(T)); \
+                T *Cr = malloc(m * n * sizeof(T)), *Ct = malloc(m * n * sizeof(T));        \
+                cr_assert(A && Br && Bt && C0 && Cr && Ct);                              \
+                for (int64_t t = 0; t < m * k; t++) A[t] = (T)urand();                   \
+                for (int64_t p = 0; p < k; p++)                                          \
+                    for (int64_t j = 0; j < n + pad; j++) {                              \
+                        Br[p * (n + pad) + j] = (T)urand();                              \
+                        if (j < n) Bt[j * (k + pad) + p] = Br[p * (n + pad) + j];        \
+                    }                                                                    \
+                for (int64_t t = 0; t < m * n; t++) C0[t] = (T)urand();                  \
+                const int64_t rsc = tc ? 1 : n, csc = tc ? m : 1;                        \
+                memcpy(Cr, C0, m * n * sizeof(T));                                       \
+                memcpy(Ct, C0, m * n * sizeof(T));                                       \
+                GEMM(m, n, k, A, k, 1, Br, n + pad, 1, (T)beta, Cr, rsc, csc, nt);       \
+                GEMM(m, n, k, A, k, 1, Bt, 1, k + pad, (T)beta, Ct, rsc, csc, nt);       \
+                cr_assert(memcmp(Cr, Ct, m * n * sizeof(T)) == 0,                        \
+                          "%s " #X "gemm %ldx%ldx%ld pad=%ld tc=%d beta=%d nt=%d: "       \
+                          "row-major B and transposed B differ",                          \
+                          isa, (long)m, (long)n, (long)k, (long)pad, tc, beta, nt);      \
+                long double s0 = beta ? C0[0] : 0;                                       \
+                for (int64_t p = 0; p < k; p++) s0 += (long double)A[p] * Br[p * (n + pad)]; \
+                cr_assert(fabsl(Cr[0] - s0) <= 1e-3L * (1 + fabsl(s0)), "%s: C[0]", isa); \
+                free(A), free(Br), free(Bt), free(C0), free(Cr), free(Ct);               \
+            }                                                                            \
+    }
+
+DEFINE_ROWB(s, float, gf__sgemm)
+DEFINE_ROWB(d, double, gf__dgemm)
+
+Test(gemm, row_major_b_same_bits_as_transposed_b, .fini = restore_isa) {
+    for (size_t i = 0; i < NISAS; i++) {
+        if (!use_isa(i)) continue;
+        rowb_s(isas[i]);
+        rowb_d(isas[i]);
+    }
 }
 
 /* Every variant agrees with the generic kernel (to rounding) on one product

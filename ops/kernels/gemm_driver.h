@@ -18,7 +18,10 @@
  * contract (an element's bits do not depend on its tile) this makes C the
  * same bits for any number of threads. Packing uses the variant's routines
  * (pack_a / pack_b in gemm_ukr.h) where it has them for the strides at
- * hand, else the portable ones here.
+ * hand, else the portable ones here; row-major B is packed by the variant's
+ * fused tile (ukr_pb) where it has one. Operands that will be packed next
+ * and C rows about to be updated are prefetched while the micro-kernel
+ * runs (see GF_FN(task)).
  */
 
 /* Work at or below this many multiply-adds runs without a parallel region:
@@ -207,20 +210,90 @@ typedef struct {
     _Atomic int64_t next; /* the next task to take (threaded runs only) */
 } GF_FN(job);
 
+#ifndef GF__GEMM_PFS
+#define GF__GEMM_PFS
+/* A block of B bigger than this is prefetched a block ahead (see
+ * GF_FN(task)); a smaller one is still in L2 or L3 when it is packed, and
+ * prefetching it would only evict the block in use (64x256x784 ran 2-3%
+ * slower with it). */
+#define GF__GEMM_PF_MIN ((int64_t)256 * 1024)
+
+/* Memory to prefetch a few lines at a time, spread over a block's
+ * micro-kernel calls: nrun runs of len bytes, run r at base + r*stride. */
+typedef struct {
+    const char *base;
+    int64_t stride, len, nrun;
+    int64_t r;        /* the run being prefetched */
+    const char *at;   /* its next line */
+    int64_t per_call; /* lines per call */
+} gf__gemm_pfs;
+
+/* Sets s up to cover its runs in `calls` calls of gf__gemm_pfs_step. */
+static inline void gf__gemm_pfs_init(gf__gemm_pfs *s, const void *base, int64_t stride,
+                                     int64_t len, int64_t nrun, int64_t calls) {
+    s->base = base, s->stride = stride, s->len = len, s->nrun = nrun, s->r = 0;
+    s->at = (const char *)((uintptr_t)base & ~(uintptr_t)63);
+    const int64_t lines = nrun * ((len + 63) / 64 + 1);
+    s->per_call = calls > 0 ? (lines + calls - 1) / calls : 0;
+}
+
+/* Prefetches (into L2: locality 2 is prefetcht1) the next per_call lines. */
+static inline void gf__gemm_pfs_step(gf__gemm_pfs *s) {
+    for (int64_t i = 0; i < s->per_call && s->r < s->nrun; i++) {
+        __builtin_prefetch(s->at, 0, 2);
+        s->at += 64;
+        const char *run = s->base + s->r * s->stride;
+        if (s->at >= run + s->len && ++s->r < s->nrun)
+            s->at = (const char *)((uintptr_t)(run + s->stride) & ~(uintptr_t)63);
+    }
+}
+#endif
+
+/* Sets s to prefetch the rows x cols block X(i,j) = X[i*rs + j*cs] in
+ * `calls` steps, along its contiguous dimension (nothing if it has none). */
+static void GF_FN(pf_block)(gf__gemm_pfs *s, const GF_T *X, int64_t rs, int64_t cs, int64_t rows,
+                            int64_t cols, int64_t calls) {
+    const int64_t z = (int64_t)sizeof(GF_T);
+    if (cs == 1)
+        gf__gemm_pfs_init(s, X, rs * z, cols * z, rows, calls);
+    else if (rs == 1)
+        gf__gemm_pfs_init(s, X, cs * z, rows * z, cols, calls);
+    else
+        *s = (gf__gemm_pfs){0};
+}
+
 /* Task t: rows and columns of chunk (t / ncch, t % ncch), every kc block in
- * order (later kc blocks add to what the earlier ones wrote). */
+ * order (later kc blocks add to what the earlier ones wrote).
+ *
+ * Row-major B with a fused tile (ukr_pb): a full panel of B is packed by
+ * its first tile in the first ic block (a full mr-row tile whenever the
+ * task has mr rows), so packing B is a few stores inside the multiply-adds
+ * instead of a pass of its own; only a partial last panel is packed first.
+ * A B block too big to stay in cache (GF__GEMM_PF_MIN) is read from memory
+ * a block ahead: the next kc block is prefetched a few lines per
+ * micro-kernel call, so packing it finds it in cache instead of waiting on
+ * memory (its rows are pages apart, too far for the hardware prefetcher). */
 static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
     const GF_BLK *bk = x->bk;
     const int mr = bk->mr, nr = bk->nr;
     const int64_t i0 = t / x->ncch * x->rch, i1 = GF_FN(min)(x->m, i0 + x->rch);
     const int64_t jc = t % x->ncch * x->cpan * nr, nc = GF_FN(min)(x->cpan * nr, x->n - jc);
-    const int64_t npan = (nc + nr - 1) / nr;
+    const int64_t npan = (nc + nr - 1) / nr, nfull = nc / nr;
+    const int fuse = bk->ukr_pb && x->csb == 1 && i1 - i0 >= mr;
+    const int64_t calls = (i1 - i0 + mr - 1) / mr * npan; /* micro-kernel calls per kc block */
     for (int64_t pc = 0; pc < x->k; pc += x->kc) {
         const int64_t kc = GF_FN(min)(x->kc, x->k - pc);
         const GF_T beta = pc == 0 ? x->beta : 1;
         const GF_T *B = x->B + pc * x->rsb + jc * x->csb;
-        if (!bk->pack_b || !bk->pack_b(nc, kc, B, x->rsb, x->csb, bp))
+        gf__gemm_pfs pf = {0};
+        if (pc + kc < x->k && kc * nc * (int64_t)sizeof(GF_T) > GF__GEMM_PF_MIN)
+            GF_FN(pf_block)(&pf, B + kc * x->rsb, x->rsb, x->csb,
+                            GF_FN(min)(x->kc, x->k - pc - kc), nc, calls);
+        if (fuse) {
+            if (nfull < npan) GF_FN(pack_b)(kc, nc, nfull, npan, B, x->rsb, x->csb, nr, bp);
+        } else if (!bk->pack_b || !bk->pack_b(nc, kc, B, x->rsb, x->csb, bp)) {
             GF_FN(pack_b)(kc, nc, 0, npan, B, x->rsb, x->csb, nr, bp);
+        }
         for (int64_t ic = i0; ic < i1; ic += x->mc) {
             const int64_t mc = GF_FN(min)(x->mc, i1 - ic);
             const GF_T *A = x->A + ic * x->rsa + pc * x->csa;
@@ -228,11 +301,24 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
                 GF_FN(pack_a)(mc, kc, A, x->rsa, x->csa, mr, ap);
             for (int64_t jp = 0; jp < npan; jp++) {
                 const int64_t jr = jp * nr, nb = GF_FN(min)(nr, nc - jr);
-                const GF_T *b = bp + jp * nr * kc;
+                GF_T *b = bp + jp * nr * kc;
                 GF_T *c = x->C + ic * x->rsc + (jc + jr) * x->csc;
-                for (int64_t ir = 0; ir < mc; ir += mr)
+                int64_t ir = 0;
+                if (fuse && ic == i0 && jp < nfull) {
+                    gf__gemm_pfs_step(&pf);
+                    bk->ukr_pb(kc, ap, B + jr, x->rsb, b, beta, c, x->rsc, x->csc);
+                    ir = mr;
+                }
+                for (; ir < mc; ir += mr) {
+                    gf__gemm_pfs_step(&pf);
+                    /* The C rows of the tile two below: read back (beta 1)
+                     * or written whole at the end of that tile, and out of
+                     * cache by then (C is reloaded once per kc block). */
+                    for (int64_t i = ir + 2 * mr; i < ir + 3 * mr && i < mc; i++)
+                        __builtin_prefetch(c + i * x->rsc + (nb - 1) * x->csc, 1, 3);
                     bk->ukr(GF_FN(min)(mr, mc - ir), nb, kc, ap + ir * kc, b, beta,
                             c + ir * x->rsc, x->rsc, x->csc);
+                }
             }
         }
     }

@@ -28,6 +28,21 @@ typedef void (*gf__dgemm_ukr_fn)(int64_t m, int64_t n, int64_t k, const double *
                                  const double *restrict b, double beta, double *restrict c,
                                  int64_t rsc, int64_t csc);
 
+/* Optional fused micro-kernel for row-major B (B(p,j) = B[p*rsb + j]): one
+ * full mr x nr tile, exactly as the micro-kernel computes it from packed B
+ * (same operations in the same order, so the same bits), but reading B's
+ * kc x nr block from B itself and storing it packed into bp (bp[p*nr + j],
+ * 64-byte aligned) as it goes. The driver calls it for the first tile of
+ * each B micro-panel, so packing B costs a few stores in a loop bound by
+ * multiply-adds instead of a pass of its own over B; the other tiles read
+ * bp as usual. */
+typedef void (*gf__sgemm_ukr_pb_fn)(int64_t k, const float *restrict a, const float *B,
+                                    int64_t rsb, float *restrict bp, float beta,
+                                    float *restrict c, int64_t rsc, int64_t csc);
+typedef void (*gf__dgemm_ukr_pb_fn)(int64_t k, const double *restrict a, const double *B,
+                                    int64_t rsb, double *restrict bp, double beta,
+                                    double *restrict c, int64_t rsc, int64_t csc);
+
 /* Optional ISA packing routines, with the driver's packing contract
  * (gemm_driver.h, pack_a / pack_b) for the variant's own mr / nr:
  *   pack_a: rows [0, mc) x columns [0, kc) of A(i,p) = A[i*rsa + p*csa] into
@@ -48,17 +63,20 @@ typedef int (*gf__dpack_fn)(int64_t mn, int64_t kc, const double *X, int64_t rs,
 /* Register tile (mr x nr) and cache blocking: an mc x kc block of packed A
  * is meant to stay in L2, a kc x nr micro-panel of packed B in L1, and the
  * kc x nc panel of packed B in L3. mc is a multiple of mr, nc of nr.
- * pack_a / pack_b may be NULL (portable packing only). */
+ * pack_a / pack_b may be NULL (portable packing only), ukr_pb NULL (B
+ * packed in a pass of its own). */
 typedef struct {
     int mr, nr, mc, kc, nc;
     gf__sgemm_ukr_fn ukr;
     gf__spack_fn pack_a, pack_b;
+    gf__sgemm_ukr_pb_fn ukr_pb;
 } gf__sgemm_blk;
 
 typedef struct {
     int mr, nr, mc, kc, nc;
     gf__dgemm_ukr_fn ukr;
     gf__dpack_fn pack_a, pack_b;
+    gf__dgemm_ukr_pb_fn ukr_pb;
 } gf__dgemm_blk;
 
 /* One ISA variant: its name (what GF_ISA matches) and its kernels. */

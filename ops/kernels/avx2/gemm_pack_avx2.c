@@ -167,11 +167,15 @@ static void spack_b_rows(int64_t nc, int64_t kc, const float *B, int64_t rsb, fl
     }
 }
 
-/* f32 B, nr = 16. Row-major: spack_b_rows. Transposed (rsb == 1: each
- * column of B contiguous): 8 rows of a panel at a time, as two 8x8 blocks
- * (load 8 values down each of 8 columns, transpose, store 8 packed half
- * rows): all 16 columns are read in step, 16 streams in flight, each 64-byte
- * line used by two consecutive steps. Columns past nc are zero. */
+/* f32 B, nr = 16. Row-major: spack_b_rows (used when the variant packs
+ * B in a pass of its own; the driver fuses it otherwise). Transposed (rsb ==
+ * 1: each column of B contiguous): 8x8 blocks (load 8 values down each of 8
+ * columns, transpose, store 8 packed half rows), all 16 columns of a panel
+ * read in step (16 streams in flight), 16 rows at a time: both 8x8 blocks
+ * of one 64-byte line of 8 columns back to back. With columns 4 KiB apart
+ * every line of the panel maps to the same L1 set, and 16 lines in flight
+ * between a line's two uses evicted it (the packing read each line twice
+ * from L2; ~10% faster now). Columns past nc are zero. */
 int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_t csb,
                      float *restrict bp) {
     if (csb == 1) {
@@ -183,7 +187,17 @@ int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_
         const float *b = B + jr * csb;
         const int64_t nb = nc - jr < S_NR ? nc - jr : S_NR;
         int64_t p = 0;
-        if (nb == S_NR)
+        if (nb == S_NR) {
+            for (; p + 16 <= kc; p += 16)
+                for (int h = 0; h < S_NR; h += 8)
+                    for (int e = 0; e < 16; e += 8) {
+                        __m256 r[8];
+                        for (int j = 0; j < 8; j++)
+                            r[j] = _mm256_loadu_ps(b + (h + j) * csb + p + e);
+                        tr8x8_ps(r);
+                        for (int q = 0; q < 8; q++)
+                            _mm256_store_ps(bp + (p + e + q) * S_NR + h, r[q]);
+                    }
             for (; p + 8 <= kc; p += 8)
                 for (int h = 0; h < S_NR; h += 8) {
                     __m256 r[8];
@@ -191,7 +205,7 @@ int gf__spack_b_avx2(int64_t nc, int64_t kc, const float *B, int64_t rsb, int64_
                     tr8x8_ps(r);
                     for (int q = 0; q < 8; q++) _mm256_store_ps(bp + (p + q) * S_NR + h, r[q]);
                 }
-        else
+        } else
             for (; p + 8 <= kc; p += 8)
                 for (int h = 0; h < S_NR; h += 8) {
                     __m256 r[8];
