@@ -119,6 +119,23 @@ static void destroy(config *c) {
     gf_engine_destroy(c->eng);
 }
 
+/* A warm-up iteration each, then R rounds in which every config runs
+ * `iters` iterations in turn (interleaved, so they see the same noise);
+ * keeps each config's best time per iteration and its cores used then. */
+static void time_configs(config *cs, int n, int R, int iters) {
+    for (int i = 0; i < n; i++) cs[i].loss = one_iter(&cs[i]);
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < n; i++) {
+            double t = now(), c0 = cpu_now();
+            for (int k = 0; k < iters; k++) cs[i].loss = one_iter(&cs[i]);
+            double wall = now() - t, dt = wall / iters;
+            if (dt < cs[i].best) {
+                cs[i].best = dt;
+                cs[i].cpu = (cpu_now() - c0) / wall;
+            }
+        }
+}
+
 /* Thread counts of a scaling run: BENCH_THREADS=1,2,4,... (NULL: none). */
 static int thread_list(int *nts, int max) {
     const char *tl = getenv("BENCH_THREADS");
@@ -141,17 +158,7 @@ static void scaling(const char *name, int shared, int eager, const int *nts, int
     config *cs = calloc((size_t)nn, sizeof *cs);
     if (!cs) exit(1);
     for (int i = 0; i < nn; i++) setup(&cs[i], nts[i], shared, eager);
-    for (int i = 0; i < nn; i++) cs[i].loss = one_iter(&cs[i]); /* warm-up */
-    for (int r = 0; r < R; r++)
-        for (int i = 0; i < nn; i++) {
-            double t = now(), c0 = cpu_now();
-            for (int k = 0; k < iters; k++) cs[i].loss = one_iter(&cs[i]);
-            double wall = now() - t, dt = wall / iters;
-            if (dt < cs[i].best) {
-                cs[i].best = dt;
-                cs[i].cpu = (cpu_now() - c0) / wall;
-            }
-        }
+    time_configs(cs, nn, R, iters);
     for (int i = 0; i < nn; i++) {
         if (cs[i].loss != cs[0].loss)
             fprintf(stderr, "branches: loss differs %dT %.9g vs %dT %.9g\n", nts[0], cs[0].loss,
@@ -185,17 +192,7 @@ int main(int argc, char **argv) {
             config cs[2];
             setup(&cs[0], 1, shared, eager);
             setup(&cs[1], 2, shared, eager);
-            for (int i = 0; i < 2; i++) cs[i].loss = one_iter(&cs[i]); /* warm-up */
-            for (int r = 0; r < R; r++)
-                for (int i = 0; i < 2; i++) {
-                    double t = now(), c0 = cpu_now();
-                    for (int k = 0; k < iters; k++) cs[i].loss = one_iter(&cs[i]);
-                    double wall = now() - t, dt = wall / iters;
-                    if (dt < cs[i].best) {
-                        cs[i].best = dt;
-                        cs[i].cpu = (cpu_now() - c0) / wall;
-                    }
-                }
+            time_configs(cs, 2, R, iters);
             /* same seed, same graph: same loss for any thread count */
             if (cs[0].loss != cs[1].loss)
                 fprintf(stderr, "branches: loss differs 1T %.9g vs 2T %.9g\n", cs[0].loss,
