@@ -44,6 +44,23 @@ static inline void gf_test_expect_close(gf_tensor *t, const double *want, int64_
     free(got);
 }
 
+/* run(ctx, out) computes a fixed set of results on ctx and appends their raw
+ * bytes to out (out NULL: only counts them), returning the byte count. The
+ * results must be the same bits on a lazy and on an eager ctx. */
+static inline void gf_test_expect_eager_equals_lazy(size_t (*run)(gf_ctx *, unsigned char *)) {
+    gf_ctx *lazy = gf_ctx_create(NULL), *eager = gf_ctx_create(NULL);
+    gf_ctx_set_eager(eager, true);
+    size_t n = run(lazy, NULL);
+    unsigned char *a = malloc(n ? n : 1), *b = malloc(n ? n : 1);
+    cr_assert_eq(run(lazy, a), n);
+    cr_assert_eq(run(eager, b), n);
+    cr_assert(memcmp(a, b, n) == 0, "eager and lazy results differ");
+    free(a);
+    free(b);
+    gf_ctx_destroy(lazy);
+    gf_ctx_destroy(eager);
+}
+
 /* t's shape equals the given one. */
 static inline void gf_test_expect_shape(const gf_tensor *t, int ndim, const int64_t *shape) {
     cr_assert_not_null(t);

@@ -614,15 +614,5 @@ static size_t run_all(gf_ctx *ctx, unsigned char *out) {
 }
 
 Test(unary, eager_and_lazy_identical_bits) {
-    gf_ctx *lazy = gf_ctx_create(NULL), *eager = gf_ctx_create(NULL);
-    gf_ctx_set_eager(eager, true);
-    size_t n = run_all(lazy, NULL);
-    unsigned char *a = malloc(n), *b = malloc(n);
-    cr_assert_eq(run_all(lazy, a), n);
-    cr_assert_eq(run_all(eager, b), n);
-    cr_assert(memcmp(a, b, n) == 0, "eager and lazy results differ");
-    free(a);
-    free(b);
-    gf_ctx_destroy(lazy);
-    gf_ctx_destroy(eager);
+    gf_test_expect_eager_equals_lazy(run_all);
 }
