@@ -9,6 +9,12 @@
  * 2t, OpenBLAS 1t, OpenBLAS 2t) is timed for a burst (best of >= 3 calls,
  * ~BENCH_BURST_S s, default 0.15), and the best over the rounds is kept.
  * Interleaving keeps a load spike from landing on one configuration only.
+ * Each round also gives a paired ratio (OpenBLAS's burst over ours, timed
+ * back to back); ratio_1t_med / ratio_2t_med are their medians, with the
+ * lowest and highest round in ratio_1t_min/max etc. The best-over-rounds
+ * ratio compares two maxima that may come from different rounds (a quiet
+ * moment for one side only); the median of paired ratios does not, so it
+ * is the steadier of the two on a shared machine. Both are printed.
  *
  * BENCH_CASES=i,j,... runs only those cases (numbered from 0 in the order
  * printed), for quick looks at a few shapes.
@@ -81,6 +87,19 @@ static float *falloc(size_t n) {
     return p;
 }
 
+#define MAX_ROUNDS 64
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts v[0..n) and returns its median. */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static double peak; /* the best FMA peak measured so far, GFLOP/s of one core */
 
 static void run(shape s, int rounds) {
@@ -97,18 +116,23 @@ static void run(shape s, int rounds) {
 #ifdef GF_BENCH_OPENBLAS
     float *R = falloc((size_t)m * n);
     double o1 = 1e30, o2 = 1e30;
+    double pr1[MAX_ROUNDS], pr2[MAX_ROUNDS]; /* paired ratios per round */
 #endif
     for (int r = 0; r < rounds; r++) {
-        TIME_BEST(t1, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C1, n, 1, 1));
-        TIME_BEST(t2, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C2, n, 1, 2));
+        double rt1 = 1e30, rt2 = 1e30;
+        TIME_BEST(rt1, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C1, n, 1, 1));
+        TIME_BEST(rt2, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C2, n, 1, 2));
+        t1 = fmin(t1, rt1), t2 = fmin(t2, rt2);
 #ifdef GF_BENCH_OPENBLAS
+        double ro[3] = {0, 1e30, 1e30};
         for (int nt = 1; nt <= 2; nt++) {
             openblas_set_num_threads(nt);
-            TIME_BEST(*(nt == 1 ? &o1 : &o2),
-                      cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans,
-                                  s.tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A,
-                                  s.ta ? m : k, B, s.tb ? k : n, 0.0f, R, n));
+            TIME_BEST(ro[nt], cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans,
+                                          s.tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A,
+                                          s.ta ? m : k, B, s.tb ? k : n, 0.0f, R, n));
         }
+        o1 = fmin(o1, ro[1]), o2 = fmin(o2, ro[2]);
+        pr1[r] = ro[1] / rt1, pr2[r] = ro[2] / rt2;
 #endif
     }
     const double p = gf_fma_peak_gflops(3);
@@ -124,9 +148,14 @@ static void run(shape s, int rounds) {
 #ifdef GF_BENCH_OPENBLAS
     double diff = 0;
     for (size_t i = 0; i < (size_t)m * n; i++) diff = fmax(diff, fabs((double)C1[i] - R[i]));
+    /* median() sorts, so pr[0] and pr[rounds - 1] are the extremes after it. */
+    const double med1 = median(pr1, rounds), med2 = median(pr2, rounds);
     printf(",\"openblas_1t\":%.1f,\"openblas_2t\":%.1f,\"openblas_scale_2t\":%.2f,"
-           "\"ratio_1t\":%.3f,\"ratio_2t\":%.3f,\"maxdiff\":%.2g",
-           gf / o1, gf / o2, o1 / o2, o1 / t1, o2 / t2, diff);
+           "\"ratio_1t\":%.3f,\"ratio_2t\":%.3f,\"rounds\":%d,\"ratio_1t_med\":%.3f,"
+           "\"ratio_1t_min\":%.3f,\"ratio_1t_max\":%.3f,\"ratio_2t_med\":%.3f,"
+           "\"ratio_2t_min\":%.3f,\"ratio_2t_max\":%.3f,\"maxdiff\":%.2g",
+           gf / o1, gf / o2, o1 / o2, o1 / t1, o2 / t2, rounds, med1, pr1[0], pr1[rounds - 1],
+           med2, pr2[0], pr2[rounds - 1], diff);
     free(R);
 #endif
     printf("}\n");
@@ -136,6 +165,7 @@ static void run(shape s, int rounds) {
 
 int main(int argc, char **argv) {
     int rounds = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 3;
+    if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     const char *e = getenv("BENCH_BURST_S");
     if (e && atof(e) > 0) burst_s = atof(e);
     only = getenv("BENCH_CASES");
