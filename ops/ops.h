@@ -118,4 +118,10 @@ gf_tensor *gf__relu_backward(gf_tensor *g, gf_tensor *x);
         }                                                                                  \
     } while (0)
 
+/* Fused softmax / log_softmax backward along dim (ops/softmax_grad.c; NODIFF,
+ * recorded by a plain backward): y * (g - sum_d(g * y)) and
+ * g - exp(y) * sum_d(g), y the forward's output, g of y's shape and dtype. */
+gf_tensor *gf__softmax_backward(gf_tensor *g, gf_tensor *y, int dim);
+gf_tensor *gf__log_softmax_backward(gf_tensor *g, gf_tensor *y, int dim);
+
 #endif /* GF_OPS_H */

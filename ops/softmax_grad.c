@@ -1,0 +1,225 @@
+/*
+ * softmax_grad.c - the fused backward of softmax and log_softmax along a
+ * dim, as one kernel each (the composed rules in nn.c record four ops: four
+ * passes over the tensor and three temporaries):
+ *
+ *   softmax_backward(g, y, d):      dx = y * (g - s),      s = sum_d (g * y)
+ *   log_softmax_backward(g, y, d):  dx = g - exp(y) * s,   s = sum_d g
+ *
+ * where y is the forward's output and every sum runs along dim d. A plain
+ * backward records these (nn.c's rules, as unary.c does for tanh); with
+ * create_graph the composed rules stay, so second derivatives exist.
+ *
+ * Rounding. Each step rounds to the dtype as the composed ops do: g * y is
+ * rounded before it is summed, s is summed in double and rounded once, and
+ * exp is the gf__vmath exp that gf_exp uses. Only the order of the double
+ * additions differs from gf_sum_dim's (4 lanes k % 4 here, fixed): after
+ * rounding s to f32 that order almost never shows, so fused and composed
+ * agree to the last bit in practice for f32 and to an ulp of s for f64
+ * (tests/test_softmax_grad.c measures both). A row is always summed on one
+ * thread in one order, so results are bitwise identical for any thread
+ * count.
+ *
+ * Geometry: g and y (same shape, any strides: g is often an expanded
+ * scalar) are seen as [outer, C, inner] rows along d; dx is contiguous.
+ * Rows that are contiguous in g, y and dx (d the last dim of contiguous
+ * tensors, the common case) are done in place, in blocks of rows so that
+ * log_softmax's exp is one call per block even for 10 classes; other rows
+ * are gathered into per-thread scratch, computed and scattered.
+ */
+#include "ops.h"
+
+#include <stdio.h>
+
+/* Below this many elements the kernel stays on one thread. */
+#define GF__SG_PAR 32768
+/* Elements per block of rows (scratch of the gather path, exp calls). */
+#define GF__SG_BLOCK 4096
+
+/* Offset of row r's first element in t (rows numbered like the contiguous
+ * output, r = o * inner + i), and t's stride along d. */
+static int64_t gf__sg_row_off(const gf_tensor *t, int d, int64_t r) {
+    int64_t off = 0;
+    for (int k = t->ndim - 1; k >= 0; k--) {
+        if (k == d) continue;
+        off += (r % t->shape[k]) * t->strides[k];
+        r /= t->shape[k];
+    }
+    return off;
+}
+
+/* Whether row r of t starts at r * C and its elements are adjacent, for
+ * every r (rows numbered as in gf__sg_row_off): d is the last dim of size
+ * above 1 and t is row-major without gaps. */
+static bool gf__sg_rows_dense(const gf_tensor *t, int d, int64_t inner) {
+    if (t->ndim == 0) return true;
+    const int64_t C = t->shape[d];
+    if (inner != 1 || (C > 1 && t->strides[d] != 1)) return false;
+    int64_t want = C;
+    for (int k = t->ndim - 1; k >= 0; k--) {
+        if (k == d || t->shape[k] == 1) continue;
+        if (t->strides[k] != want) return false;
+        want *= t->shape[k];
+    }
+    return true;
+}
+
+/* One row block: rows [0, nr) of C elements, row i of g at g + i*rg with
+ * element stride sg (likewise y), dx rows dense (dx + i*C). For
+ * log_softmax, e is a buffer of nr*C holding exp(y) on entry. */
+#define GF__SG_ROWS(T)                                                                     \
+    static void gf__sg_softmax_rows_##T(const T *g, int64_t rg, int64_t sg, const T *y,    \
+                                        int64_t ry, int64_t sy, T *dx, int64_t nr,         \
+                                        int64_t C) {                                       \
+        for (int64_t i = 0; i < nr; i++) {                                                 \
+            const T *gi = g + i * rg, *yi = y + i * ry;                                    \
+            T *di = dx + i * C;                                                            \
+            double a[4] = {0, 0, 0, 0};                                                    \
+            for (int64_t k = 0; k < C; k++) a[k & 3] += (double)(T)(gi[k * sg] * yi[k * sy]); \
+            const T s = (T)((a[0] + a[1]) + (a[2] + a[3]));                                \
+            for (int64_t k = 0; k < C; k++) di[k] = yi[k * sy] * (gi[k * sg] - s);         \
+        }                                                                                  \
+    }                                                                                      \
+    static void gf__sg_log_softmax_rows_##T(const T *g, int64_t rg, int64_t sg,            \
+                                            const T *e, T *dx, int64_t nr, int64_t C) {    \
+        for (int64_t i = 0; i < nr; i++) {                                                 \
+            const T *gi = g + i * rg, *ei = e + i * C;                                     \
+            T *di = dx + i * C;                                                            \
+            double a[4] = {0, 0, 0, 0};                                                    \
+            for (int64_t k = 0; k < C; k++) a[k & 3] += (double)gi[k * sg];                \
+            const T s = (T)((a[0] + a[1]) + (a[2] + a[3]));                                \
+            for (int64_t k = 0; k < C; k++) di[k] = gi[k * sg] - ei[k] * s;                \
+        }                                                                                  \
+    }
+
+GF__SG_ROWS(float)
+GF__SG_ROWS(double)
+
+/* dx [outer, C, inner] (contiguous) from g, y of that shape (any strides),
+ * along d = n->a.dim. Blocks of cr rows; each block is either in place
+ * (g, y and dx rows dense) or gathered into scratch: y's rows (exp'ed in
+ * place for log_softmax), g's rows, and dx's rows, then scattered. */
+#define GF__SG_KERNEL(T, SFX)                                                              \
+    static void gf__sg_##T(gf__node *n, bool log_sm) {                                     \
+        const gf_tensor Gm = gf__meta(n->in[0]), Ym = gf__meta(n->in[1]);                  \
+        const gf_tensor *G = &Gm, *Y = &Ym, *DX = n->out;                                  \
+        if (DX->numel == 0) return;                                                        \
+        const int d = n->a.dim;                                                            \
+        const int64_t C = DX->ndim ? DX->shape[d] : 1;                                     \
+        int64_t inner = 1;                                                                 \
+        for (int k = d + 1; k < DX->ndim; k++) inner *= DX->shape[k];                      \
+        const int64_t rows = DX->numel / C;                                                \
+        const T *pg = gf__ptr(G), *py = gf__ptr(Y);                                        \
+        T *pdx = gf__ptr(DX);                                                              \
+        const gf__vmath *vm = gf__vmath_now();                                             \
+        const bool dense = gf__sg_rows_dense(G, d, inner) && gf__sg_rows_dense(Y, d, inner); \
+        const int64_t cr = C >= GF__SG_BLOCK ? 1 : GF__SG_BLOCK / C;                       \
+        const int64_t nch = (rows + cr - 1) / cr;                                          \
+        bool oom = false;                                                                  \
+        GF__PBLOCK(n->nthreads, rows * C > GF__SG_PAR, {                                   \
+            /* gather path: y (or exp(y)), g and dx rows; in place: exp(y) */            \
+            const size_t need = (size_t)cr * C * sizeof(T) * (dense ? 1 : 3);              \
+            T *buf = (log_sm || !dense) ? gf__kscratch(3, need) : NULL;                    \
+            if ((log_sm || !dense) && !buf) {                                              \
+                _Pragma("omp atomic write") oom = true;                                    \
+            }                                                                              \
+            _Pragma("omp for schedule(static)")                                            \
+            for (int64_t c = 0; c < nch; c++) {                                            \
+                if ((log_sm || !dense) && !buf) continue;                                  \
+                const int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr;           \
+                if (dense) {                                                               \
+                    const T *g = pg + r0 * C, *y = py + r0 * C;                            \
+                    T *dx = pdx + r0 * C;                                                  \
+                    if (log_sm) {                                                          \
+                        vm->exp_##SFX(y, buf, nr * C);                                     \
+                        gf__sg_log_softmax_rows_##T(g, C, 1, buf, dx, nr, C);              \
+                    } else {                                                               \
+                        gf__sg_softmax_rows_##T(g, C, 1, y, C, 1, dx, nr, C);              \
+                    }                                                                      \
+                    continue;                                                              \
+                }                                                                          \
+                T *by = buf, *bg = buf + cr * C, *bd = buf + 2 * cr * C;                   \
+                const int64_t sg = G->ndim ? G->strides[d] : 0;                            \
+                const int64_t sy = Y->ndim ? Y->strides[d] : 0;                            \
+                for (int64_t i = 0; i < nr; i++) {                                         \
+                    const T *g = pg + gf__sg_row_off(G, d, r0 + i);                        \
+                    const T *y = py + gf__sg_row_off(Y, d, r0 + i);                        \
+                    for (int64_t k = 0; k < C; k++) {                                      \
+                        bg[i * C + k] = g[k * sg];                                         \
+                        by[i * C + k] = y[k * sy];                                         \
+                    }                                                                      \
+                }                                                                          \
+                if (log_sm) {                                                              \
+                    vm->exp_##SFX(by, by, nr * C);                                         \
+                    gf__sg_log_softmax_rows_##T(bg, C, 1, by, bd, nr, C);                  \
+                } else {                                                                   \
+                    gf__sg_softmax_rows_##T(bg, C, 1, by, C, 1, bd, nr, C);                \
+                }                                                                          \
+                for (int64_t i = 0; i < nr; i++) {                                         \
+                    const int64_t r = r0 + i;                                              \
+                    T *dx = pdx + (r / inner) * C * inner + r % inner;                     \
+                    for (int64_t k = 0; k < C; k++) dx[k * inner] = bd[i * C + k];         \
+                }                                                                          \
+            }                                                                              \
+        });                                                                                \
+        if (oom)                                                                           \
+            gf__kernel_error(n, GF_ENOMEM, "%s: out of memory for a block of %lld rows x " \
+                             "%lld", gf__op_names[n->op], (long long)cr, (long long)C);    \
+    }
+
+GF__SG_KERNEL(float, f32)
+GF__SG_KERNEL(double, f64)
+
+static void gf__sg_any(gf__node *n, bool log_sm) {
+    if (n->out->dtype == GF_F32) gf__sg_float(n, log_sm);
+    else gf__sg_double(n, log_sm);
+}
+
+void gf__fwd_softmax_backward(gf__node *n) { gf__sg_any(n, false); }
+void gf__fwd_log_softmax_backward(gf__node *n) { gf__sg_any(n, true); }
+
+/* NODIFF: never called (create_graph records the composed rules). */
+gf_status gf__bwd_softmax_backward(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK;
+}
+gf_status gf__bwd_log_softmax_backward(gf__node *n, gf_tensor *out, gf_tensor *g,
+                                       gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK;
+}
+
+/* Checks and records op(g, y) along dim (negative counts from the end): g
+ * and y of one float dtype and one shape. */
+static gf_tensor *gf__sg_op(gf__op op, gf_tensor *g, gf_tensor *y, int dim) {
+    const char *name = gf__op_names[op];
+    gf_ctx *ctx = gf__check_inputs(name, 2, (gf_tensor *[]){g, y});
+    if (!ctx) return NULL;
+    if (g->dtype != y->dtype || g->dtype == GF_I64) {
+        gf__error(ctx, GF_EINVAL,
+                  "%s: gradient %s of dtype %s and output %s of dtype %s (expected one float "
+                  "dtype, f32 or f64, for both)",
+                  name, GF__SHAPE(g), gf_dtype_name(g->dtype), GF__SHAPE(y),
+                  gf_dtype_name(y->dtype));
+        return NULL;
+    }
+    bool same = g->ndim == y->ndim;
+    for (int k = 0; same && k < g->ndim; k++) same = g->shape[k] == y->shape[k];
+    if (!same) {
+        gf__error(ctx, GF_ESHAPE, "%s: gradient %s and output %s (expected the same shape)",
+                  name, GF__SHAPE(g), GF__SHAPE(y));
+        return NULL;
+    }
+    const int d = gf__norm_dim(ctx, name, dim, y->ndim);
+    if (d < 0) return NULL;
+    gf__attrs at = {0};
+    at.dim = d;
+    return gf__record(op, y->dtype, y->ndim, y->shape, 2, (gf_tensor *[]){g, y}, &at);
+}
+
+gf_tensor *gf__softmax_backward(gf_tensor *g, gf_tensor *y, int dim) {
+    return gf__sg_op(GF__OP_softmax_backward, g, y, dim);
+}
+gf_tensor *gf__log_softmax_backward(gf_tensor *g, gf_tensor *y, int dim) {
+    return gf__sg_op(GF__OP_log_softmax_backward, g, y, dim);
+}
