@@ -66,28 +66,40 @@ static bool gf__sg_rows_dense(const gf_tensor *t, int d, int64_t inner) {
 
 /* One row block: rows [0, nr) of C elements, row i of g at g + i*rg with
  * element stride sg (likewise y), dx rows dense (dx + i*C). For
- * log_softmax, e is a buffer of nr*C holding exp(y) on entry. */
+ * log_softmax, e holds exp(y) in dense rows of C. Sums: four double lanes
+ * k % 4, combined as (l0 + l1) + (l2 + l3). Inlined with the dense path's
+ * strides of 1, the loops vectorize. */
+#define GF__SG_SUM4(T, TERM)                                                               \
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                 \
+    int64_t k = 0;                                                                         \
+    for (; k + 4 <= C; k += 4) {                                                           \
+        a0 += (double)(T)(TERM(k)), a1 += (double)(T)(TERM(k + 1));                        \
+        a2 += (double)(T)(TERM(k + 2)), a3 += (double)(T)(TERM(k + 3));                    \
+    }                                                                                      \
+    if (k < C) a0 += (double)(T)(TERM(k));                                                 \
+    if (k + 1 < C) a1 += (double)(T)(TERM(k + 1));                                         \
+    if (k + 2 < C) a2 += (double)(T)(TERM(k + 2));                                         \
+    const T s = (T)((a0 + a1) + (a2 + a3));
+#define GF__SG_GY(k) gi[(k) * sg] * yi[(k) * sy]
+#define GF__SG_G(k) gi[(k) * sg]
 #define GF__SG_ROWS(T)                                                                     \
-    static void gf__sg_softmax_rows_##T(const T *g, int64_t rg, int64_t sg, const T *y,    \
-                                        int64_t ry, int64_t sy, T *dx, int64_t nr,         \
-                                        int64_t C) {                                       \
+    static inline void gf__sg_softmax_rows_##T(const T *g, int64_t rg, int64_t sg,         \
+                                               const T *y, int64_t ry, int64_t sy, T *dx,  \
+                                               int64_t nr, int64_t C) {                    \
         for (int64_t i = 0; i < nr; i++) {                                                 \
             const T *gi = g + i * rg, *yi = y + i * ry;                                    \
             T *di = dx + i * C;                                                            \
-            double a[4] = {0, 0, 0, 0};                                                    \
-            for (int64_t k = 0; k < C; k++) a[k & 3] += (double)(T)(gi[k * sg] * yi[k * sy]); \
-            const T s = (T)((a[0] + a[1]) + (a[2] + a[3]));                                \
+            GF__SG_SUM4(T, GF__SG_GY)                                                      \
             for (int64_t k = 0; k < C; k++) di[k] = yi[k * sy] * (gi[k * sg] - s);         \
         }                                                                                  \
     }                                                                                      \
-    static void gf__sg_log_softmax_rows_##T(const T *g, int64_t rg, int64_t sg,            \
-                                            const T *e, T *dx, int64_t nr, int64_t C) {    \
+    static inline void gf__sg_log_softmax_rows_##T(const T *g, int64_t rg, int64_t sg,     \
+                                                   const T *e, T *dx, int64_t nr,          \
+                                                   int64_t C) {                            \
         for (int64_t i = 0; i < nr; i++) {                                                 \
             const T *gi = g + i * rg, *ei = e + i * C;                                     \
             T *di = dx + i * C;                                                            \
-            double a[4] = {0, 0, 0, 0};                                                    \
-            for (int64_t k = 0; k < C; k++) a[k & 3] += (double)gi[k * sg];                \
-            const T s = (T)((a[0] + a[1]) + (a[2] + a[3]));                                \
+            GF__SG_SUM4(T, GF__SG_G)                                                       \
             for (int64_t k = 0; k < C; k++) di[k] = gi[k * sg] - ei[k] * s;                \
         }                                                                                  \
     }
