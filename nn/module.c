@@ -184,7 +184,8 @@ gf_module *gf_mlp(gf_ctx *ctx, int n, const int64_t *sizes, gf_activation act, g
     return m;
 }
 
-/* y = x W^T + b: the transpose is a view that GEMM reads by strides. */
+/* y = x W^T + b: the transpose is a view that GEMM reads by strides. (A
+ * Sequential runs a Linear followed by an activation as gf_linear_act.) */
 static gf_tensor *gf__linear_forward(gf_module *m, gf_tensor *x) {
     gf_tensor *y = gf_matmul(x, gf_transpose(m->params[0], 0, 1));
     return m->n_params > 1 ? gf_add(y, m->params[1]) : y;
@@ -223,7 +224,22 @@ gf_tensor *gf_module_forward(gf_module *m, gf_tensor *x) {
         /* Intermediates are ordinary handles in the caller's scope, released
          * with it (the graph keeps what backward needs either way). */
         gf_tensor *h = x;
-        for (int i = 0; i < m->n_children && h; i++) h = gf_module_forward(m->children[i], h);
+        for (int i = 0; i < m->n_children && h; i++) {
+            gf_module *c = m->children[i], *next = i + 1 < m->n_children ? m->children[i + 1] : NULL;
+            /* A Linear directly followed by a ReLU, Tanh or Sigmoid layer:
+             * one fused op (gf_linear_act; the same bits as running the two
+             * layers). GELU and a Linear without activation take the
+             * layers one by one. */
+            if (c->kind == GF__MOD_LINEAR && next && next->kind == GF__MOD_ACT &&
+                (next->act == GF_ACT_RELU || next->act == GF_ACT_TANH ||
+                 next->act == GF_ACT_SIGMOID)) {
+                h = gf_linear_act(h, c->params[0], c->n_params > 1 ? c->params[1] : NULL,
+                                  next->act);
+                i++;
+                continue;
+            }
+            h = gf_module_forward(c, h);
+        }
         return h;
     }
     }

@@ -58,6 +58,12 @@ gf_tensor *gf__tanh_backward(gf_tensor *g, gf_tensor *out);
 gf_tensor *gf__sigmoid_backward(gf_tensor *g, gf_tensor *out);
 gf_tensor *gf__relu_backward(gf_tensor *g, gf_tensor *x);
 
+/* Whether gf_linear_act records its fused op (ops/linear.c; default on).
+ * Off, it records the unfused ops nn's layers record (tests compare the
+ * two). Not meant to be switched while another thread records. */
+void gf__linear_act_set_fused(bool on);
+bool gf__linear_act_fused(void);
+
 /* For backward rules: a tensor's dims as an int64 array view (used with
  * gf__sum_to, gf_reshape, gf_expand). */
 #define GF__DIMS(t) gf_ndim(t), gf_shape(t)

@@ -37,6 +37,17 @@ gf_module *gf_sequential(gf_ctx *ctx, int n, gf_module *const *children);
 gf_module *gf_mlp(gf_ctx *ctx, int n, const int64_t *sizes, gf_activation act, gf_dtype dt);
 
 gf_tensor *gf_module_forward(gf_module *m, gf_tensor *x);
+/* act(x w^T + b): a Linear layer's product with w [out, in] (x [..., in]),
+ * the bias b [out] added (b NULL: none), then the activation; the result
+ * [..., out] equals gf_matmul(x, gf_transpose(w, 0, 1)), gf_add of b, then
+ * gf_relu / gf_gelu / gf_tanh / gf_sigmoid bit for bit, and so do its
+ * gradients. A 2-D x with w and b of its float dtype and an activation
+ * other than GELU is one op: one GEMM that adds b and applies the
+ * activation to each tile of the output while it is in cache (Sequential
+ * and gf_mlp record it for a Linear followed by a ReLU, Tanh or Sigmoid
+ * layer); anything else records those separate ops. Errors (named
+ * gf_linear_act): w not 2-D, x's last dim not w's second, b not [out]. */
+gf_tensor *gf_linear_act(gf_tensor *x, gf_tensor *w, gf_tensor *b, gf_activation act);
 void gf_module_train(gf_module *m, bool train); /* train (default) or eval mode, recursively */
 /* Parameters in a fixed order (registration order, depth first). */
 int gf_module_num_parameters(const gf_module *m);  /* tensors */

@@ -1,6 +1,7 @@
 /*
- * gemm.c - gf__sgemm / gf__dgemm (kernels.h): picks the micro-kernel variant
- * once per process and runs the BLIS-style driver (gemm_driver.h) with it.
+ * gemm.c - gf__sgemm / gf__dgemm and their epilogue forms gf__sgemm_ep /
+ * gf__dgemm_ep (kernels.h): picks the micro-kernel variant once per process
+ * and runs the BLIS-style driver (gemm_driver.h) with it.
  *
  * Variants, best first: avx512 (AVX-512F), avx2 (AVX2+FMA), generic (C).
  * The CPU is probed once (call_once); GF_ISA=avx512|avx2|generic asks for a
@@ -97,16 +98,52 @@ void gf__gemm_force_isa(const char *name) {
     atomic_store(&gf__gemm_active, name ? gf__gemm_choose(name) : gf__gemm_startup);
 }
 
+/* The driver's form of ep (NULL when it does nothing); vf from the vector
+ * math table that goes with the variant in use, as the activation ops
+ * take it. */
+#define GF__EPI(E, out, ep, VF_TANH, VF_SIGMOID)                                           \
+    do {                                                                                   \
+        out = NULL;                                                                        \
+        if ((ep) && ((ep)->bias || (ep)->act != GF__ACT_NONE)) {                           \
+            const gf__vmath *vm_ = gf__vmath_now();                                        \
+            E.bias = (ep)->bias;                                                           \
+            E.incb = (ep)->incb;                                                           \
+            E.relu = (ep)->act == GF__ACT_RELU;                                            \
+            E.vf = (ep)->act == GF__ACT_TANH      ? vm_->VF_TANH                           \
+                   : (ep)->act == GF__ACT_SIGMOID ? vm_->VF_SIGMOID                        \
+                                                  : NULL;                                  \
+            out = &E;                                                                      \
+        }                                                                                  \
+    } while (0)
+
+void gf__sgemm_ep(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
+                  const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
+                  int64_t csc, int nthreads, const gf__sepilogue *ep) {
+    gf__sgemm_epi e, *pe;
+    GF__EPI(e, pe, ep, tanh_f32, sigmoid_f32);
+    gf__sgemm_driver(&gf__gemm_variant_now()->s, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
+                     csc, nthreads, pe);
+}
+
+void gf__dgemm_ep(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
+                  const double *B, int64_t rsb, int64_t csb, double beta, double *C,
+                  int64_t rsc, int64_t csc, int nthreads, const gf__depilogue *ep) {
+    gf__dgemm_epi e, *pe;
+    GF__EPI(e, pe, ep, tanh_f64, sigmoid_f64);
+    gf__dgemm_driver(&gf__gemm_variant_now()->d, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
+                     csc, nthreads, pe);
+}
+
 void gf__sgemm(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
                const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
                int64_t csc, int nthreads) {
     gf__sgemm_driver(&gf__gemm_variant_now()->s, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
-                     csc, nthreads);
+                     csc, nthreads, NULL);
 }
 
 void gf__dgemm(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
                const double *B, int64_t rsb, int64_t csb, double beta, double *C, int64_t rsc,
                int64_t csc, int nthreads) {
     gf__dgemm_driver(&gf__gemm_variant_now()->d, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
-                     csc, nthreads);
+                     csc, nthreads, NULL);
 }

@@ -4,8 +4,9 @@
  *   GF_T       element type (float, double)
  *   GF_FN(x)   the name of function x for this dtype (gf__sgemm_x, ...)
  *   GF_BLK     the blocking/kernel record (gf__sgemm_blk, gf__dgemm_blk)
- * It defines GF_FN(driver), with gf__sgemm's contract (kernels.h) plus the
- * variant's blocking record to use. Everything else here is static.
+ * It defines GF_FN(driver), with gf__sgemm_ep's contract (kernels.h) plus
+ * the variant's blocking record to use, and GF_FN(epi), the epilogue as the
+ * driver runs it. Everything else here is static.
  *
  * The blocked path is Goto/BLIS's five loops around the micro-kernel:
  *   jc (nc columns of C) > pc (kc of K; pack B panel) > ic (mc rows; pack A
@@ -21,7 +22,9 @@
  * hand, else the portable ones here; row-major B is packed by the variant's
  * fused tile (ukr_pb) where it has one. Operands that will be packed next
  * and C rows about to be updated are prefetched while the micro-kernel
- * runs (see GF_FN(task)).
+ * runs (see GF_FN(task)). An epilogue (bias row and activation, see
+ * GF_FN(ep_apply)) is applied to each C tile right after its last kc block
+ * by the thread that computed it, while the tile is still in L1.
  */
 
 /* Work at or below this many multiply-adds runs without a parallel region:
@@ -33,6 +36,72 @@
 #define GF__GEMV_CHUNK 256
 
 static inline int64_t GF_FN(min)(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The epilogue (kernels.h, gf__sgemm_ep) as the driver runs it: C(i,j) =
+ * act(C(i,j) + bias[j*incb]), the bias addition skipped when bias is NULL,
+ * act relu (unary.c's expression) or vf, a gf__vmath function applied in
+ * place (or neither). */
+typedef struct {
+    const GF_T *bias;
+    int64_t incb;
+    int relu;
+    void (*vf)(const GF_T *x, GF_T *y, int64_t n);
+} GF_FN(epi);
+
+/* Elements per gathered run of a strided line. */
+#define GF__EP_BUF 256
+
+/* The epilogue on one line of C: len elements at c[i*inc], bias b[i*binc]
+ * (binc 0: one bias value for the whole line; b NULL: none). A strided line
+ * is gathered into a stack buffer and scattered back. Every element is
+ * computed on its own (vf's contract), so how C is cut into lines never
+ * changes a bit. */
+static void GF_FN(ep_line)(const GF_FN(epi) *e, GF_T *c, int64_t inc, int64_t len,
+                           const GF_T *b, int64_t binc) {
+    if (inc != 1) {
+        GF_T buf[GF__EP_BUF];
+        for (int64_t i0 = 0; i0 < len; i0 += GF__EP_BUF) {
+            const int64_t l = GF_FN(min)(GF__EP_BUF, len - i0);
+            for (int64_t i = 0; i < l; i++) buf[i] = c[(i0 + i) * inc];
+            GF_FN(ep_line)(e, buf, 1, l, b ? b + i0 * binc : NULL, binc);
+            for (int64_t i = 0; i < l; i++) c[(i0 + i) * inc] = buf[i];
+        }
+        return;
+    }
+    /* relu as `v < 0 ? 0 : v` (not a max instruction): NaN and -0 pass. */
+    if (b && e->relu && binc == 1)
+        for (int64_t i = 0; i < len; i++) {
+            GF_T v = c[i] + b[i];
+            c[i] = v < 0 ? 0 : v;
+        }
+    else if (b && e->relu)
+        for (int64_t i = 0; i < len; i++) {
+            GF_T v = c[i] + b[i * binc];
+            c[i] = v < 0 ? 0 : v;
+        }
+    else if (b && binc == 1)
+        for (int64_t i = 0; i < len; i++) c[i] = c[i] + b[i];
+    else if (b)
+        for (int64_t i = 0; i < len; i++) c[i] = c[i] + b[i * binc];
+    else if (e->relu)
+        for (int64_t i = 0; i < len; i++) c[i] = c[i] < 0 ? 0 : c[i];
+    if (e->vf) e->vf(c, c, len);
+}
+
+/* The epilogue on the rows x cols block of C at C (C(i,j) = C[i*rsc +
+ * j*csc]) whose first column is column j0 of the whole C: along rows when
+ * they are contiguous (or nothing is), else along columns (one bias value
+ * per column). */
+static void GF_FN(ep_apply)(const GF_FN(epi) *e, GF_T *C, int64_t rsc, int64_t csc, int64_t rows,
+                            int64_t cols, int64_t j0) {
+    const GF_T *b = e->bias ? e->bias + j0 * e->incb : NULL;
+    if (cols == 1 || (rsc == 1 && csc != 1)) {
+        for (int64_t j = 0; j < cols; j++)
+            GF_FN(ep_line)(e, C + j * csc, rsc, rows, b ? b + j * e->incb : NULL, 0);
+    } else {
+        for (int64_t i = 0; i < rows; i++) GF_FN(ep_line)(e, C + i * rsc, csc, cols, b, e->incb);
+    }
+}
 
 /* C(i,j) = beta*C(i,j) + sum_p A(i,p) B(p,j) by the definition, summing over
  * p in order. For tiny shapes, and the fallback when buffers cannot be had. */
@@ -201,6 +270,7 @@ typedef struct {
     GF_T beta;
     GF_T *C;
     int64_t rsc, csc;
+    const GF_FN(epi) *ep; /* applied after the last kc block, or NULL */
     int64_t kc;         /* depth of a pc block (<= bk->kc; from k alone) */
     int64_t mc;         /* rows per ic block (a multiple of mr, <= bk->mc) */
     int64_t rch, nrch;  /* rows per row chunk (a multiple of mc), row chunks */
@@ -284,6 +354,7 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
     for (int64_t pc = 0; pc < x->k; pc += x->kc) {
         const int64_t kc = GF_FN(min)(x->kc, x->k - pc);
         const GF_T beta = pc == 0 ? x->beta : 1;
+        const GF_FN(epi) *ep = pc + kc >= x->k ? x->ep : NULL; /* the last kc block */
         const GF_T *B = x->B + pc * x->rsb + jc * x->csb;
         gf__gemm_pfs pf = {0};
         if (pc + kc < x->k && kc * nc * (int64_t)sizeof(GF_T) > GF__GEMM_PF_MIN)
@@ -307,6 +378,7 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
                 if (fuse && ic == i0 && jp < nfull) {
                     gf__gemm_pfs_step(&pf);
                     bk->ukr_pb(kc, ap, B + jr, x->rsb, b, beta, c, x->rsc, x->csc);
+                    if (ep) GF_FN(ep_apply)(ep, c, x->rsc, x->csc, mr, nr, jc + jr);
                     ir = mr;
                 }
                 for (; ir < mc; ir += mr) {
@@ -318,6 +390,9 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
                         __builtin_prefetch(c + i * x->rsc + (nb - 1) * x->csc, 1, 3);
                     bk->ukr(GF_FN(min)(mr, mc - ir), nb, kc, ap + ir * kc, b, beta,
                             c + ir * x->rsc, x->rsc, x->csc);
+                    if (ep)
+                        GF_FN(ep_apply)(ep, c + ir * x->rsc, x->rsc, x->csc,
+                                        GF_FN(min)(mr, mc - ir), nb, jc + jr);
                 }
             }
         }
@@ -356,10 +431,12 @@ static double GF_FN(grid_cost)(int64_t m, int64_t n, int64_t k, int mr, int nr, 
  * Needs m, n, k >= 1. */
 static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, const GF_T *A,
                            int64_t rsa, int64_t csa, const GF_T *B, int64_t rsb, int64_t csb,
-                           GF_T beta, GF_T *C, int64_t rsc, int64_t csc, int nt) {
+                           GF_T beta, GF_T *C, int64_t rsc, int64_t csc, int nt,
+                           const GF_FN(epi) *ep) {
     const int mr = bk->mr, nr = bk->nr;
     GF_FN(job) x = {.bk = bk, .m = m, .n = n, .k = k, .A = A, .B = B, .rsa = rsa, .csa = csa,
-                    .rsb = rsb, .csb = csb, .beta = beta, .C = C, .rsc = rsc, .csc = csc};
+                    .rsb = rsb, .csb = csb, .beta = beta, .C = C, .rsc = rsc, .csc = csc,
+                    .ep = ep};
     const int64_t mpan = (m + mr - 1) / mr, npan = (n + nr - 1) / nr;
     const int64_t cmax = bk->nc / nr; /* panels per column chunk at most */
     /* Grid: R row chunks x Cc column chunks. One thread: one task per nc
@@ -405,6 +482,7 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
     if (!x.bp || !x.ap) {
         /* Out of memory: still give the right answer, the slow way. */
         GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
+        if (ep) GF_FN(ep_apply)(ep, C, rsc, csc, m, n, 0);
         return;
     }
     if (nt <= 1) {
@@ -425,12 +503,15 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
     }
 }
 
-/* gf__sgemm / gf__dgemm's contract (kernels.h), with the variant's kernels.
- * Picks the path from the shape and strides alone (never from nt), so the
- * bits of C do not depend on nt. */
+/* gf__sgemm_ep's contract (kernels.h), with the variant's kernels and ep
+ * (NULL: none). Picks the path from the shape and strides alone (never from
+ * nt), so the bits of C do not depend on nt. The blocked path applies the
+ * epilogue tile by tile; the others apply it to their whole output after
+ * computing it (their work is small or bound by reading A). */
 static void GF_FN(driver)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, const GF_T *A,
                           int64_t rsa, int64_t csa, const GF_T *B, int64_t rsb, int64_t csb,
-                          GF_T beta, GF_T *C, int64_t rsc, int64_t csc, int nt) {
+                          GF_T beta, GF_T *C, int64_t rsc, int64_t csc, int nt,
+                          const GF_FN(epi) *ep) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         if (beta != 1)
@@ -439,21 +520,23 @@ static void GF_FN(driver)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, con
                     GF_T *c = C + i * rsc + j * csc;
                     *c = beta == 0 ? 0 : beta * *c;
                 }
-        return;
-    }
-    if (nt < 1) nt = 1;
-    const int64_t work = m * n * k;
-    if (work <= GF__GEMM_TINY) {
-        GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
-    } else if (n == 1) {
-        /* C(:,0) = A B(:,0): a matrix-vector product; packing B would pad
-         * one column out to nr. */
-        GF_FN(gemv)(m, k, A, rsa, csa, B, rsb, beta, C, rsc, nt);
-    } else if (m == 1) {
-        /* C(0,:) = A(0,:) B, i.e. C(0,:)^T = B^T A(0,:)^T. */
-        GF_FN(gemv)(n, k, B, csb, rsb, A, csa, beta, C, csc, nt);
     } else {
-        GF_FN(blocked)(bk, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc,
-                       work < GF__GEMM_PAR_MIN ? 1 : nt);
+        if (nt < 1) nt = 1;
+        const int64_t work = m * n * k;
+        if (work <= GF__GEMM_TINY) {
+            GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
+        } else if (n == 1) {
+            /* C(:,0) = A B(:,0): a matrix-vector product; packing B would
+             * pad one column out to nr. */
+            GF_FN(gemv)(m, k, A, rsa, csa, B, rsb, beta, C, rsc, nt);
+        } else if (m == 1) {
+            /* C(0,:) = A(0,:) B, i.e. C(0,:)^T = B^T A(0,:)^T. */
+            GF_FN(gemv)(n, k, B, csb, rsb, A, csa, beta, C, csc, nt);
+        } else {
+            GF_FN(blocked)(bk, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc,
+                           work < GF__GEMM_PAR_MIN ? 1 : nt, ep);
+            return;
+        }
     }
+    if (ep) GF_FN(ep_apply)(ep, C, rsc, csc, m, n, 0);
 }

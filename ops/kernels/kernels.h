@@ -23,6 +23,35 @@ void gf__dgemm(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, in
                const double *B, int64_t rsb, int64_t csb, double beta, double *C, int64_t rsc,
                int64_t csc, int nthreads);
 
+/* GEMM with an epilogue: the same C as gf__sgemm / gf__dgemm, then
+ *   C(i,j) = act(C(i,j) + bias[j*incb])
+ * (no addition when bias is NULL), each step rounded to the dtype as the
+ * separate ops round it: the addition is gf_add's, relu is unary.c's
+ * `x < 0 ? 0 : x` (NaN and -0 pass through), tanh and sigmoid are the
+ * gf__vmath_now() table's functions, which compute each element on its own
+ * (the same bits on a segment of any length). So the result is bitwise
+ * the matmul, then gf_add of the bias row, then the activation op. The
+ * epilogue runs on each C tile right after its last kc block, by the
+ * thread that computed it (the tile is still in cache); the tiny, gemv and
+ * k = 0 paths apply it to their output. ep NULL: plain GEMM. */
+typedef enum { GF__ACT_NONE, GF__ACT_RELU, GF__ACT_TANH, GF__ACT_SIGMOID } gf__act;
+typedef struct {
+    const float *bias; /* length n, or NULL */
+    int64_t incb;      /* bias stride in elements */
+    gf__act act;
+} gf__sepilogue;
+typedef struct {
+    const double *bias;
+    int64_t incb;
+    gf__act act;
+} gf__depilogue;
+void gf__sgemm_ep(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
+                  const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
+                  int64_t csc, int nthreads, const gf__sepilogue *ep);
+void gf__dgemm_ep(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
+                  const double *B, int64_t rsb, int64_t csb, double beta, double *C,
+                  int64_t rsc, int64_t csc, int nthreads, const gf__depilogue *ep);
+
 /* The GEMM micro-kernel variant in use ("avx512", "avx2" or "generic"). It is
  * chosen once, on first use: the best the CPU supports, unless the
  * environment variable GF_ISA names another (an unsupported or unknown name
