@@ -44,6 +44,12 @@ static int64_t gf__nn_off(const gf_tensor *t, int64_t i) {
  * Labels must be computed. */
 static int64_t gf__nn_bad_label(const gf_tensor *labels, int64_t C) {
     const int64_t *p = gf__ptr(labels);
+    if (labels->ndim <= 1) { /* [N] or 0-dim (cross_entropy's): no index arithmetic */
+        int64_t st = labels->ndim ? labels->strides[0] : 0;
+        bool bad = false;
+        for (int64_t i = 0; i < labels->numel; i++) bad |= (uint64_t)p[i * st] >= (uint64_t)C;
+        if (!bad) return -1;
+    }
     for (int64_t i = 0; i < labels->numel; i++) {
         int64_t v = p[gf__nn_off(labels, i)];
         if (v < 0 || v >= C) return i;
@@ -121,7 +127,7 @@ static int64_t gf__nn_row_off(const gf_tensor *t, int d, int64_t r) {
  * the sum, hence the row, NaN), then exp(x - max) stored and summed in
  * double in one pass, then the scaling (or, for log_softmax, the sum alone
  * and one subtracting pass). The row is in L1 for the passes after the
- * first. */
+ * first. For rows of GF__NN_SMALL_C or more. */
 #define GF__SOFTMAX_ROWS(T, SFX)                                                           \
     static void gf__softmax_row_##T(const gf__vmath *vm, const T *x, T *y, int64_t C,      \
                                     bool log_out) {                                        \
@@ -134,95 +140,65 @@ static int64_t gf__nn_row_off(const gf_tensor *t, int d, int64_t r) {
             T inv = (T)(1.0 / vm->expsum_##SFX(x, m, y, C));                               \
             for (int64_t k = 0; k < C; k++) y[k] *= inv;                                   \
         }                                                                                  \
-    }                                                                                      \
-    /* -log_softmax(x)[l] = log(sum exp(x - max)) - (x[l] - max), in double. */           \
-    static double gf__ce_row_##T(const gf__vmath *vm, const T *x, int64_t C, int64_t l) {  \
-        int nan = 0;                                                                       \
-        T m = vm->max_##SFX(x, C, &nan);                                                   \
-        return log(vm->expsum_##SFX(x, m, NULL, C)) - (double)(x[l] - m);                  \
-    }                                                                                      \
-    /* The gradient of cross_entropy for one row: dx = (softmax(x) - onehot(l)) * gs,     \
-     * gs = g / N, with the same operations (and so the same bits) as the composed rule   \
-     * (softmax, one_hot, sub, mul). dx may equal x. */                                    \
-    static void gf__ce_grad_row_##T(const gf__vmath *vm, const T *x, T *dx, int64_t C,     \
-                                    int64_t l, T gs) {                                     \
-        int nan = 0;                                                                       \
-        T m = vm->max_##SFX(x, C, &nan);                                                   \
-        T inv = (T)(1.0 / vm->expsum_##SFX(x, m, dx, C));                                  \
-        T el = dx[l];                                                                      \
-        for (int64_t k = 0; k < C; k++) dx[k] = (dx[k] * inv) * gs;                        \
-        dx[l] = (el * inv - 1) * gs; /* (a - 0) * gs is a * gs: the composed bits */      \
     }
 
 GF__SOFTMAX_ROWS(float, f32)
 GF__SOFTMAX_ROWS(double, f64)
 
-/* Rows shorter than GF__NN_SMALL_C are done in blocks of rows instead: one
- * row at a time, the max / exp-sum calls are short dependency chains that
- * cost more than the data (10 classes: ~30 ns a row), while one vector exp
- * over a block of rows runs at full throughput. gf__small_rows gathers rows
- * [r0, r0 + nr) of X (row r's elements at gf__nn_row_off(X, d, r) + k*st)
- * into t [nr, C], takes each row's max m (NaNs skipped), sets t = exp(t - m)
- * in one call, and sums each row in s (double, in k order). The choice
- * between the two ways depends on C only, and both softmax and the fused
- * cross_entropy gradient make it the same way, so their bits agree. The
- * block holds about GF__NN_SMALL_ELEMS elements (per-thread scratch). */
+/* Rows shorter than GF__NN_SMALL_C are done in blocks of rows instead, the
+ * whole block through one call of vm->rowstats (one call per row costs
+ * more than the data at 10 classes). Its sums are in the k % 4 lane order,
+ * vm->expsum's for longer rows: the choice depends on C only, and softmax
+ * and cross_entropy (forward and fused gradient) make it the same way, so
+ * their bits agree. A block holds about GF__NN_SMALL_ELEMS elements
+ * (per-thread scratch: within gf__kscratch's first 64 KiB for f64). */
 #define GF__NN_SMALL_C 128
-#define GF__NN_SMALL_ELEMS 4096
-#define GF__SMALL_ROWS(T, SFX)                                                             \
-    static void gf__small_rows_##T(const gf__vmath *vm, const gf_tensor *X, int d,         \
-                                   int64_t st, int64_t r0, int64_t nr, int64_t C, T *t,    \
-                                   T *m, double *s) {                                      \
-        const T *px = gf__ptr(X);                                                          \
-        for (int64_t i = 0; i < nr; i++) {                                                 \
-            const T *x = px + gf__nn_row_off(X, d, r0 + i);                                \
-            T *ti = t + i * C;                                                             \
-            /* NaNs skipped, as vm->max (a short row: inline, two chains) */              \
-            T m0 = -INFINITY, m1 = -INFINITY;                                              \
-            int64_t k = 0;                                                                 \
-            for (; k + 2 <= C; k += 2) {                                                   \
-                T v0 = x[k * st], v1 = x[(k + 1) * st];                                    \
-                m0 = v0 > m0 ? v0 : m0;                                                    \
-                m1 = v1 > m1 ? v1 : m1;                                                    \
-            }                                                                              \
-            if (k < C) m0 = x[k * st] > m0 ? x[k * st] : m0;                               \
-            T mi = m1 > m0 ? m1 : m0;                                                      \
-            /* written once from x (not stored, then reloaded: that stalls) */            \
-            for (int64_t k = 0; k < C; k++) ti[k] = x[k * st] - mi;                        \
-            m[i] = mi;                                                                     \
-        }                                                                                  \
-        vm->exp_##SFX(t, t, nr * C);                                                       \
-        for (int64_t i = 0; i < nr; i++) { /* 4 lanes k % 4: a short add chain */          \
-            const T *ti = t + i * C;                                                       \
-            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                         \
-            int64_t k = 0;                                                                 \
-            for (; k + 4 <= C; k += 4) {                                                   \
-                a0 += (double)ti[k], a1 += (double)ti[k + 1];                              \
-                a2 += (double)ti[k + 2], a3 += (double)ti[k + 3];                          \
-            }                                                                              \
-            if (k < C) a0 += (double)ti[k];                                                \
-            if (k + 1 < C) a1 += (double)ti[k + 1];                                        \
-            if (k + 2 < C) a2 += (double)ti[k + 2];                                        \
-            s[i] = (a0 + a1) + (a2 + a3);                                                  \
-        }                                                                                  \
-    }
+#define GF__NN_SMALL_ELEMS 2048
 
-GF__SMALL_ROWS(float, f32)
-GF__SMALL_ROWS(double, f64)
-
-/* Rows per block of the small-row way, and the block's scratch: s (double),
- * m and t (T) for cr rows of C. */
+/* Rows per block (one row from GF__NN_SMALL_ELEMS classes on), and the
+ * block's scratch: s (double), m (T), a gathered copy and the exponentials
+ * (T) of cr rows. */
 static int64_t gf__nn_small_cr(int64_t C) {
     return C >= GF__NN_SMALL_ELEMS ? 1 : GF__NN_SMALL_ELEMS / C;
 }
 static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
-    return (size_t)cr * (sizeof(double) + tsize + (size_t)C * tsize);
+    return (size_t)cr * (sizeof(double) + tsize + 2 * (size_t)C * tsize);
 }
 
+/* Whether row r of t (rows along d as gf__nn_rows_of numbers them) starts
+ * at r * *ld and has its C elements adjacent, for every r: the rows a
+ * block kernel reads in place. */
+static bool gf__nn_uniform_rows(const gf_tensor *t, int d, gf__nn_rows g, int64_t *ld) {
+    if (g.inner != 1 || (g.stride != 1 && g.C != 1)) return false;
+    if (t->ndim == 2) *ld = t->strides[1 - d];
+    else if (t->ndim <= 1 || gf__is_contig(t)) *ld = g.C;
+    else return false;
+    return true;
+}
+
+/* Rows [r0, r0 + nr) of X along d, C elements each (stride st), gathered
+ * into xg [nr, C]. */
+#define GF__NN_GATHER(T)                                                                   \
+    static void gf__nn_gather_##T(const gf_tensor *X, int d, int64_t st, int64_t r0,       \
+                                  int64_t nr, int64_t C, T *xg) {                          \
+        const T *px = gf__ptr(X);                                                          \
+        for (int64_t i = 0; i < nr; i++) {                                                 \
+            const T *x = px + gf__nn_row_off(X, d, r0 + i);                                \
+            for (int64_t k = 0; k < C; k++) xg[i * C + k] = x[k * st];                     \
+        }                                                                                  \
+    }
+
+GF__NN_GATHER(float)
+GF__NN_GATHER(double)
+
 /* out [outer, C, inner] (contiguous) = (log_)softmax of in along d, any
- * strides. Rows whose elements are contiguous in both are done in place;
- * others are gathered into a per-thread buffer, computed, and scattered. */
-#define GF__SOFTMAX_KERNEL(T)                                                              \
+ * strides. Short rows go by blocks (see above): read in place when uniform,
+ * else gathered; softmax's exponentials land in the output rows (inner 1)
+ * or in scratch, then get scaled; log_softmax takes the log of the block's
+ * sums in one vm->log_f64 call. Long rows whose elements are
+ * contiguous in both are done in place; others are gathered into a
+ * per-thread buffer, computed, and scattered. */
+#define GF__SOFTMAX_KERNEL(T, SFX)                                                         \
     static void gf__softmax_##T(gf__node *n, bool log_out) {                              \
         gf_tensor *X = n->in[0], *Y = n->out;                                              \
         int d = n->a.dim;                                                                  \
@@ -231,32 +207,40 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
         const T *px = gf__ptr(X);                                                          \
         const gf__vmath *vm = gf__vmath_now();                                             \
         T *py = gf__ptr(Y);                                                                \
-        int64_t rows = g.rows, C = g.C, inner = g.inner;                                   \
+        int64_t rows = g.rows, C = g.C, inner = g.inner, ld = 0;                           \
         bool direct = inner == 1 && (g.stride == 1 || C == 1);                             \
         bool oom = false;                                                                  \
         if (C < GF__NN_SMALL_C) {                                                          \
             int64_t cr = gf__nn_small_cr(C), nch = (rows + cr - 1) / cr;                   \
+            bool uni = gf__nn_uniform_rows(X, d, g, &ld);                                  \
             GF__PBLOCK(n->nthreads, rows * C > GF__NN_PAR, {                               \
                 double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
                 if (!s) {                                                                  \
                     _Pragma("omp atomic write") oom = true;                                \
                 }                                                                          \
-                T *m = s ? (T *)(s + cr) : NULL, *t = s ? m + cr : NULL;                   \
+                T *m = s ? (T *)(s + cr) : NULL, *xg = s ? m + cr : NULL;                  \
+                T *tb = s ? xg + cr * C : NULL;                                            \
                 _Pragma("omp for schedule(static)")                                        \
                 for (int64_t c = 0; c < nch; c++) {                                        \
                     if (!s) continue;                                                      \
-                    int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr;             \
-                    gf__small_rows_##T(vm, X, d, g.stride, r0, nr, C, t, m, s);            \
+                    int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr, xl = C;     \
+                    const T *xb = xg;                                                      \
+                    if (uni) xb = px + r0 * ld, xl = ld;                                   \
+                    else gf__nn_gather_##T(X, d, g.stride, r0, nr, C, xg);                 \
+                    /* softmax: exp(x - m) into the output rows when they are adjacent */ \
+                    T *t = !log_out && inner == 1 ? py + r0 * C : tb;                      \
+                    vm->rowstats_##SFX(xb, xl, C, nr, m, s, t);                            \
+                    if (log_out) vm->log_f64(s, s, nr);                                    \
                     for (int64_t i = 0; i < nr; i++) {                                     \
                         int64_t r = r0 + i;                                                \
                         T *y = py + (r / inner) * C * inner + r % inner;                   \
-                        const T *ti = t + i * C;                                           \
                         if (log_out) {                                                     \
-                            const T *x = px + gf__nn_row_off(X, d, r);                     \
-                            T ls = (T)log(s[i]);                                           \
+                            const T *x = xb + i * xl;                                      \
+                            T ls = (T)s[i];                                                \
                             for (int64_t k = 0; k < C; k++)                                \
-                                y[k * inner] = (x[k * g.stride] - m[i]) - ls;              \
+                                y[k * inner] = (x[k] - m[i]) - ls;                         \
                         } else {                                                           \
+                            const T *ti = t + i * C;                                       \
                             T inv = (T)(1.0 / s[i]);                                       \
                             for (int64_t k = 0; k < C; k++) y[k * inner] = ti[k] * inv;    \
                         }                                                                  \
@@ -269,7 +253,7 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
             return;                                                                        \
         }                                                                                  \
         GF__PBLOCK(n->nthreads, rows * C > GF__NN_PAR, {                                   \
-            T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
+            T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));               \
             if (!direct && !buf) {                                                         \
                 _Pragma("omp atomic write") oom = true;                                    \
             }                                                                              \
@@ -281,7 +265,7 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
                     gf__softmax_row_##T(vm, x, y, C, log_out);                             \
                 } else if (buf) {                                                          \
                     for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];              \
-                    gf__softmax_row_##T(vm, buf, buf, C, log_out);                             \
+                    gf__softmax_row_##T(vm, buf, buf, C, log_out);                         \
                     for (int64_t k = 0; k < C; k++) y[k * inner] = buf[k];                 \
                 }                                                                          \
             }                                                                              \
@@ -291,8 +275,8 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
                              gf__op_names[n->op], (long long)C);                           \
     }
 
-GF__SOFTMAX_KERNEL(float)
-GF__SOFTMAX_KERNEL(double)
+GF__SOFTMAX_KERNEL(float, f32)
+GF__SOFTMAX_KERNEL(double, f64)
 
 static void gf__softmax_any(gf__node *n, bool log_out) {
     if (n->out->dtype == GF_F32) gf__softmax_float(n, log_out);
@@ -453,89 +437,125 @@ gf_status gf__bwd_mse_loss(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor 
 
 /* ------------------------------------------------------- cross_entropy */
 
-/* out (0-dim) = mean over rows r of -log_softmax(logits[r])[labels[r]];
- * logits [N, C] (or [C] with a 0-dim label: N = 1), labels i64 [N]. Labels
- * are checked first (the first bad one is reported); per-row losses are
- * summed in row order. */
-#define GF__CE_KERNEL(T)                                                                   \
-    static void gf__ce_##T(gf__node *n) {                                                  \
+/* gf_cross_entropy records two nodes: cross_entropy_rows (NODIFF) makes
+ * the per-row statistics, one pass over the logits, and cross_entropy
+ * averages the rows' losses from them. A plain backward's fused
+ * cross_entropy_grad reads the same statistics, so it needs neither the
+ * row max nor the exp sum again: one exp pass. The statistics tensor is
+ * f64 [4, N], used as four blocks of N 8-byte slots: the row max m (as T),
+ * inv = 1/s rounded to T (softmax's scale, s the exp sum), the label (i64),
+ * and the row's loss -log_softmax(x)[l] = log(s) - (x[l] - m) (double). */
+typedef struct {
+    void *m, *inv;
+    int64_t *l;
+    double *loss;
+} gf__ce_stats;
+
+static gf__ce_stats gf__ce_stats_of(gf_tensor *st) {
+    int64_t N = st->shape[1];
+    char *p = gf__ptr(st);
+    return (gf__ce_stats){p, p + 8 * N, (int64_t *)(p + 16 * N), (double *)(p + 24 * N)};
+}
+
+/* Logits x [N, C] or [C] (N = 1): N, and whether row r starts at r * *ld
+ * with adjacent elements. */
+static int64_t gf__ce_n(const gf_tensor *x) { return x->ndim == 2 ? x->shape[0] : 1; }
+static bool gf__ce_uniform(const gf_tensor *x, int64_t *ld) {
+    return gf__nn_uniform_rows(x, x->ndim - 1, gf__nn_rows_of(x, x->ndim - 1), ld);
+}
+
+/* stats (see above) of logits X (any strides) and labels L (i64 [N] or
+ * 0-dim, any strides), in blocks of rows as softmax does them (the same
+ * sums, so inv is softmax's): the block's maxima and sums from
+ * vm->rowstats (short rows) or vm->max and vm->expsum, their logs in one
+ * vm->log_f64 call. Bad labels: error, and the statistics are NaN with
+ * label -1 (consumers check). */
+#define GF__CE_ROWS_KERNEL(T, SFX)                                                         \
+    static void gf__ce_rows_##T(gf__node *n) {                                             \
         gf_tensor *X = n->in[0], *L = n->in[1];                                            \
         int d = X->ndim - 1;                                                               \
         gf__nn_rows g = gf__nn_rows_of(X, d);                                              \
-        int64_t N = X->ndim == 2 ? X->shape[0] : 1, C = g.C;                               \
-        T *out = gf__ptr(n->out);                                                          \
+        int64_t N = gf__ce_n(X), C = g.C, ld = C;                                          \
+        gf__ce_stats st = gf__ce_stats_of(n->out);                                         \
+        T *m = st.m, *inv = st.inv;                                                        \
+        if (N == 0) return;                                                                \
         if (!gf__nn_check_labels_kernel(n, "gf_cross_entropy", L, C)) {                    \
-            out[0] = (T)NAN;                                                               \
+            for (int64_t r = 0; r < N; r++)                                                \
+                m[r] = inv[r] = (T)NAN, st.l[r] = -1, st.loss[r] = NAN;                    \
             return;                                                                        \
         }                                                                                  \
-        if (N == 0) {                                                                      \
-            out[0] = (T)NAN; /* the mean of nothing, as torch */                           \
-            return;                                                                        \
-        }                                                                                  \
+        const int64_t *pl = gf__ptr(L), ls = L->ndim ? L->strides[0] : 0;                 \
+        for (int64_t r = 0; r < N; r++) st.l[r] = pl[r * ls];                              \
         const T *px = gf__ptr(X);                                                          \
         const gf__vmath *vm = gf__vmath_now();                                             \
-        bool direct = g.stride == 1 || C == 1;                                             \
-        double *loss = gf__kscratch(2, (size_t)N * sizeof *loss);                                   \
-        if (!loss) {                                                                       \
-            gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for %lld "    \
-                             "row losses", (long long)N);                                  \
-            return;                                                                        \
-        }                                                                                  \
-        bool oom = false;                                                                  \
-        if (C < GF__NN_SMALL_C) {                                                          \
-            int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                      \
-            GF__PBLOCK(n->nthreads, N * C > GF__NN_PAR, {                                  \
-                double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
-                if (!s) {                                                                  \
-                    _Pragma("omp atomic write") oom = true;                                \
-                }                                                                          \
-                T *m = s ? (T *)(s + cr) : NULL, *t = s ? m + cr : NULL;                   \
-                _Pragma("omp for schedule(static)")                                        \
-                for (int64_t c = 0; c < nch; c++) {                                        \
-                    if (!s) continue;                                                      \
-                    int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr;                   \
-                    gf__small_rows_##T(vm, X, d, g.stride, r0, nr, C, t, m, s);            \
-                    for (int64_t i = 0; i < nr; i++) {                                     \
-                        const T *x = px + gf__nn_row_off(X, d, r0 + i);                    \
-                        int64_t l = gf__nn_label_at(L, r0 + i);                            \
-                        loss[r0 + i] = log(s[i]) - (double)(x[l * g.stride] - m[i]);       \
-                    }                                                                      \
-                }                                                                          \
-            });                                                                            \
-        } else                                                                             \
+        bool uni = gf__ce_uniform(X, &ld), oom = false;                                    \
+        int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                          \
+        /* scratch: the gathered rows unless uniform, rowstats' t for short rows */       \
+        int64_t nsc = (uni ? 0 : cr * C) + (C < GF__NN_SMALL_C ? cr * C : 0);              \
         GF__PBLOCK(n->nthreads, N * C > GF__NN_PAR, {                                      \
-            T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                        \
-            if (!direct && !buf) {                                                         \
+            T *xg = nsc ? gf__kscratch(3, (size_t)nsc * sizeof(T)) : NULL;                 \
+            T *tb = xg && C < GF__NN_SMALL_C ? (uni ? xg : xg + cr * C) : NULL;            \
+            if (nsc && !xg) {                                                              \
                 _Pragma("omp atomic write") oom = true;                                    \
             }                                                                              \
             _Pragma("omp for schedule(static)")                                            \
-            for (int64_t r = 0; r < N; r++) {                                              \
-                const T *x = px + gf__nn_row_off(X, d, r);                                 \
-                int64_t l = gf__nn_label_at(L, r);                                         \
-                if (direct) {                                                              \
-                    loss[r] = gf__ce_row_##T(vm, x, C, l);                                 \
-                } else if (buf) {                                                          \
-                    for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];              \
-                    loss[r] = gf__ce_row_##T(vm, buf, C, l);                                   \
+            for (int64_t c = 0; c < nch; c++) {                                            \
+                if (nsc && !xg) continue;                                                  \
+                int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr, xl = C;               \
+                const T *xb = xg;                                                          \
+                if (uni) xb = px + r0 * ld, xl = ld;                                       \
+                else gf__nn_gather_##T(X, d, g.stride, r0, nr, C, xg);                     \
+                double *s = st.loss + r0;                                                  \
+                if (C < GF__NN_SMALL_C) {                                                  \
+                    vm->rowstats_##SFX(xb, xl, C, nr, m + r0, s, tb);                      \
+                } else {                                                                   \
+                    for (int64_t i = 0; i < nr; i++) {                                     \
+                        int nan = 0;                                                       \
+                        m[r0 + i] = vm->max_##SFX(xb + i * xl, C, &nan);                   \
+                        s[i] = vm->expsum_##SFX(xb + i * xl, m[r0 + i], NULL, C);          \
+                    }                                                                      \
                 }                                                                          \
+                for (int64_t i = 0; i < nr; i++) inv[r0 + i] = (T)(1.0 / s[i]);            \
+                vm->log_f64(s, s, nr);                                                     \
+                for (int64_t i = 0; i < nr; i++)                                           \
+                    s[i] -= (double)(xb[i * xl + st.l[r0 + i]] - m[r0 + i]);               \
             }                                                                              \
         });                                                                                \
-        if (oom) {                                                                         \
+        if (oom)                                                                           \
             gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a row "   \
-                             "buffer of %lld", (long long)C * gf__nn_small_cr(C));         \
-            return;                                                                        \
-        }                                                                                  \
-        double s = 0;                                                                      \
-        for (int64_t r = 0; r < N; r++) s += loss[r];                                      \
-        out[0] = (T)(s / (double)N);                                                       \
+                             "block of %lld", (long long)(cr * C));                        \
     }
 
-GF__CE_KERNEL(float)
-GF__CE_KERNEL(double)
+GF__CE_ROWS_KERNEL(float, f32)
+GF__CE_ROWS_KERNEL(double, f64)
 
+void gf__fwd_cross_entropy_rows(gf__node *n) {
+    if (n->in[0]->dtype == GF_F32) gf__ce_rows_float(n);
+    else gf__ce_rows_double(n);
+}
+
+gf_status gf__bwd_cross_entropy_rows(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
+    (void)n, (void)out, (void)g, (void)gin;
+    return GF_OK; /* NODIFF: never called */
+}
+
+/* out (0-dim) = mean over rows r of -log_softmax(logits[r])[labels[r]]:
+ * inputs logits, labels (kept for the backward rules) and the statistics,
+ * whose row losses are summed in row order (bitwise the same for any
+ * thread count). */
 void gf__fwd_cross_entropy(gf__node *n) {
-    if (n->out->dtype == GF_F32) gf__ce_float(n);
-    else gf__ce_double(n);
+    gf_tensor *S = n->in[2];
+    int64_t N = S->shape[1];
+    double s = 0;
+    if (N == 0) {
+        s = NAN; /* the mean of nothing, as torch */
+    } else {
+        const double *loss = gf__ce_stats_of(S).loss;
+        for (int64_t r = 0; r < N; r++) s += loss[r];
+        s /= (double)N;
+    }
+    if (n->out->dtype == GF_F32) *(float *)gf__ptr(n->out) = (float)s;
+    else *(double *)gf__ptr(n->out) = s;
 }
 
 gf_tensor *gf_cross_entropy(gf_tensor *logits, gf_tensor *labels) {
@@ -554,7 +574,7 @@ gf_tensor *gf_cross_entropy(gf_tensor *logits, gf_tensor *labels) {
                   GF__SHAPE(logits));
         return NULL;
     }
-    int64_t N = logits->ndim == 2 ? logits->shape[0] : 1, C = logits->shape[logits->ndim - 1];
+    int64_t N = gf__ce_n(logits), C = logits->shape[logits->ndim - 1];
     bool ok = logits->ndim == 2 ? labels->ndim == 1 && labels->shape[0] == N : labels->ndim == 0;
     if (!ok) {
         gf__error(ctx, GF_ESHAPE,
@@ -571,93 +591,79 @@ gf_tensor *gf_cross_entropy(gf_tensor *logits, gf_tensor *labels) {
     if (!gf__nn_check_labels_now("gf_cross_entropy", labels, C)) return NULL;
     gf_scope_begin(ctx);
     gf_tensor *x = logits->dtype == GF_I64 ? gf_to_dtype(logits, GF_F32) : logits;
-    gf_tensor *out = NULL;
+    gf_tensor *st = NULL, *out = NULL;
     if (x)
-        out = gf_keep(gf__record(GF__OP_cross_entropy, x->dtype, 0, NULL, 2,
-                                 (gf_tensor *[]){x, labels}, NULL));
+        st = gf__record(GF__OP_cross_entropy_rows, GF_F64, 2, (int64_t[]){4, N}, 2,
+                        (gf_tensor *[]){x, labels}, NULL);
+    if (st)
+        out = gf_keep(gf__record(GF__OP_cross_entropy, x->dtype, 0, NULL, 3,
+                                 (gf_tensor *[]){x, labels, st}, NULL));
     gf_scope_end(ctx);
     return out;
 }
 
 /* d/dlogits = (softmax(logits) - one_hot(labels)) * g / N. A plain backward
  * (grad mode off: nothing will differentiate this gradient) records the
- * fused cross_entropy_grad, one pass per row; with create_graph the rule is
- * composed of differentiable ops so that second derivatives exist. Both give
- * the same bits. */
+ * fused cross_entropy_grad on the forward's statistics; with create_graph
+ * the rule is composed of differentiable ops so that second derivatives
+ * exist. Both give the same bits. */
 gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     (void)out;
     if (!gf__needs_grad(n, 0)) return GF_OK;
     gf_tensor *x = n->in[0], *labels = n->in[1];
     if (!gf_is_grad_enabled(x->ctx) && g->dtype == x->dtype && g->ndim == 0) {
         gin[0] = gf__record(GF__OP_cross_entropy_grad, x->dtype, x->ndim, x->shape, 3,
-                            (gf_tensor *[]){x, labels, g}, NULL);
+                            (gf_tensor *[]){x, n->in[2], g}, NULL);
         return GF_OK;
     }
-    int64_t N = x->ndim == 2 ? x->shape[0] : 1, C = x->shape[x->ndim - 1];
+    int64_t N = gf__ce_n(x), C = x->shape[x->ndim - 1];
     gf_tensor *diff = gf_sub(gf_softmax(x, -1), gf_one_hot(labels, C, x->dtype));
     gin[0] = gf_mul(diff, gf_mul_scalar(g, N ? 1.0 / (double)N : 0.0));
     return GF_OK;
 }
 
 /* dx [N, C] (contiguous) = (softmax(x) - onehot(labels)) * (g * (1/N)) for
- * logits x [N, C] or [C] (any strides), labels i64 [N] or 0-dim, g 0-dim.
- * The scale is rounded as mul_scalar rounds it, so the result is the
- * composed rule's bits. A strided row is first copied into its output row
- * and computed there. */
-#define GF__CE_GRAD_KERNEL(T)                                                              \
+ * logits x [N, C] or [C] (any strides), the statistics of
+ * cross_entropy_rows (m, inv, labels) and g 0-dim: vm->ce_grad_rows, one
+ * exp pass, in blocks of rows. The scale is rounded as mul_scalar rounds
+ * it and softmax is exp(x - m) * inv as the softmax kernel has it, so the
+ * result is the composed rule's bits. Rows that are not uniform are first
+ * copied into their output rows and computed there. */
+#define GF__CE_GRAD_KERNEL(T, SFX)                                                         \
     static void gf__ce_grad_##T(gf__node *n) {                                             \
-        gf_tensor *X = n->in[0], *L = n->in[1];                                            \
+        gf_tensor *X = n->in[0];                                                           \
         int d = X->ndim - 1;                                                               \
         gf__nn_rows g = gf__nn_rows_of(X, d);                                              \
-        int64_t N = X->ndim == 2 ? X->shape[0] : 1, C = g.C;                               \
+        int64_t N = gf__ce_n(X), C = g.C, ld = C;                                          \
         T *py = gf__ptr(n->out);                                                           \
         if (n->out->numel == 0) return;                                                    \
-        if (!gf__nn_check_labels_kernel(n, "gf_cross_entropy", L, C)) return;             \
-        const T gs = (T)(*(const T *)gf__ptr(n->in[2]) * (T)(1.0 / (double)N));            \
-        const T *px = gf__ptr(X);                                                          \
-        const gf__vmath *vm = gf__vmath_now();                                             \
-        bool direct = g.stride == 1 || C == 1;                                             \
-        if (C < GF__NN_SMALL_C) {                                                          \
-            int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                      \
-            bool oom = false;                                                              \
-            GF__PBLOCK(n->nthreads, N * C > GF__NN_PAR, {                                  \
-                double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
-                if (!s) {                                                                  \
-                    _Pragma("omp atomic write") oom = true;                                \
-                }                                                                          \
-                T *m = s ? (T *)(s + cr) : NULL, *t = s ? m + cr : NULL;                   \
-                _Pragma("omp for schedule(static)")                                        \
-                for (int64_t c = 0; c < nch; c++) {                                        \
-                    if (!s) continue;                                                      \
-                    int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr;                   \
-                    gf__small_rows_##T(vm, X, d, g.stride, r0, nr, C, t, m, s);            \
-                    for (int64_t i = 0; i < nr; i++) {                                     \
-                        int64_t l = gf__nn_label_at(L, r0 + i);                            \
-                        const T *ti = t + i * C;                                           \
-                        T *y = py + (r0 + i) * C, inv = (T)(1.0 / s[i]);                   \
-                        for (int64_t k = 0; k < C; k++) y[k] = (ti[k] * inv) * gs;         \
-                        y[l] = (ti[l] * inv - 1) * gs; /* (a - 0) * gs is a * gs */        \
-                    }                                                                      \
-                }                                                                          \
-            });                                                                            \
-            if (oom)                                                                       \
-                gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a "    \
-                                 "row block of %lld", (long long)(cr * C));                \
-            return;                                                                        \
-        }                                                                                  \
-        GF__PFOR(n->nthreads, N * C > GF__NN_PAR, r, 0, N, {                               \
-            const T *x = px + gf__nn_row_off(X, d, r);                                     \
-            T *y = py + r * C;                                                             \
-            if (!direct) {                                                                 \
-                for (int64_t k = 0; k < C; k++) y[k] = x[k * g.stride];                    \
-                x = y;                                                                     \
+        gf__ce_stats st = gf__ce_stats_of(n->in[1]);                                       \
+        for (int64_t r = 0; r < N; r++)                                                    \
+            if (st.l[r] < 0 || st.l[r] >= C) { /* the forward failed on its labels */     \
+                gf__kernel_error(n, GF_EINVAL, "gf_cross_entropy: the forward's labels "   \
+                                 "were out of range (no gradient)");                       \
+                for (int64_t i = 0; i < N * C; i++) py[i] = (T)NAN;                        \
+                return;                                                                    \
             }                                                                              \
-            gf__ce_grad_row_##T(vm, x, y, C, gf__nn_label_at(L, r), gs);                   \
+        const T gs = (T)(*(const T *)gf__ptr(n->in[2]) * (T)(1.0 / (double)N));            \
+        const T *px = gf__ptr(X), *m = st.m, *inv = st.inv;                                \
+        const gf__vmath *vm = gf__vmath_now();                                             \
+        bool uni = gf__ce_uniform(X, &ld);                                                 \
+        int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                          \
+        GF__PFOR(n->nthreads, N * C > GF__NN_PAR, c, 0, nch, {                             \
+            int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr, xl = ld;                  \
+            T *y = py + r0 * C;                                                            \
+            const T *xb = px + r0 * ld;                                                    \
+            if (!uni) {                                                                    \
+                gf__nn_gather_##T(X, d, g.stride, r0, nr, C, y);                           \
+                xb = y, xl = C;                                                            \
+            }                                                                              \
+            vm->ce_grad_rows_##SFX(xb, xl, C, nr, m + r0, inv + r0, st.l + r0, gs, y);     \
         });                                                                                \
     }
 
-GF__CE_GRAD_KERNEL(float)
-GF__CE_GRAD_KERNEL(double)
+GF__CE_GRAD_KERNEL(float, f32)
+GF__CE_GRAD_KERNEL(double, f64)
 
 void gf__fwd_cross_entropy_grad(gf__node *n) {
     if (n->out->dtype == GF_F32) gf__ce_grad_float(n);

@@ -590,3 +590,107 @@ Test(nn_ops, one_and_four_threads_give_identical_bits) {
     free(a);
     free(b);
 }
+
+/* ------------------------------------- cross_entropy's row statistics */
+
+/* Short rows (the block kernels: vm->rowstats, vm->ce_grad_rows) and the
+ * 127/128 boundary where the row kernels take over: the fused gradient is
+ * the composed rule's bits, f32 and f64, for contiguous logits, transposed
+ * ones and every other column of a wider tensor (rows with stride 2), and
+ * the loss matches the reference. */
+Test(nn_ops, cross_entropy_short_rows_fused_is_composed_bit_for_bit) {
+    static const int64_t shapes[][2] = {{256, 10}, {33, 1}, {9, 2}, {7, 3}, {40, 127},
+                                        {20, 128}, {1, 17}, {500, 9}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int view = 0; view < 3; view++) {
+                int64_t N = shapes[si][0], C = shapes[si][1];
+                gf_scope_begin(ctx);
+                gf_manual_seed(ctx, 50 + (uint64_t)si);
+                gf_dtype d = dt ? GF_F32 : GF_F64;
+                /* view 0: [N, C]; 1: [C, N] transposed; 2: columns 0, 2, ... of [N, 2C] */
+                int64_t shape[2] = {view == 1 ? C : N, view == 1 ? N : view == 2 ? 2 * C : C};
+                gf_tensor *leaf = gf_requires_grad(
+                    gf_contiguous(gf_mul_scalar(gf_randn(ctx, d, 2, shape), 4.0)), true);
+                gf_tensor *x = view == 1   ? gf_transpose(leaf, 0, 1)
+                               : view == 2 ? gf_slice(leaf, 1, 0, 2 * C, 2)
+                                           : leaf;
+                int64_t *lab = malloc(sizeof(int64_t) * (size_t)N);
+                for (int64_t r = 0; r < N; r++) lab[r] = (r * 5 + 1) % C;
+                gf_tensor *l = gf_tensor_i64(ctx, 1, &N, lab);
+                double *xv = values(x), want = ref_ce(xv, lab, N, C);
+                gf_test_expect_close(GF_T(ctx, gf_cross_entropy(x, l)), &want, 1,
+                                     dt ? 1e-6 : 0, dt ? 1e-6 : 1e-13);
+                double *a = values(ce_grad(x, l, 1.0, false)), *b = values(ce_grad(x, l, 1.0, true));
+                cr_assert(memcmp(a, b, sizeof(double) * (size_t)(N * C)) == 0,
+                          "%lldx%lld dt %d view %d: fused and composed differ", (long long)N,
+                          (long long)C, dt, view);
+                for (int64_t r = 0; r < N; r++) {
+                    double m = -INFINITY, s = 0;
+                    for (int64_t k = 0; k < C; k++) m = fmax(m, xv[r * C + k]);
+                    for (int64_t k = 0; k < C; k++) s += exp(xv[r * C + k] - m);
+                    for (int64_t k = 0; k < C; k++) {
+                        double w = (exp(xv[r * C + k] - m) / s - (k == lab[r])) / N;
+                        cr_assert(fabs(a[r * C + k] - w) <= (dt ? 1e-7 : 1e-15) / N + 1e-6 * fabs(w),
+                                  "row %lld col %lld: %g vs %g", (long long)r, (long long)k,
+                                  a[r * C + k], w);
+                    }
+                }
+                free(a), free(b), free(xv), free(lab);
+                gf_scope_end(ctx);
+            }
+}
+
+static gf_tensor *fn_ce_transposed(gf_ctx *c, int n, gf_tensor *const *in, void *user) {
+    (void)c, (void)n;
+    return gf_cross_entropy(gf_transpose(in[0], 0, 1), (gf_tensor *)user);
+}
+
+Test(nn_ops, gradcheck_cross_entropy_many_short_rows_and_strided) {
+    gf_manual_seed(ctx, 13);
+    gf_tensor *x = gf_requires_grad(gf_mul_scalar(gf_randn(ctx, GF_F64, 2, (int64_t[]){12, 3}), 2.0), true);
+    int64_t lab[12];
+    for (int i = 0; i < 12; i++) lab[i] = i % 3;
+    gf_tensor *l = gf_tensor_i64(ctx, 1, (int64_t[]){12}, lab);
+    GRADCHECK(fn_ce, 2, ((gf_tensor *[]){x, l}), NULL);
+    /* logits [3, 12] read transposed: rows with stride 12 */
+    gf_tensor *xt = gf_requires_grad(gf_randn(ctx, GF_F64, 2, (int64_t[]){3, 12}), true);
+    GRADCHECK(fn_ce_transposed, 1, &xt, l);
+}
+
+/* Labels found bad by the forward's kernel: the statistics are defined (NaN,
+ * label -1), and a gradient computed from them later reports an error
+ * instead of indexing with the bad label. */
+Test(nn_ops, gradient_after_a_failed_forward_reports_an_error) {
+    gf_tensor *x = gf_requires_grad(gf_zeros(ctx, GF_F32, 2, (int64_t[]){3, 5}), true);
+    gf_tensor *l = gf_to_dtype(gf_tensor_f64(ctx, 1, (int64_t[]){3}, (double[]){1, 7, 2}), GF_I64);
+    gf_tensor *loss = GF_T(ctx, gf_cross_entropy(x, l));
+    cr_assert_neq(gf_realize(loss), GF_OK);
+    gf_test_expect_error(ctx, "gf_cross_entropy: label 7 at index 1 is out of range");
+    gf_ctx_clear_error(ctx);
+    cr_assert(isnan(gf_item(loss)), "the loss of the failed statistics is NaN");
+    gf_tensor *g = NULL;
+    cr_assert_neq(gf_grad_of(loss, 1, &x, &g, NULL), GF_OK);
+    gf_test_expect_error(ctx, "gf_cross_entropy: the forward's labels were out of range");
+}
+
+Test(nn_ops, two_three_and_eight_threads_give_one_threads_bits) {
+    /* 5000x10: 50000 elements, the parallel path over 25 blocks of short rows */
+    int64_t N = 5000, C = 10, cap = 10 * N * C;
+    double *a = malloc(sizeof(double) * (size_t)cap), *b = malloc(sizeof(double) * (size_t)cap);
+    gf_engine *e1 = gf_engine_create(&(gf_engine_opts){.num_threads = 1});
+    gf_ctx *c1 = gf_ctx_create(e1);
+    int64_t na = run_all(c1, N, C, a);
+    for (int nt = 2; nt <= 8; nt += nt == 3 ? 5 : 1) {
+        gf_engine *e = gf_engine_create(&(gf_engine_opts){.num_threads = nt});
+        gf_ctx *c = gf_ctx_create(e);
+        cr_assert_eq(run_all(c, N, C, b), na);
+        cr_assert(memcmp(a, b, sizeof(double) * (size_t)na) == 0, "1 and %d threads differ", nt);
+        gf_ctx_destroy(c);
+        gf_engine_destroy(e);
+    }
+    gf_ctx_destroy(c1);
+    gf_engine_destroy(e1);
+    free(a);
+    free(b);
+}

@@ -74,7 +74,10 @@ void *gf__kscratch(int slot, size_t bytes);
  * variant follows GEMM's choice (gf__gemm_isa, so GF_ISA and
  * gf__gemm_force_isa pick it too; avx512 uses the avx2 table). Every
  * function is sequential: callers split work over threads in fixed blocks,
- * so no result depends on the thread count. */
+ * so no result depends on the thread count. The elementwise functions (exp,
+ * tanh, sigmoid, log) compute each element on its own: an element gets the
+ * same bits whatever the length of the array it is in and its place there
+ * (the vector variants' masked tails run the same math). */
 typedef struct {
     const char *name;
     /* y[i] = exp(x[i]) for i < n; y may equal x. f32 within 2 ulp of expf,
@@ -116,6 +119,32 @@ typedef struct {
      * The same bits in every variant. */
     void (*colsum_f32)(const float *p, int64_t sd, int64_t len, int64_t w, double *part);
     void (*colsum_f64)(const double *p, int64_t sd, int64_t len, int64_t w, double *part);
+    /* y[i] = log(x[i]) for i < n; y may equal x. Within 1 ulp of log (fdlibm's
+     * method); log(+-0) = -inf, log(x < 0) = NaN, log(inf) = inf, subnormal x
+     * exact, NaN stays NaN. */
+    void (*log_f64)(const double *x, double *y, int64_t n);
+    /* Softmax statistics of nr short rows of n >= 1 elements, row i at
+     * x + i*ld (its elements adjacent): m[i] = the row max, NaNs skipped
+     * (-inf if all are NaN); t [nr, n] = exp(x - m[i]) with this table's exp
+     * (t must not overlap x); s[i] = the sum of row i of t in double, element
+     * k added to lane k % 4 in k order and the lanes folded as
+     * (l0 + l1) + (l2 + l3). The same sums in every variant (given the
+     * variant's exp). */
+    void (*rowstats_f32)(const float *x, int64_t ld, int64_t n, int64_t nr, float *m,
+                         double *s, float *t);
+    void (*rowstats_f64)(const double *x, int64_t ld, int64_t n, int64_t nr, double *m,
+                         double *s, double *t);
+    /* The gradient of cross_entropy for nr rows of n, into y [nr, n]:
+     * y[i*n + k] = (exp(x[i*ldx + k] - m[i]) * inv[i] - (k == l[i])) * gs,
+     * every step rounded to the dtype: the bits of softmax (exp(x - m) * inv,
+     * as rowstats has them), minus one_hot, times the scale, as the composed
+     * ops give them. l[i] in [0, n). y may equal x (ldx == n). */
+    void (*ce_grad_rows_f32)(const float *x, int64_t ldx, int64_t n, int64_t nr,
+                             const float *m, const float *inv, const int64_t *l, float gs,
+                             float *y);
+    void (*ce_grad_rows_f64)(const double *x, int64_t ldx, int64_t n, int64_t nr,
+                             const double *m, const double *inv, const int64_t *l, double gs,
+                             double *y);
 } gf__vmath;
 
 /* The table of the variant in use (cheap: call it once per kernel). */

@@ -1,7 +1,7 @@
 /*
  * vmath_loops.h - the portable reduction loops of the gf__vmath table
  * (kernels.h): row max, column max and column sums; and the constants of
- * tanh that every variant shares. Each ISA directory's
+ * tanh and log that every variant shares. Each ISA directory's
  * vmath file includes this and compiles it with its own flags (generic/:
  * the baseline, avx2/: -mavx2 -mfma), so the same C becomes SSE2 or AVX2
  * code. The loops are written with explicit independent lanes so that the
@@ -149,5 +149,18 @@ static const double GF__TANH_PD[GF__TANH_NPD] = {
     0.00058875371118348039075,   -0.0014556239774192677815, 0.0035921055321327687723,
     -0.0088632340215295135964,   0.021869488476962561362,   -0.053968253967059396515,
     0.13333333333332390931,      -0.33333333333333332102};
+
+/* log's constants (fdlibm's e_log.c, as musl has them): adding KSHIFT to
+ * x's bits moves the exponent's boundary from 1 to sqrt(2)/2, so that k is
+ * the exponent field of the sum minus 1023 and the mantissa bits plus
+ * MBASE give 1 + f in [sqrt(2)/2, sqrt(2)); Lg1..Lg7 is the minimax R(z)
+ * of log(1 + f) = 2s + s R(s^2) (error under 2^-58.45); ln 2 is split as
+ * tanh's above (GF__LN2_HI_D * k is exact for |k| <= 1100). */
+#define GF__LOG_KSHIFT 0x00095f6200000000ull /* 0x3ff0000000000000 - 0x3fe6a09e00000000 */
+#define GF__LOG_MBASE 0x3fe6a09e00000000ull
+static const double GF__LOG_LG[7] = {6.666666666666735130e-01, 3.999999999940941908e-01,
+                                     2.857142874366239149e-01, 2.222219843214978396e-01,
+                                     1.818357216161805012e-01, 1.531383769920937332e-01,
+                                     1.479819860511658591e-01};
 
 #endif /* GF_VMATH_LOOPS_H */

@@ -66,12 +66,30 @@ static inline __m256i gf__mask8(int64_t k) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* Stores lanes [0, rem) of v to p, rem in 1..7, by halves, pairs and
+ * singles: AMD's masked stores (vmaskmovps) are microcoded, ~20 times a
+ * plain store, which short rows and short segments would pay every time. */
+static inline void gf__store_tail8(float *p, __m256 v, int64_t rem) {
+    __m128 h = _mm256_castps256_ps128(v);
+    if (rem & 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (rem & 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+    }
+    if (rem & 1) _mm_store_ss(p, h);
+}
+
 static void gf__avx2_exp_f32(const float *x, float *y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gf__exp8(_mm256_loadu_ps(x + i)));
     if (i < n) {
         __m256i m = gf__mask8(n - i);
-        _mm256_maskstore_ps(y + i, m, gf__exp8(_mm256_maskload_ps(x + i, m)));
+        gf__store_tail8(y + i, gf__exp8(_mm256_maskload_ps(x + i, m)), n - i);
     }
 }
 
@@ -132,7 +150,7 @@ static void gf__avx2_tanh_f32(const float *x, float *y, int64_t n) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gf__tanh8(_mm256_loadu_ps(x + i)));
     if (i < n) {
         __m256i m = gf__mask8(n - i);
-        _mm256_maskstore_ps(y + i, m, gf__tanh8(_mm256_maskload_ps(x + i, m)));
+        gf__store_tail8(y + i, gf__tanh8(_mm256_maskload_ps(x + i, m)), n - i);
     }
 }
 
@@ -150,7 +168,7 @@ static void gf__avx2_sigmoid_f32(const float *x, float *y, int64_t n) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gf__sigmoid8(_mm256_loadu_ps(x + i)));
     if (i < n) {
         __m256i m = gf__mask8(n - i);
-        _mm256_maskstore_ps(y + i, m, gf__sigmoid8(_mm256_maskload_ps(x + i, m)));
+        gf__store_tail8(y + i, gf__sigmoid8(_mm256_maskload_ps(x + i, m)), n - i);
     }
 }
 
@@ -179,7 +197,7 @@ static double gf__avx2_expsum_f32(const float *x, float m, float *y, int64_t n) 
         __m256i k = gf__mask8(n - i);
         __m256 e = gf__exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm));
         e = _mm256_and_ps(e, _mm256_castsi256_ps(k)); /* lanes past n add nothing */
-        if (y) _mm256_maskstore_ps(y + i, k, e);
+        if (y) gf__store_tail8(y + i, e, n - i);
         gf__acc8(e, &a0, &a1);
     }
     return gf__hsum4(_mm256_add_pd(a0, a1));
@@ -219,12 +237,23 @@ static inline __m256i gf__mask4(int64_t k) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(k), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
+/* Lanes [0, rem) of v to p, rem in 1..3 (see gf__store_tail8). */
+static inline void gf__store_tail4(double *p, __m256d v, int64_t rem) {
+    __m128d h = _mm256_castpd256_pd128(v);
+    if (rem & 2) {
+        _mm_storeu_pd(p, h);
+        h = _mm256_extractf128_pd(v, 1);
+        p += 2;
+    }
+    if (rem & 1) _mm_store_sd(p, h);
+}
+
 static void gf__avx2_exp_f64(const double *x, double *y, int64_t n) {
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, gf__exp4(_mm256_loadu_pd(x + i)));
     if (i < n) {
         __m256i m = gf__mask4(n - i);
-        _mm256_maskstore_pd(y + i, m, gf__exp4(_mm256_maskload_pd(x + i, m)));
+        gf__store_tail4(y + i, gf__exp4(_mm256_maskload_pd(x + i, m)), n - i);
     }
 }
 
@@ -284,7 +313,7 @@ static void gf__avx2_tanh_f64(const double *x, double *y, int64_t n) {
     for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, gf__tanh4(_mm256_loadu_pd(x + i)));
     if (i < n) {
         __m256i m = gf__mask4(n - i);
-        _mm256_maskstore_pd(y + i, m, gf__tanh4(_mm256_maskload_pd(x + i, m)));
+        gf__store_tail4(y + i, gf__tanh4(_mm256_maskload_pd(x + i, m)), n - i);
     }
 }
 
@@ -300,7 +329,7 @@ static void gf__avx2_sigmoid_f64(const double *x, double *y, int64_t n) {
     for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, gf__sigmoid4(_mm256_loadu_pd(x + i)));
     if (i < n) {
         __m256i m = gf__mask4(n - i);
-        _mm256_maskstore_pd(y + i, m, gf__sigmoid4(_mm256_maskload_pd(x + i, m)));
+        gf__store_tail4(y + i, gf__sigmoid4(_mm256_maskload_pd(x + i, m)), n - i);
     }
 }
 
@@ -317,10 +346,238 @@ static double gf__avx2_expsum_f64(const double *x, double m, double *y, int64_t 
         __m256i k = gf__mask4(n - i);
         __m256d e = gf__exp4(_mm256_sub_pd(_mm256_maskload_pd(x + i, k), vm));
         e = _mm256_and_pd(e, _mm256_castsi256_pd(k));
-        if (y) _mm256_maskstore_pd(y + i, k, e);
+        if (y) gf__store_tail4(y + i, e, n - i);
         a = _mm256_add_pd(a, e);
     }
     return gf__hsum4(a);
+}
+
+/* ------------------------------------------------- log and softmax rows */
+
+/* log of 4 lanes, fdlibm's method (see generic/vmath_generic.c, constants
+ * in vmath_loops.h): lanes below 2^-1022 are scaled by 2^54 first; k is
+ * converted to double by the 1.5 * 2^52 trick; x <= 0, inf and NaN lanes are
+ * replaced at the end (0 -> -inf, < 0 -> NaN, inf and NaN -> x). */
+static inline __m256d gf__log4(__m256d x) {
+    const __m256d one = _mm256_set1_pd(1.0), big = _mm256_set1_pd(0x1.8p52);
+    __m256d sub = _mm256_cmp_pd(x, _mm256_set1_pd(0x1p-1022), _CMP_LT_OQ);
+    __m256d xs = _mm256_blendv_pd(x, _mm256_mul_pd(x, _mm256_set1_pd(0x1p54)), sub);
+    __m256i u = _mm256_add_epi64(_mm256_castpd_si256(xs), _mm256_set1_epi64x((long long)GF__LOG_KSHIFT));
+    __m256i k = _mm256_sub_epi64(_mm256_srli_epi64(u, 52),
+                                 _mm256_set1_epi64x(1023)); /* x > 0: the shift is exact */
+    k = _mm256_sub_epi64(k, _mm256_and_si256(_mm256_castpd_si256(sub), _mm256_set1_epi64x(54)));
+    u = _mm256_add_epi64(_mm256_and_si256(u, _mm256_set1_epi64x(0x000fffffffffffffll)),
+                         _mm256_set1_epi64x((long long)GF__LOG_MBASE));
+    __m256d f = _mm256_sub_pd(_mm256_castsi256_pd(u), one);
+    __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), f), f);
+    __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
+    __m256d z = _mm256_mul_pd(s, s), w = _mm256_mul_pd(z, z);
+#define GF__L(i) _mm256_set1_pd(GF__LOG_LG[i])
+    __m256d t1 = _mm256_fmadd_pd(w, GF__L(5), GF__L(3));
+    t1 = _mm256_mul_pd(w, _mm256_fmadd_pd(w, t1, GF__L(1)));
+    __m256d t2 = _mm256_fmadd_pd(w, GF__L(6), GF__L(4));
+    t2 = _mm256_fmadd_pd(w, t2, GF__L(2));
+    t2 = _mm256_mul_pd(z, _mm256_fmadd_pd(w, t2, GF__L(0)));
+#undef GF__L
+    __m256d dk = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(k, _mm256_castpd_si256(big))), big);
+    __m256d r = _mm256_fmadd_pd(s, _mm256_add_pd(hfsq, _mm256_add_pd(t2, t1)),
+                                _mm256_mul_pd(dk, _mm256_set1_pd(GF__LN2_LO_D)));
+    r = _mm256_fmadd_pd(dk, _mm256_set1_pd(GF__LN2_HI_D), _mm256_add_pd(_mm256_sub_pd(r, hfsq), f));
+    /* x <= 0 (or NaN) and inf: 0 -> -inf, x < 0 -> NaN, NaN and inf stay */
+    __m256d ok = _mm256_and_pd(_mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GT_OQ),
+                               _mm256_cmp_pd(x, _mm256_set1_pd(INFINITY), _CMP_LT_OQ));
+    __m256d sp = _mm256_blendv_pd(x, _mm256_set1_pd(NAN), _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_LT_OQ));
+    sp = _mm256_blendv_pd(sp, _mm256_set1_pd(-INFINITY), _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_EQ_OQ));
+    return _mm256_blendv_pd(sp, r, ok);
+}
+
+static void gf__avx2_log_f64(const double *x, double *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, gf__log4(_mm256_loadu_pd(x + i)));
+    if (i < n) {
+        __m256i m = gf__mask4(n - i);
+        gf__store_tail4(y + i, gf__log4(_mm256_maskload_pd(x + i, m)), n - i);
+    }
+}
+
+/* Softmax statistics of short rows (kernels.h) in passes over the block,
+ * each a loop of short independent steps (one row at a time in registers,
+ * max then exp then sum, was a chain of ~100 cycles per row, and a
+ * 10-element row filled 10 of 16 exp lanes): the row maxima (8-lane chunks,
+ * -inf past n; NaNs skipped, as max_ps(v, m) returns m when v is NaN;
+ * folded across lanes), then t = x - m row by row, exp over the whole
+ * block of t at once, then the sums row by row: a chunk's halves go to one
+ * 4-double accumulator, lane j gets elements k + j, then k + 4 + j, which is
+ * the k % 4 order of the definition (lanes past n masked to 0). A row's
+ * last chunk is stored whole when the block has room: the next rows
+ * overwrite what lies past the row. */
+static void gf__avx2_rowstats_f32(const float *x, int64_t ld, int64_t n, int64_t nr, float *m,
+                                  double *s, float *t) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    const int64_t nf = n & ~(int64_t)7, tot = nr * n;
+    const __m256i tm = gf__mask8(n - nf);
+    for (int64_t i = 0; i < nr; i++) {
+        const float *xi = x + i * ld;
+        __m256 mx = ninf;
+        for (int64_t k = 0; k < nf; k += 8) mx = _mm256_max_ps(_mm256_loadu_ps(xi + k), mx);
+        if (nf < n)
+            mx = _mm256_max_ps(_mm256_blendv_ps(ninf, _mm256_maskload_ps(xi + nf, tm),
+                                                _mm256_castsi256_ps(tm)), mx);
+        mx = _mm256_max_ps(mx, _mm256_permute2f128_ps(mx, mx, 1));
+        mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, 0x4e));
+        mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, 0xb1));
+        m[i] = _mm256_cvtss_f32(mx);
+    }
+    for (int64_t i = 0; i < nr; i++) {
+        const float *xi = x + i * ld;
+        float *ti = t + i * n;
+        const __m256 mv = _mm256_set1_ps(m[i]);
+        for (int64_t k = 0; k < nf; k += 8)
+            _mm256_storeu_ps(ti + k, _mm256_sub_ps(_mm256_loadu_ps(xi + k), mv));
+        if (nf < n) {
+            __m256 v = _mm256_sub_ps(_mm256_maskload_ps(xi + nf, tm), mv);
+            if (i * n + nf + 8 <= tot) _mm256_storeu_ps(ti + nf, v);
+            else gf__store_tail8(ti + nf, v, n - nf);
+        }
+    }
+    gf__avx2_exp_f32(t, t, tot);
+    for (int64_t i = 0; i < nr; i++) {
+        const float *ti = t + i * n;
+        __m256d a = _mm256_setzero_pd();
+        for (int64_t k = 0; k < nf; k += 8) {
+            __m256 e = _mm256_loadu_ps(ti + k);
+            a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        if (nf < n) {
+            __m256 e = i * n + nf + 8 <= tot ? _mm256_loadu_ps(ti + nf)
+                                             : _mm256_maskload_ps(ti + nf, tm);
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(tm));
+            a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        __m128d h = _mm_hadd_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+        s[i] = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    }
+}
+
+static void gf__avx2_rowstats_f64(const double *x, int64_t ld, int64_t n, int64_t nr, double *m,
+                                  double *s, double *t) {
+    const __m256d ninf = _mm256_set1_pd(-INFINITY);
+    const int64_t nf = n & ~(int64_t)3, tot = nr * n;
+    const __m256i tm = gf__mask4(n - nf);
+    for (int64_t i = 0; i < nr; i++) {
+        const double *xi = x + i * ld;
+        __m256d mx = ninf;
+        for (int64_t k = 0; k < nf; k += 4) mx = _mm256_max_pd(_mm256_loadu_pd(xi + k), mx);
+        if (nf < n)
+            mx = _mm256_max_pd(_mm256_blendv_pd(ninf, _mm256_maskload_pd(xi + nf, tm),
+                                                _mm256_castsi256_pd(tm)), mx);
+        mx = _mm256_max_pd(mx, _mm256_permute2f128_pd(mx, mx, 1));
+        mx = _mm256_max_pd(mx, _mm256_shuffle_pd(mx, mx, 0x5));
+        m[i] = _mm256_cvtsd_f64(mx);
+    }
+    for (int64_t i = 0; i < nr; i++) {
+        const double *xi = x + i * ld;
+        double *ti = t + i * n;
+        const __m256d mv = _mm256_set1_pd(m[i]);
+        for (int64_t k = 0; k < nf; k += 4)
+            _mm256_storeu_pd(ti + k, _mm256_sub_pd(_mm256_loadu_pd(xi + k), mv));
+        if (nf < n) {
+            __m256d v = _mm256_sub_pd(_mm256_maskload_pd(xi + nf, tm), mv);
+            if (i * n + nf + 4 <= tot) _mm256_storeu_pd(ti + nf, v);
+            else gf__store_tail4(ti + nf, v, n - nf);
+        }
+    }
+    gf__avx2_exp_f64(t, t, tot);
+    for (int64_t i = 0; i < nr; i++) {
+        const double *ti = t + i * n;
+        __m256d a = _mm256_setzero_pd();
+        for (int64_t k = 0; k < nf; k += 4) a = _mm256_add_pd(a, _mm256_loadu_pd(ti + k));
+        if (nf < n) {
+            __m256d e = i * n + nf + 4 <= tot ? _mm256_loadu_pd(ti + nf)
+                                              : _mm256_maskload_pd(ti + nf, tm);
+            a = _mm256_add_pd(a, _mm256_and_pd(e, _mm256_castsi256_pd(tm)));
+        }
+        __m128d h = _mm_hadd_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+        s[i] = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    }
+}
+
+/* Cross-entropy gradient rows (kernels.h) in passes like rowstats: y = x - m
+ * row by row (in place, a row's last chunk is stored exactly: past it lies
+ * the next row's x), exp over the whole block, then the scaling row by row.
+ * The one-hot lane of a chunk starting at k is l - k when that is in
+ * [0, 8), compared as a 32-bit lane index (so any n works). */
+static void gf__avx2_ce_grad_rows_f32(const float *x, int64_t ldx, int64_t n, int64_t nr,
+                                      const float *m, const float *inv, const int64_t *l,
+                                      float gs, float *y) {
+    const __m256 one = _mm256_set1_ps(1.0f), g = _mm256_set1_ps(gs);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int64_t nf = n & ~(int64_t)7, tot = nr * n;
+    const __m256i tm = gf__mask8(n - nf);
+    for (int64_t i = 0; i < nr; i++) {
+        const float *xi = x + i * ldx;
+        float *yi = y + i * n;
+        const __m256 mv = _mm256_set1_ps(m[i]);
+        for (int64_t k = 0; k < nf; k += 8)
+            _mm256_storeu_ps(yi + k, _mm256_sub_ps(_mm256_loadu_ps(xi + k), mv));
+        if (nf < n) {
+            __m256 v = _mm256_sub_ps(_mm256_maskload_ps(xi + nf, tm), mv);
+            if (y != x && i * n + nf + 8 <= tot) _mm256_storeu_ps(yi + nf, v);
+            else gf__store_tail8(yi + nf, v, n - nf);
+        }
+    }
+    gf__avx2_exp_f32(y, y, tot);
+    for (int64_t i = 0; i < nr; i++) {
+        float *yi = y + i * n;
+        const __m256 iv = _mm256_set1_ps(inv[i]);
+        for (int64_t k = 0; k < n; k += 8) {
+            int64_t d = l[i] - k;
+            __m256i lane = _mm256_set1_epi32(d >= 0 && d < 8 ? (int)d : -1);
+            __m256 oh = _mm256_and_ps(one, _mm256_castsi256_ps(_mm256_cmpeq_epi32(iota, lane)));
+            __m256 e = k < nf || i * n + k + 8 <= tot ? _mm256_loadu_ps(yi + k)
+                                                      : _mm256_maskload_ps(yi + k, tm);
+            __m256 r = _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(e, iv), oh), g);
+            if (k < nf) _mm256_storeu_ps(yi + k, r);
+            else gf__store_tail8(yi + k, r, n - nf);
+        }
+    }
+}
+
+static void gf__avx2_ce_grad_rows_f64(const double *x, int64_t ldx, int64_t n, int64_t nr,
+                                      const double *m, const double *inv, const int64_t *l,
+                                      double gs, double *y) {
+    const __m256d one = _mm256_set1_pd(1.0), g = _mm256_set1_pd(gs);
+    const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+    const int64_t nf = n & ~(int64_t)3, tot = nr * n;
+    const __m256i tm = gf__mask4(n - nf);
+    for (int64_t i = 0; i < nr; i++) {
+        const double *xi = x + i * ldx;
+        double *yi = y + i * n;
+        const __m256d mv = _mm256_set1_pd(m[i]);
+        for (int64_t k = 0; k < nf; k += 4)
+            _mm256_storeu_pd(yi + k, _mm256_sub_pd(_mm256_loadu_pd(xi + k), mv));
+        if (nf < n) {
+            __m256d v = _mm256_sub_pd(_mm256_maskload_pd(xi + nf, tm), mv);
+            if (y != x && i * n + nf + 4 <= tot) _mm256_storeu_pd(yi + nf, v);
+            else gf__store_tail4(yi + nf, v, n - nf);
+        }
+    }
+    gf__avx2_exp_f64(y, y, tot);
+    for (int64_t i = 0; i < nr; i++) {
+        double *yi = y + i * n;
+        const __m256d iv = _mm256_set1_pd(inv[i]);
+        for (int64_t k = 0; k < n; k += 4) {
+            __m256d oh = _mm256_and_pd(one, _mm256_castsi256_pd(_mm256_cmpeq_epi64(
+                                                iota, _mm256_set1_epi64x(l[i] - k))));
+            __m256d e = k < nf || i * n + k + 4 <= tot ? _mm256_loadu_pd(yi + k)
+                                                       : _mm256_maskload_pd(yi + k, tm);
+            __m256d r = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(e, iv), oh), g);
+            if (k < nf) _mm256_storeu_pd(yi + k, r);
+            else gf__store_tail4(yi + k, r, n - nf);
+        }
+    }
 }
 
 const gf__vmath gf__vmath_avx2 = {
@@ -339,4 +596,9 @@ const gf__vmath gf__vmath_avx2 = {
     .colmax_f64 = gf__vl_colmax_f64,
     .colsum_f32 = gf__vl_colsum_f32,
     .colsum_f64 = gf__vl_colsum_f64,
+    .log_f64 = gf__avx2_log_f64,
+    .rowstats_f32 = gf__avx2_rowstats_f32,
+    .rowstats_f64 = gf__avx2_rowstats_f64,
+    .ce_grad_rows_f32 = gf__avx2_ce_grad_rows_f32,
+    .ce_grad_rows_f64 = gf__avx2_ce_grad_rows_f64,
 };

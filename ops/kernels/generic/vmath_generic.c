@@ -1,7 +1,8 @@
 /*
  * vmath_generic.c - the portable gf__vmath table (kernels.h): exp, tanh,
- * sigmoid and exp-and-sum in plain C (the compiler vectorizes the f32 exp
- * loops for the baseline ISA), and the reduction loops of vmath_loops.h.
+ * sigmoid, log, exp-and-sum, softmax row statistics and cross-entropy
+ * gradient rows in plain C (the compiler vectorizes the f32 exp loops for
+ * the baseline ISA), and the reduction loops of vmath_loops.h.
  *
  * exp(x) = 2^n * e^r, the same reduction as the AVX2 variant (see
  * avx2/vmath_avx2.c) without FMA: ln 2 is split so that n * ln2_hi is exact
@@ -160,6 +161,72 @@ GF__GEN_SIGMOID(gf__gen_sigmoid_f64, double, fabs, gf__gexp)
 GF__GEN_EXPSUM(gf__gen_expsum_f32, float, gf__gexpf)
 GF__GEN_EXPSUM(gf__gen_expsum_f64, double, gf__gexp)
 
+/* log(x) by fdlibm's method (e_log.c): x = 2^k (1 + f) with 1 + f in
+ * [sqrt(2)/2, sqrt(2)), s = f/(2 + f), log(1 + f) = f - f^2/2 + s (f^2/2 +
+ * R(s^2)), R fdlibm's degree-7 minimax (Lg1..Lg7, error under 2^-58.45),
+ * and k ln 2 added in two parts (ln2_hi * k exact). Under 1 ulp. Subnormal
+ * x is scaled by 2^54 first; x <= 0, inf and NaN are handled apart. Shared
+ * by the variants through GF__LOG_* (vmath_loops.h). */
+static inline double gf__glog(double x) {
+    if (!(x > 0) || x == INFINITY) return x == 0 ? -INFINITY : x < 0 ? NAN : x;
+    int64_t k = 0;
+    if (x < 0x1p-1022) x *= 0x1p54, k = -54;
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    u += GF__LOG_KSHIFT;
+    k += (int64_t)(u >> 52) - 1023;
+    u = (u & 0x000fffffffffffffull) + GF__LOG_MBASE;
+    double m;
+    memcpy(&m, &u, sizeof m);
+    double f = m - 1.0, hfsq = 0.5 * f * f, s = f / (2.0 + f), z = s * s, w = z * z;
+    double t1 = w * (GF__LOG_LG[1] + w * (GF__LOG_LG[3] + w * GF__LOG_LG[5]));
+    double t2 = z * (GF__LOG_LG[0] + w * (GF__LOG_LG[2] + w * (GF__LOG_LG[4] + w * GF__LOG_LG[6])));
+    double dk = (double)k;
+    return s * (hfsq + (t2 + t1)) + dk * GF__LN2_LO_D - hfsq + f + dk * GF__LN2_HI_D;
+}
+
+static void gf__gen_log_f64(const double *x, double *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = gf__glog(x[i]);
+}
+
+/* Short-row softmax statistics (kernels.h): per row the max, then the
+ * exponentials into t and 4 double lanes by k % 4. */
+#define GF__GEN_ROWSTATS(NAME, T, EXP)                                                     \
+    static void NAME(const T *x, int64_t ld, int64_t n, int64_t nr, T *m, double *s,       \
+                     T *t) {                                                                \
+        for (int64_t i = 0; i < nr; i++) {                                                  \
+            const T *xi = x + i * ld;                                                       \
+            T *ti = t + i * n, mx = -INFINITY;                                              \
+            for (int64_t k = 0; k < n; k++) mx = xi[k] > mx ? xi[k] : mx;                   \
+            for (int64_t k = 0; k < n; k++) ti[k] = EXP(xi[k] - mx);                        \
+            double l[4] = {0, 0, 0, 0};                                                     \
+            for (int64_t k = 0; k < n; k++) l[k & 3] += (double)ti[k];                      \
+            m[i] = mx;                                                                      \
+            s[i] = (l[0] + l[1]) + (l[2] + l[3]);                                           \
+        }                                                                                   \
+    }
+
+GF__GEN_ROWSTATS(gf__gen_rowstats_f32, float, gf__gexpf)
+GF__GEN_ROWSTATS(gf__gen_rowstats_f64, double, gf__gexp)
+
+/* Cross-entropy gradient rows (kernels.h), one element at a time (x is read
+ * before y is written, so y may equal x). */
+#define GF__GEN_CE_GRAD(NAME, T, EXP)                                                      \
+    static void NAME(const T *x, int64_t ldx, int64_t n, int64_t nr, const T *m,           \
+                     const T *inv, const int64_t *l, T gs, T *y) {                          \
+        for (int64_t i = 0; i < nr; i++) {                                                  \
+            const T *xi = x + i * ldx;                                                      \
+            T *yi = y + i * n;                                                              \
+            for (int64_t k = 0; k < n; k++) {                                               \
+                T p = EXP(xi[k] - m[i]) * inv[i];                                           \
+                yi[k] = (p - (T)(k == l[i])) * gs;                                          \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+GF__GEN_CE_GRAD(gf__gen_ce_grad_rows_f32, float, gf__gexpf)
+GF__GEN_CE_GRAD(gf__gen_ce_grad_rows_f64, double, gf__gexp)
+
 const gf__vmath gf__vmath_generic = {
     .name = "generic",
     .exp_f32 = gf__gen_exp_f32,
@@ -176,4 +243,9 @@ const gf__vmath gf__vmath_generic = {
     .colmax_f64 = gf__vl_colmax_f64,
     .colsum_f32 = gf__vl_colsum_f32,
     .colsum_f64 = gf__vl_colsum_f64,
+    .log_f64 = gf__gen_log_f64,
+    .rowstats_f32 = gf__gen_rowstats_f32,
+    .rowstats_f64 = gf__gen_rowstats_f64,
+    .ce_grad_rows_f32 = gf__gen_ce_grad_rows_f32,
+    .ce_grad_rows_f64 = gf__gen_ce_grad_rows_f64,
 };
