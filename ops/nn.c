@@ -1,20 +1,21 @@
 /*
- * nn.c - fused nn functions: softmax, log_softmax, mse_loss, cross_entropy,
- * the fused gradient of cross_entropy (cross_entropy_grad), and one_hot.
+ * nn.c - fused nn functions: softmax, log_softmax, mse_loss, cross_entropy
+ * (with its per-row statistics, cross_entropy_rows, and its fused gradient,
+ * cross_entropy_grad), and one_hot.
  *
  * The forward kernels are fused and numerically stable: each softmax row is
  * the row max, then exp(x - max) stored and summed (in double) in one pass
  * through the vector exp of ops/kernels (gf__vmath), then the scaling, so
  * large logits (1000, -1000) never overflow. Rows shorter than
- * GF__NN_SMALL_C go in blocks of rows through one exp call instead (see
- * gf__small_rows). A row is always reduced in the same order on one thread,
- * and losses over many rows are summed from per-row (or per-block) partials
- * in a fixed order, so results are bitwise identical for any thread count.
+ * GF__NN_SMALL_C go in blocks of rows through vm->rowstats instead (one exp
+ * call per block). A row is always reduced in the same order on one thread,
+ * and losses over many rows are summed from per-row partials in a fixed
+ * order, so results are bitwise identical for any thread count.
  *
  * Backward rules are compositions of public ops (softmax, one_hot, sum_dim,
  * ...) so that create_graph gives higher-order gradients; a plain backward
- * of cross_entropy records the one-kernel cross_entropy_grad instead, with
- * the same bits.
+ * of cross_entropy records the one-kernel cross_entropy_grad instead, on the
+ * forward's row statistics, with the same bits.
  */
 #include "ops.h"
 
