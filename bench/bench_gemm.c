@@ -28,10 +28,16 @@
  * openblas_scale_2t, ratio_1t / ratio_2t (ours / OpenBLAS, > 1 is faster)
  * and maxdiff against OpenBLAS's result. Run with OPENBLAS_CORETYPE set to
  * the machine's core (Zen here; SkylakeX would crash on a Zen 3).
+ *
+ * After the GEMM cases, {"bench":"linear_act"} lines compare a Linear
+ * layer's forward with bias and ReLU fused into the GEMM's epilogue against
+ * the GEMM followed by separate passes (see run_linear_act).
  */
 #define _POSIX_C_SOURCE 199309L
 #include "../ops/kernels/kernels.h"
+#include "../ops/ops.h" /* gf__linear_act_set_fused (the linear_act lines) */
 #include "fma_peak.h"
+#include "gradflow/nn.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -163,6 +169,86 @@ static void run(shape s, int rounds) {
     free(A), free(B), free(C1), free(C2);
 }
 
+/* ---------------------------------------------- fused linear + bias + relu */
+/* One {"bench":"linear_act"} line: y = relu(x W^T + b), x m x k, W n x k
+ * (nn's layout, read transposed by strides), b [n], on nt threads. Kernel
+ * level: the bare GEMM (gemm_ms), the GEMM with the bias + relu epilogue
+ * (fused_ms; ep_over_gemm is the epilogue's cost, best over best, and
+ * ep_over_gemm_med the median of the rounds' paired ratios), and the GEMM followed by
+ * a bias-add pass and a relu pass over C, split over the threads like the
+ * ops split them (unfused_ms). Op level, through the engine (nt threads):
+ * gf_linear_act recorded as the fused op (op_fused_ms) and as the three
+ * ops nn recorded before (matmul, add, relu: op_unfused_ms), each realized
+ * in a scope. Each configuration timed in every round, the best kept;
+ * bitwise: the fused outputs equal the unfused ones. */
+/* U = relu(X W^T + b) the unfused way: the GEMM, then a pass adding b, then
+ * a relu pass, each split over nt threads. */
+static void unfused_passes(int m, int n, int k, const float *X, const float *W,
+                           const float *bias, float *U, int nt) {
+    gf__sgemm(m, n, k, X, k, 1, W, 1, k, 0.0f, U, n, 1, nt);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) U[(int64_t)i * n + j] += bias[j];
+    const int64_t mn = (int64_t)m * n;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t i = 0; i < mn; i++) U[i] = U[i] < 0 ? 0 : U[i];
+}
+
+static void run_linear_act(int m, int n, int k, int nt, int rounds) {
+    if (!wanted(case_no++)) return;
+    float *X = falloc((size_t)m * k), *W = falloc((size_t)n * k), *bias = falloc((size_t)n);
+    float *C = falloc((size_t)m * n), *F = falloc((size_t)m * n), *U = falloc((size_t)m * n);
+    for (size_t i = 0; i < (size_t)m * k; i++) X[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (size_t i = 0; i < (size_t)n * k; i++) W[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int j = 0; j < n; j++) bias[j] = (float)rand() / RAND_MAX - 0.5f;
+    const gf__sepilogue ep = {.bias = bias, .incb = 1, .act = GF__ACT_RELU};
+    const int64_t mn = (int64_t)m * n;
+    gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = nt});
+    gf_ctx *ctx = gf_ctx_create(eng);
+    gf_tensor *x = gf_tensor_f32(ctx, 2, (int64_t[]){m, k}, X);
+    gf_tensor *w = gf_tensor_f32(ctx, 2, (int64_t[]){n, k}, W);
+    gf_tensor *b = gf_tensor_f32(ctx, 1, (int64_t[]){n}, bias);
+    float *opf = falloc((size_t)mn), *opu = falloc((size_t)mn);
+#define GF__OP_CALL(fused, dst)                                                            \
+    do {                                                                                   \
+        gf__linear_act_set_fused(fused);                                                   \
+        gf_scope_begin(ctx);                                                               \
+        const float *y_ = gf_data_f32(gf_linear_act(x, w, b, GF_ACT_RELU));                \
+        if (!y_) {                                                                         \
+            fprintf(stderr, "gf_linear_act: %s\n", gf_ctx_error(ctx));                     \
+            exit(1);                                                                       \
+        }                                                                                  \
+        memcpy(dst, y_, sizeof(float) * (size_t)mn);                                       \
+        gf_scope_end(ctx);                                                                 \
+        gf__linear_act_set_fused(true);                                                    \
+    } while (0)
+    double tg = 1e30, tf = 1e30, tu = 1e30, of = 1e30, ou = 1e30, pr[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) {
+        double rg = 1e30, rf = 1e30;
+        TIME_BEST(rg, gf__sgemm(m, n, k, X, k, 1, W, 1, k, 0.0f, C, n, 1, nt));
+        TIME_BEST(rf, gf__sgemm_ep(m, n, k, X, k, 1, W, 1, k, 0.0f, F, n, 1, nt, &ep));
+        tg = fmin(tg, rg), tf = fmin(tf, rf), pr[r] = rf / rg;
+        TIME_BEST(tu, unfused_passes(m, n, k, X, W, bias, U, nt));
+        TIME_BEST(of, GF__OP_CALL(true, opf));
+        TIME_BEST(ou, GF__OP_CALL(false, opu));
+    }
+#undef GF__OP_CALL
+    const int same = memcmp(F, U, sizeof(float) * (size_t)mn) == 0 &&
+                     memcmp(opf, opu, sizeof(float) * (size_t)mn) == 0 &&
+                     memcmp(opf, F, sizeof(float) * (size_t)mn) == 0;
+    printf("{\"bench\":\"linear_act\",\"act\":\"relu\",\"m\":%d,\"n\":%d,\"k\":%d,\"threads\":%d,"
+           "\"isa\":\"%s\",\"gemm_ms\":%.4f,\"fused_ms\":%.4f,\"unfused_ms\":%.4f,"
+           "\"ep_over_gemm\":%.4f,\"ep_over_gemm_med\":%.4f,\"unfused_over_fused\":%.4f,"
+           "\"op_fused_ms\":%.4f,\"op_unfused_ms\":%.4f,\"op_unfused_over_fused\":%.4f,"
+           "\"rounds\":%d,\"bitwise\":%s}\n",
+           m, n, k, nt, gf__gemm_isa(), tg * 1e3, tf * 1e3, tu * 1e3, tf / tg, median(pr, rounds),
+           tu / tf, of * 1e3, ou * 1e3, ou / of, rounds, same ? "true" : "false");
+    fflush(stdout);
+    gf_ctx_destroy(ctx);
+    gf_engine_destroy(eng);
+    free(X), free(W), free(bias), free(C), free(F), free(U), free(opf), free(opu);
+}
+
 int main(int argc, char **argv) {
     int rounds = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 3;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
@@ -186,5 +272,9 @@ int main(int argc, char **argv) {
         run((shape){f.m, f.k, f.n, 0, 1, "dX=G.W^T"}, rounds); /* m x k = dY W^T */
         run((shape){f.k, f.n, f.m, 1, 0, "dW=X^T.G"}, rounds); /* k x n = X^T dY */
     }
+    /* A Linear layer's forward with its bias and ReLU, fused and not. */
+    static const int la[][3] = {{64, 256, 784}, {256, 1024, 1024}};
+    for (int i = 0; i < 2; i++)
+        for (int nt = 1; nt <= 2; nt++) run_linear_act(la[i][0], la[i][1], la[i][2], nt, rounds);
     return 0;
 }

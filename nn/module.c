@@ -225,7 +225,8 @@ gf_tensor *gf_module_forward(gf_module *m, gf_tensor *x) {
          * with it (the graph keeps what backward needs either way). */
         gf_tensor *h = x;
         for (int i = 0; i < m->n_children && h; i++) {
-            gf_module *c = m->children[i], *next = i + 1 < m->n_children ? m->children[i + 1] : NULL;
+            gf_module *c = m->children[i];
+            gf_module *next = i + 1 < m->n_children ? m->children[i + 1] : NULL;
             /* A Linear directly followed by a ReLU, Tanh or Sigmoid layer:
              * one fused op (gf_linear_act; the same bits as running the two
              * layers). GELU and a Linear without activation take the

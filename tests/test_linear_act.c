@@ -71,7 +71,8 @@ typedef struct {
         const int64_t rsa = p.ta ? 1 : k + pd, csa = p.ta ? m + pd : 1;                       \
         const int64_t rsb = p.tb ? 1 : n + pd, csb = p.tb ? k + pd : 1;                       \
         const int64_t rsc = p.tc ? 1 : n + pd, csc = p.tc ? m + pd : 1;                       \
-        const int64_t na = (p.ta ? k : m) * (k + m + pd) + 1, nb = (p.tb ? n : k) * (n + k + pd) + 1; \
+        const int64_t na = (p.ta ? k : m) * (k + m + pd) + 1;                                 \
+        const int64_t nb = (p.tb ? n : k) * (n + k + pd) + 1;                                 \
         const int64_t nc = (p.tc ? n * (m + pd) : m * (n + pd)) + 1;                          \
         T *A = malloc(sizeof(T) * na), *B = malloc(sizeof(T) * nb);                           \
         T *C0 = malloc(sizeof(T) * nc), *R = malloc(sizeof(T) * nc), *F = malloc(sizeof(T) * nc); \
@@ -334,8 +335,11 @@ static void grads(gf_ctx *c, bool fused, bool cg, gf_dtype dt, int64_t M, int64_
                   int v, gf_activation a, gf_tensor **out) {
     gf_manual_seed(c, 100 + (uint64_t)v);
     gf_tensor *x = gf_requires_grad(uni(c, dt, M, K, -1, 1), true);
-    gf_tensor *wl = gf_requires_grad(v & 2 ? uni(c, dt, K, N, -1, 1) : uni(c, dt, N, K, -1, 1), true);
-    gf_tensor *b = v & 1 ? NULL : gf_requires_grad(gf_reshape(uni(c, dt, 1, N, -1, 1), 1, (int64_t[]){N}), true);
+    gf_tensor *wl = v & 2 ? uni(c, dt, K, N, -1, 1) : uni(c, dt, N, K, -1, 1);
+    gf_requires_grad(wl, true);
+    gf_tensor *b = NULL;
+    if (!(v & 1))
+        b = gf_requires_grad(gf_reshape(uni(c, dt, 1, N, -1, 1), 1, (int64_t[]){N}), true);
     gf_tensor *r = uni(c, dt, M, N, -1, 1);
     gf_tensor *w = v & 2 ? gf_transpose(wl, 0, 1) : wl;
     gf_tensor *y = la(fused, x, w, b, a);
@@ -542,8 +546,9 @@ Test(linear_act, mlp_training_bitwise_with_and_without_fusion, .fini = restore) 
             }
             /* the fused path is taken: a Linear+act pair is one node */
             gf_scope_begin(c[0]);
-            gf_module *pair = gf_sequential(c[0], 2, (gf_module *[]){gf_linear(c[0], 20, 3, true, dt),
-                                                                     gf_activation_layer(c[0], GF_ACT_RELU)});
+            gf_module *two[] = {gf_linear(c[0], 20, 3, true, dt),
+                                gf_activation_layer(c[0], GF_ACT_RELU)};
+            gf_module *pair = gf_sequential(c[0], 2, two);
             cr_assert_eq(gf_module_forward(pair, x[0])->node->op, GF__OP_linear_act);
             gf_module_free(pair);
             gf_scope_end(c[0]);
