@@ -15,7 +15,10 @@
  * Backward rules are compositions of public ops (softmax, one_hot, sum_dim,
  * ...) so that create_graph gives higher-order gradients; a plain backward
  * of cross_entropy records the one-kernel cross_entropy_grad instead, on the
- * forward's row statistics, with the same bits.
+ * forward's row statistics, with the same bits, and a plain backward of
+ * softmax / log_softmax the one-kernel softmax_backward /
+ * log_softmax_backward of ops/softmax_grad.c (within a few ulp of the
+ * composed rules: only their row sum's order differs).
  */
 #include "ops.h"
 
@@ -311,8 +314,24 @@ gf_tensor *gf_log_softmax(gf_tensor *a, int dim) {
 }
 
 /* dx = y * (g - sum_d(g * y)), y = softmax(x). */
+/* Whether a softmax-family rule records its one-kernel backward
+ * (ops/softmax_grad.c): in a plain backward (grad mode off) with g of out's
+ * dtype and shape. With create_graph the composed rules below stay, so that
+ * higher derivatives exist. */
+static bool gf__sm_fuse(const gf_tensor *g, const gf_tensor *out) {
+    if (gf_is_grad_enabled(out->ctx) || g->dtype != out->dtype || g->ndim != out->ndim)
+        return false;
+    for (int k = 0; k < g->ndim; k++)
+        if (g->shape[k] != out->shape[k]) return false;
+    return true;
+}
+
 gf_status gf__bwd_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     if (!gf__needs_grad(n, 0)) return GF_OK;
+    if (gf__sm_fuse(g, out)) {
+        gin[0] = gf__softmax_backward(g, out, n->a.dim);
+        return GF_OK;
+    }
     gf_tensor *gy = gf_mul(g, out);
     /* A 0-dim softmax has a one-element "row": the sum is gy itself. */
     gf_tensor *s = out->ndim ? gf_sum_dim(gy, n->a.dim, true) : gy;
@@ -323,6 +342,10 @@ gf_status gf__bwd_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor *
 /* dx = g - exp(y) * sum_d(g), y = log_softmax(x). */
 gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     if (!gf__needs_grad(n, 0)) return GF_OK;
+    if (gf__sm_fuse(g, out)) {
+        gin[0] = gf__log_softmax_backward(g, out, n->a.dim);
+        return GF_OK;
+    }
     gf_tensor *s = out->ndim ? gf_sum_dim(g, n->a.dim, true) : g;
     gin[0] = gf_sub(g, gf_mul(gf_exp(out), s));
     return GF_OK;

@@ -262,3 +262,113 @@ static size_t eager_run(gf_ctx *c, unsigned char *out) {
 }
 
 Test(softmax_grad, eager_and_lazy_identical_bits) { gf_test_expect_eager_equals_lazy(eager_run); }
+
+/* The backward rules: with grad mode off (a plain backward) one fused node
+ * on (g, out); with grad mode on (create_graph) the composed rule (last op
+ * mul for softmax, sub for log_softmax); and the composed rule when g has
+ * another dtype than out. */
+Test(softmax_grad, rules_record_the_fused_op_only_without_grad_mode) {
+    gf_ctx *ctx = gf_ctx_create(NULL);
+    for (int lg = 0; lg < 2; lg++)
+        for (int mode = 0; mode < 3; mode++) {
+            gf_scope_begin(ctx);
+            gf_tensor *x = gf_requires_grad(gf_randn(ctx, GF_F64, 2, (int64_t[]){4, 5}), true);
+            gf_tensor *y = GF_T(ctx, forward(lg, x, 0));
+            gf_tensor *g = gf_randn(ctx, mode == 2 ? GF_F32 : GF_F64, 2, (int64_t[]){4, 5});
+            gf_tensor *gin[1] = {NULL};
+            if (mode != 1) gf_no_grad_begin(ctx);
+            GF_OK_OR_FAIL(ctx, gf__op_bwd[y->node->op](y->node, y, g, gin));
+            if (mode != 1) gf_no_grad_end(ctx);
+            cr_assert(gin[0] && gin[0]->node, "no gradient node");
+            const int fused = lg ? GF__OP_log_softmax_backward : GF__OP_softmax_backward;
+            const int want = mode == 0 ? fused : lg ? GF__OP_sub : GF__OP_mul;
+            cr_assert_eq(gin[0]->node->op, want, "lg %d mode %d: recorded %s", lg, mode,
+                         gf__op_names[gin[0]->node->op]);
+            if (mode == 0) {
+                cr_assert_eq(gin[0]->node->in[0], g, "the upstream gradient comes first");
+                cr_assert_eq(gin[0]->node->in[1], y);
+                cr_assert_eq(gin[0]->node->a.dim, 0);
+            }
+            gf_test_expect_shape(gin[0], 2, (int64_t[]){4, 5});
+            gf_scope_end(ctx);
+        }
+    cr_assert_null(gf_ctx_error(ctx), "%s", gf_ctx_error(ctx));
+    gf_ctx_destroy(ctx);
+}
+
+/* d/dx sum(op(x) * w), plain (fused) and with create_graph (composed): the
+ * same to a few ulp, along the first and the last dim, through a transposed
+ * x, f32 and f64. */
+Test(softmax_grad, plain_backward_close_to_create_graph) {
+    gf_ctx *ctx = gf_ctx_create(NULL);
+    gf_manual_seed(ctx, 17);
+    for (int lg = 0; lg < 2; lg++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int dim = 0; dim < 2; dim++) {
+                gf_scope_begin(ctx);
+                gf_tensor *leaf = gf_requires_grad(gf_randn(ctx, GF_F64, 2, (int64_t[]){9, 13}), true);
+                gf_tensor *x = gf_transpose(dt ? gf_to_dtype(leaf, GF_F32) : leaf, 0, 1);
+                gf_tensor *w = gf_randn(ctx, dt ? GF_F32 : GF_F64, 2, (int64_t[]){13, 9});
+                gf_tensor *gr[2];
+                for (int cg = 0; cg < 2; cg++) {
+                    gf_tensor *y = GF_T(ctx, forward(lg, x, dim)), *gx = NULL;
+                    gf_backward_opts o = {.grad_output = w, .create_graph = cg, .retain_graph = true};
+                    GF_OK_OR_FAIL(ctx, gf_grad_of(y, 1, &leaf, &gx, &o));
+                    GF_OK_OR_FAIL(ctx, gf_realize(gx));
+                    gr[cg] = gx;
+                }
+                double *a = values(gr[0]), *b = values(gr[1]);
+                const double eps = dt ? 0x1p-23 : 0x1p-52;
+                for (int i = 0; i < 9 * 13; i++)
+                    cr_assert(fabs(a[i] - b[i]) <= 64 * eps * (1 + fabs(b[i])),
+                              "lg %d dt %d dim %d: plain %a, create_graph %a at %d", lg, dt, dim,
+                              a[i], b[i], i);
+                free(a), free(b);
+                gf_scope_end(ctx);
+            }
+    cr_assert_null(gf_ctx_error(ctx), "%s", gf_ctx_error(ctx));
+    gf_ctx_destroy(ctx);
+}
+
+typedef struct {
+    bool log_sm;
+    int dim;
+} fn_args;
+
+/* sum(op(x, dim) * w) with a fixed w: a scalar for gradcheck. */
+static gf_tensor *apply_op(gf_ctx *ctx, int n, gf_tensor *const *in, void *user) {
+    (void)n;
+    const fn_args *f = user;
+    gf_tensor *y = forward(f->log_sm, in[0], f->dim);
+    gf_manual_seed(ctx, 99);
+    return gf_sum(gf_mul(y, gf_randn(ctx, GF_F64, gf_ndim(y), gf_shape(y))));
+}
+
+/* The gradient of apply_op built with create_graph (composed), contracted
+ * with x + 0.5: differentiating it checks the second derivatives. */
+static gf_tensor *apply_d1(gf_ctx *ctx, int n, gf_tensor *const *in, void *user) {
+    gf_tensor *x = in[0], *g = NULL, *y = apply_op(ctx, n, in, user);
+    gf_backward_opts o = {.create_graph = true};
+    if (gf_grad_of(y, 1, &x, &g, &o) != GF_OK) return NULL;
+    return gf_sum(gf_mul(g, gf_add_scalar(x, 0.5)));
+}
+
+/* gf_gradcheck differentiates with a plain backward: the fused kernels,
+ * along the first, a middle and the last dim; then second order through the
+ * composed rules. */
+Test(softmax_grad, gradcheck_f64_fused_and_second_order) {
+    gf_ctx *ctx = gf_ctx_create(NULL);
+    for (int lg = 0; lg < 2; lg++)
+        for (int dim = 0; dim < 3; dim++) {
+            gf_scope_begin(ctx);
+            gf_manual_seed(ctx, 31 + (uint64_t)dim);
+            gf_tensor *x = gf_requires_grad(gf_randn(ctx, GF_F64, 3, (int64_t[]){3, 4, 5}), true);
+            fn_args f = {lg, dim};
+            gf_status s = gf_gradcheck(ctx, apply_op, 1, &x, &f, 1e-6, 1e-6, 1e-4);
+            cr_assert_eq(s, GF_OK, "lg %d dim %d: %s", lg, dim, gf_ctx_error(ctx));
+            s = gf_gradcheck(ctx, apply_d1, 1, &x, &f, 1e-6, 1e-6, 1e-4);
+            cr_assert_eq(s, GF_OK, "lg %d dim %d second order: %s", lg, dim, gf_ctx_error(ctx));
+            gf_scope_end(ctx);
+        }
+    gf_ctx_destroy(ctx);
+}
