@@ -19,9 +19,9 @@
  * BENCH_CASES=i,j,... runs only those cases (numbered from 0 in the order
  * printed), for quick looks at a few shapes.
  *
- * Fields: gflops_1t, gflops_2t, scale_2t (2t/1t), pct_peak_1t (of the FMA
- * peak of one core, measured here by fma_peak.h at the start and after
- * every case, the best so far kept: one measurement hit by a load spike
+ * Fields: mc, kc, nc (the f32 blocking in use), gflops_1t, gflops_2t,
+ * scale_2t (2t/1t), pct_peak_1t (of the FMA peak of one core, measured
+ * here by fma_peak.h at the start and after every case, the best so far kept: one measurement hit by a load spike
  * would put shapes above 100%), fma_peak (that best), pct_peak_2t (of two
  * cores), bitwise_1t_2t (ours gives the same bits for 1 and 2 threads);
  * with -DGF_BENCH_OPENBLAS (and -lopenblas): openblas_1t, openblas_2t,
@@ -145,10 +145,14 @@ static void run(shape s, int rounds) {
     if (p > peak) peak = p;
     const double gf = 2.0 * m * n * k * 1e-9;
     const int same = memcmp(C1, C2, (size_t)m * n * sizeof *C1) == 0;
+    int blk[5]; /* mr, nr, mc, kc, nc (mc, nc sized to this machine's caches) */
+    gf__gemm_blocks(4, blk);
     printf("{\"bench\":\"sgemm\",\"what\":\"%s\",\"m\":%d,\"n\":%d,\"k\":%d,\"ta\":%d,\"tb\":%d,"
-           "\"isa\":\"%s\",\"gflops_1t\":%.1f,\"gflops_2t\":%.1f,\"scale_2t\":%.2f,"
+           "\"isa\":\"%s\",\"mc\":%d,\"kc\":%d,\"nc\":%d,\"gflops_1t\":%.1f,"
+           "\"gflops_2t\":%.1f,\"scale_2t\":%.2f,"
            "\"fma_peak\":%.1f,\"pct_peak_1t\":%.1f,\"pct_peak_2t\":%.1f,\"bitwise_1t_2t\":%s",
-           s.what, m, n, k, s.ta, s.tb, gf__gemm_isa(), gf / t1, gf / t2, t1 / t2,
+           s.what, m, n, k, s.ta, s.tb, gf__gemm_isa(), blk[2], blk[3], blk[4], gf / t1, gf / t2,
+           t1 / t2,
            peak, peak > 0 ? 100 * gf / t1 / peak : 0, peak > 0 ? 100 * gf / t2 / (2 * peak) : 0,
            same ? "true" : "false");
 #ifdef GF_BENCH_OPENBLAS

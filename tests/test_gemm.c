@@ -398,3 +398,57 @@ Test(gemm, force_isa_falls_back) {
     gf__gemm_force_isa(NULL);
     cr_assert_str_eq(gf__gemm_isa(), start);
 }
+
+static void restore_blocks(void) {
+    gf__gemm_set_blocks(0, 0);
+    gf__gemm_force_isa(NULL);
+}
+
+/* mc and nc (sized to the machine's caches, or GF_GEMM_MC / GF_GEMM_NC)
+ * only cut M and N into blocks: any mc, nc give the bits of the sized
+ * ones, for every variant, row-major and transposed operands, 1 and 3
+ * threads, f32 and f64. The sized values are positive multiples of mr, nr. */
+Test(gemm, cache_blocking_never_changes_bits, .fini = restore_blocks) {
+    enum { M = 203, N = 150, K = 530 };
+    const int blocks[][2] = {{1, 1}, {13, 17}, {50, 40}, {4000, 9000}};
+    float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float));
+    float *R = malloc(M * N * sizeof(float)), *C = malloc(M * N * sizeof(float));
+    double *Ad = malloc(M * K * sizeof(double)), *Bd = malloc(K * N * sizeof(double));
+    double *Rd = malloc(M * N * sizeof(double)), *Cd = malloc(M * N * sizeof(double));
+    cr_assert(A && B && R && C && Ad && Bd && Rd && Cd);
+    for (int t = 0; t < M * K; t++) Ad[t] = urand(), A[t] = (float)Ad[t];
+    for (int t = 0; t < K * N; t++) Bd[t] = urand(), B[t] = (float)Bd[t];
+    for (size_t v = 0; v < NISAS; v++) {
+        if (!use_isa(v)) continue;
+        for (int dsize = 4; dsize <= 8; dsize += 4) {
+            int b[5];
+            gf__gemm_blocks(dsize, b);
+            cr_assert(b[2] > 0 && b[2] % b[0] == 0, "%s: mc %d, mr %d", isas[v], b[2], b[0]);
+            cr_assert(b[4] > 0 && b[4] % b[1] == 0, "%s: nc %d, nr %d", isas[v], b[4], b[1]);
+        }
+        for (int ta = 0; ta <= 1; ta++)
+            for (int tb = 0; tb <= 1; tb++)
+                for (int nt = 1; nt <= 3; nt += 2) {
+                    const int64_t rsa = ta ? 1 : K, csa = ta ? M : 1;
+                    const int64_t rsb = tb ? 1 : N, csb = tb ? K : 1;
+                    gf__gemm_set_blocks(0, 0);
+                    gf__sgemm(M, N, K, A, rsa, csa, B, rsb, csb, 0.0f, R, N, 1, nt);
+                    gf__dgemm(M, N, K, Ad, rsa, csa, Bd, rsb, csb, 0.0, Rd, N, 1, nt);
+                    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) {
+                        gf__gemm_set_blocks(blocks[i][0], blocks[i][1]);
+                        int b[5];
+                        gf__gemm_blocks(4, b);
+                        cr_assert(b[2] % b[0] == 0 && b[2] <= (blocks[i][0] < b[0] ? b[0] : blocks[i][0]));
+                        gf__sgemm(M, N, K, A, rsa, csa, B, rsb, csb, 0.0f, C, N, 1, nt);
+                        cr_assert(memcmp(C, R, sizeof(float) * M * N) == 0,
+                                  "%s ta %d tb %d nt %d: f32 mc %d nc %d changes the bits",
+                                  isas[v], ta, tb, nt, blocks[i][0], blocks[i][1]);
+                        gf__dgemm(M, N, K, Ad, rsa, csa, Bd, rsb, csb, 0.0, Cd, N, 1, nt);
+                        cr_assert(memcmp(Cd, Rd, sizeof(double) * M * N) == 0,
+                                  "%s ta %d tb %d nt %d: f64 mc %d nc %d changes the bits",
+                                  isas[v], ta, tb, nt, blocks[i][0], blocks[i][1]);
+                    }
+                }
+    }
+    free(A), free(B), free(R), free(C), free(Ad), free(Bd), free(Rd), free(Cd);
+}

@@ -51,7 +51,11 @@ static const gf__gemm_variant *const gf__gemm_variants[] = {
 #define GF__NVARIANTS (sizeof gf__gemm_variants / sizeof gf__gemm_variants[0])
 
 static once_flag gf__gemm_once = ONCE_FLAG_INIT;
-static const gf__gemm_variant *gf__gemm_startup; /* written once, under gf__gemm_once */
+/* Each variant with its mc and nc sized to this machine's caches
+ * (gemm_blocking.c), in gf__gemm_variants' order: what the driver runs.
+ * Written under gf__gemm_once (and by gf__gemm_set_blocks, tests only). */
+static gf__gemm_variant gf__gemm_sized[GF__NVARIANTS];
+static size_t gf__gemm_startup; /* written once, under gf__gemm_once */
 static _Atomic(const gf__gemm_variant *) gf__gemm_active;
 
 /* Whether this CPU (and OS: libgcc checks that it saves the wider
@@ -68,22 +72,32 @@ static int gf__gemm_supported(const gf__gemm_variant *v) {
     return v == &gf__gemm_generic;
 }
 
-/* The variant called name if the CPU runs it, else the best it runs. */
-static const gf__gemm_variant *gf__gemm_choose(const char *name) {
+/* The index of the variant called name if the CPU runs it, else of the
+ * best it runs (generic is last and always runs). */
+static size_t gf__gemm_choose(const char *name) {
     for (size_t i = 0; name && i < GF__NVARIANTS; i++)
         if (strcmp(name, gf__gemm_variants[i]->name) == 0 && gf__gemm_supported(gf__gemm_variants[i]))
-            return gf__gemm_variants[i];
+            return i;
     for (size_t i = 0; i < GF__NVARIANTS; i++)
-        if (gf__gemm_supported(gf__gemm_variants[i])) return gf__gemm_variants[i];
-    return &gf__gemm_generic;
+        if (gf__gemm_supported(gf__gemm_variants[i])) return i;
+    return GF__NVARIANTS - 1;
+}
+
+/* Sizes every variant's blocks (mc, nc > 0: those, for tests). */
+static void gf__gemm_size_all(int mc, int nc) {
+    for (size_t i = 0; i < GF__NVARIANTS; i++) {
+        gf__gemm_sized[i] = *gf__gemm_variants[i];
+        gf__gemm_size_variant(&gf__gemm_sized[i], mc, nc);
+    }
 }
 
 static void gf__gemm_detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
 #endif
+    gf__gemm_size_all(0, 0);
     gf__gemm_startup = gf__gemm_choose(getenv("GF_ISA"));
-    atomic_store(&gf__gemm_active, gf__gemm_startup);
+    atomic_store(&gf__gemm_active, &gf__gemm_sized[gf__gemm_startup]);
 }
 
 static const gf__gemm_variant *gf__gemm_variant_now(void) {
@@ -95,7 +109,22 @@ const char *gf__gemm_isa(void) { return gf__gemm_variant_now()->name; }
 
 void gf__gemm_force_isa(const char *name) {
     call_once(&gf__gemm_once, gf__gemm_detect);
-    atomic_store(&gf__gemm_active, name ? gf__gemm_choose(name) : gf__gemm_startup);
+    atomic_store(&gf__gemm_active,
+                 &gf__gemm_sized[name ? gf__gemm_choose(name) : gf__gemm_startup]);
+}
+
+void gf__gemm_set_blocks(int mc, int nc) {
+    call_once(&gf__gemm_once, gf__gemm_detect);
+    gf__gemm_size_all(mc, nc);
+}
+
+void gf__gemm_blocks(int dsize, int out[5]) {
+    const gf__gemm_variant *v = gf__gemm_variant_now();
+    if (dsize == (int)sizeof(double)) {
+        out[0] = v->d.mr, out[1] = v->d.nr, out[2] = v->d.mc, out[3] = v->d.kc, out[4] = v->d.nc;
+    } else {
+        out[0] = v->s.mr, out[1] = v->s.nr, out[2] = v->s.mc, out[3] = v->s.kc, out[4] = v->s.nc;
+    }
 }
 
 /* The driver's form of ep (NULL when it does nothing); vf from the vector

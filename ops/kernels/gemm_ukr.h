@@ -19,6 +19,7 @@
 #ifndef GF_GEMM_UKR_H
 #define GF_GEMM_UKR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef void (*gf__sgemm_ukr_fn)(int64_t m, int64_t n, int64_t k, const float *restrict a,
@@ -79,12 +80,21 @@ typedef struct {
     gf__dgemm_ukr_pb_fn ukr_pb;
 } gf__dgemm_blk;
 
-/* One ISA variant: its name (what GF_ISA matches) and its kernels. */
+/* One ISA variant: its name (what GF_ISA matches), its kernels, and the
+ * caches its mc and nc were tuned for (bytes per core: L2, and L3 over the
+ * cores it serves), from which gemm_blocking.c scales them to this
+ * machine's. */
 typedef struct {
     const char *name;
     gf__sgemm_blk s;
     gf__dgemm_blk d;
+    size_t l2_ref, l3_ref;
 } gf__gemm_variant;
+
+/* Sets v's mc and nc (s and d) for this machine's caches; mc, nc > 0
+ * force those instead (rounded to multiples of mr, nr), as GF_GEMM_MC /
+ * GF_GEMM_NC do. (gemm_blocking.c) */
+void gf__gemm_size_variant(gf__gemm_variant *v, int mc, int nc);
 
 /* Largest mr*nr of any variant: the driver's and kernels' edge buffers. */
 #define GF__GEMM_MAX_TILE (14 * 32)

@@ -63,6 +63,28 @@ const char *gf__gemm_isa(void);
  * called while GEMMs run on other threads. */
 void gf__gemm_force_isa(const char *name);
 
+/* Cache blocking (ops/kernels/gemm_blocking.c). kc is each variant's
+ * constant (it sets where partial sums round); mc and nc, which never change
+ * a result bit, are sized once to this machine's caches (hwloc), or set by
+ * GF_GEMM_MC / GF_GEMM_NC. gf__gemm_blocks gives the variant in use's
+ * mr, nr, mc, kc, nc for elements of dsize bytes (4: f32, 8: f64).
+ * gf__gemm_set_blocks forces mc and nc for every variant (rounded down to
+ * multiples of mr and nr; 0, 0 sizes them again): for tests, which check
+ * that the bits never depend on them. Not meant to be called while GEMMs run
+ * on other threads. */
+void gf__gemm_blocks(int dsize, int out[5]);
+void gf__gemm_set_blocks(int mc, int nc);
+
+/* The caches the blocking was sized to (0 where hwloc reported none): l1d
+ * and l2 in bytes per core (a cache's size over the cores it serves, the
+ * smallest such share on the machine); l3 the L3 with the smallest share,
+ * serving l3_cores cores, l3_per_core = l3 / l3_cores. */
+typedef struct {
+    size_t l1d, l2, l3, l3_per_core;
+    int l3_cores;
+} gf__gemm_caches;
+const gf__gemm_caches *gf__gemm_machine_caches(void);
+
 /* Per-thread scratch buffer `slot` (0 .. GF__KSCRATCH_SLOTS-1) of at least
  * `bytes`, 64-byte aligned, valid until this thread asks for the same slot
  * again. NULL on OOM. Slots 0-1 belong to GEMM, 2-3 to the other kernels. */

@@ -157,4 +157,7 @@ const gf__gemm_variant gf__gemm_avx512 = {
     .name = "avx512",
     .s = {.mr = S_MR, .nr = S_NR, .mc = 480, .kc = 256, .nc = 3072, .ukr = gf__sgemm_ukr_avx512},
     .d = {.mr = D_MR, .nr = D_NR, .mc = 224, .kc = 256, .nc = 3072, .ukr = gf__dgemm_ukr_avx512},
+    /* BLIS's values are for Skylake-SP: 1 MiB of L2, 1.375 MiB of L3 per core */
+    .l2_ref = 1 << 20,
+    .l3_ref = 1408 << 10,
 };

@@ -60,4 +60,6 @@ const gf__gemm_variant gf__gemm_generic = {
     .name = "generic",
     .s = {.mr = S_MR, .nr = S_NR, .mc = 128, .kc = 256, .nc = 4096, .ukr = gf__sgemm_ukr_generic},
     .d = {.mr = D_MR, .nr = D_NR, .mc = 64, .kc = 256, .nc = 4096, .ukr = gf__dgemm_ukr_generic},
+    .l2_ref = 512 << 10, /* the avx2 variant's machine */
+    .l3_ref = 16 << 20,
 };
