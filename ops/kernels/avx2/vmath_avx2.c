@@ -1,8 +1,11 @@
 /*
  * vmath_avx2.c - the AVX2+FMA gf__vmath table (kernels.h): exp, tanh,
- * sigmoid and exp-and-sum for f32 (8 lanes) and f64 (4 lanes) in
+ * sigmoid, log (f64), exp-and-sum, softmax row statistics and
+ * cross-entropy gradient rows for f32 (8 lanes) and f64 (4 lanes) in
  * intrinsics, and the portable reduction loops (vmath_loops.h) compiled
- * with -mavx2 -mfma.
+ * with -mavx2 -mfma. Tails are loaded masked and stored by halves, pairs
+ * and singles (gf__store_tail8/4), never with vmaskmovps stores, which are
+ * microcoded on AMD.
  *
  * exp(x) = 2^n * e^r with n = round(x / ln 2), r = x - n ln 2 (two FMA
  * steps with ln 2 split into a high and a low part, so r carries no
@@ -23,13 +26,14 @@
  * multiply-adds, so it takes the fewest that keep the accuracy: a degree-4
  * polynomial in Horner's form, and its own e^2|x| (gf__tanh8_q: rounding
  * and scaling by integer steps, a degree-6 polynomial, the + 1 taken into
- * its last FMA), 15 multiply-adds per 8 lanes instead of 20 (0.60 against
- * 0.75 ns per element in cache): at most 1.32 ulp from the exact tanh,
+ * its last FMA, the doubling of |x| folded into its constants), 15
+ * multiply-adds per 8 lanes instead of 20 (0.54 against 0.75 ns per element
+ * in cache): at most 1.32 ulp from the exact tanh,
  * never more than 1 ulp from the correctly rounded one (checked over all
  * 2^32 floats). f64 carries e and the steps after it as hi + lo pairs
  * (exact Cody-Waite reduction, the division's remainder by FMA), so that
- * only the last addition rounds at full weight: at most 0.74 ulp measured on 8e7 points against tanhl
- * (glibc's tanh: 2.1).
+ * only the last addition rounds at full weight: at most 0.74 ulp measured
+ * on 8e7 points against tanhl (glibc's tanh: 2.1).
  */
 #include "../kernels.h"
 #include "../vmath_loops.h"
@@ -92,9 +96,9 @@ static inline void gf__store_tail8(float *p, __m256 v, int64_t rem) {
 /* y[i] = F(x[i]) for i < n (y may equal x): two 8-lane vectors per 64-byte
  * line, the line 1 KiB ahead of x prefetched (the hardware prefetcher alone
  * left these compute-bound loops waiting on memory: tanh over 64 MiB took
- * 0.74 ns per element, 0.69 with the prefetch, 0.55 in cache), the tail
- * through a masked load and gf__store_tail8. Each element is computed on
- * its own, the tail by the same F. */
+ * 0.73 ns per element, 0.66 with the prefetch, 0.54 in cache; exp 0.62 and
+ * 0.57), the tail through a masked load and gf__store_tail8. Each element
+ * is computed on its own, the tail by the same F. */
 #define GF__MAP8(NAME, F)                                                                  \
     static void NAME(const float *x, float *y, int64_t n) {                                \
         int64_t i = 0;                                                                     \
