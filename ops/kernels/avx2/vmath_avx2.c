@@ -509,18 +509,40 @@ static void gf__avx2_rowstats_f64(const double *x, int64_t ld, int64_t n, int64_
     }
 }
 
-/* Cross-entropy gradient rows (kernels.h) in passes like rowstats: y = x - m
- * row by row (in place, a row's last chunk is stored exactly: past it lies
- * the next row's x), exp over the whole block, then the scaling row by row.
- * The one-hot lane of a chunk starting at k is l - k when that is in
- * [0, 8), compared as a 32-bit lane index (so any n works). */
+/* Cross-entropy gradient rows (kernels.h). Every element but the label's
+ * is (e * inv) * gs, the same bits as (e * inv - 0) * gs; the label's,
+ * (e * inv - 1) * gs, is written after its row with the same lane
+ * operations on one value. Long rows go in one pass each (x - m, exp and
+ * the scaling per chunk); short ones (under GF__CE_LONG) in passes over the
+ * block like rowstats, so that the exp lanes stay full: y = x - m row by
+ * row (in place, a row's last chunk is stored exactly: past it lies the
+ * next row's x), exp over the whole block, the scaling row by row. */
+#define GF__CE_LONG 64
 static void gf__avx2_ce_grad_rows_f32(const float *x, int64_t ldx, int64_t n, int64_t nr,
                                       const float *m, const float *inv, const int64_t *l,
                                       float gs, float *y) {
-    const __m256 one = _mm256_set1_ps(1.0f), g = _mm256_set1_ps(gs);
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 g = _mm256_set1_ps(gs);
     const int64_t nf = n & ~(int64_t)7, tot = nr * n;
     const __m256i tm = gf__mask8(n - nf);
+    if (n >= GF__CE_LONG) {
+        for (int64_t i = 0; i < nr; i++) {
+            const float *xi = x + i * ldx;
+            float *yi = y + i * n;
+            const __m256 mv = _mm256_set1_ps(m[i]), iv = _mm256_set1_ps(inv[i]);
+            __m256 el = gf__exp8_le0(_mm256_set1_ps(xi[l[i]] - m[i])); /* before y overwrites x */
+            for (int64_t k = 0; k < nf; k += 8) {
+                __m256 e = gf__exp8_le0(_mm256_sub_ps(_mm256_loadu_ps(xi + k), mv));
+                _mm256_storeu_ps(yi + k, _mm256_mul_ps(_mm256_mul_ps(e, iv), g));
+            }
+            if (nf < n) {
+                __m256 e = gf__exp8_le0(_mm256_sub_ps(_mm256_maskload_ps(xi + nf, tm), mv));
+                gf__store_tail8(yi + nf, _mm256_mul_ps(_mm256_mul_ps(e, iv), g), n - nf);
+            }
+            __m256 rl = _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(el, iv), _mm256_set1_ps(1.0f)), g);
+            yi[l[i]] = _mm256_cvtss_f32(rl);
+        }
+        return;
+    }
     for (int64_t i = 0; i < nr; i++) {
         const float *xi = x + i * ldx;
         float *yi = y + i * n;
@@ -537,26 +559,44 @@ static void gf__avx2_ce_grad_rows_f32(const float *x, int64_t ldx, int64_t n, in
     for (int64_t i = 0; i < nr; i++) {
         float *yi = y + i * n;
         const __m256 iv = _mm256_set1_ps(inv[i]);
-        for (int64_t k = 0; k < n; k += 8) {
-            int64_t d = l[i] - k;
-            __m256i lane = _mm256_set1_epi32(d >= 0 && d < 8 ? (int)d : -1);
-            __m256 oh = _mm256_and_ps(one, _mm256_castsi256_ps(_mm256_cmpeq_epi32(iota, lane)));
-            __m256 e = k < nf || i * n + k + 8 <= tot ? _mm256_loadu_ps(yi + k)
-                                                      : _mm256_maskload_ps(yi + k, tm);
-            __m256 r = _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(e, iv), oh), g);
-            if (k < nf) _mm256_storeu_ps(yi + k, r);
-            else gf__store_tail8(yi + k, r, n - nf);
+        __m256 el = _mm256_set1_ps(yi[l[i]]);
+        for (int64_t k = 0; k < nf; k += 8)
+            _mm256_storeu_ps(yi + k, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(yi + k), iv), g));
+        if (nf < n) {
+            __m256 e = i * n + nf + 8 <= tot ? _mm256_loadu_ps(yi + nf)
+                                             : _mm256_maskload_ps(yi + nf, tm);
+            gf__store_tail8(yi + nf, _mm256_mul_ps(_mm256_mul_ps(e, iv), g), n - nf);
         }
+        __m256 rl = _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(el, iv), _mm256_set1_ps(1.0f)), g);
+        yi[l[i]] = _mm256_cvtss_f32(rl);
     }
 }
 
 static void gf__avx2_ce_grad_rows_f64(const double *x, int64_t ldx, int64_t n, int64_t nr,
                                       const double *m, const double *inv, const int64_t *l,
                                       double gs, double *y) {
-    const __m256d one = _mm256_set1_pd(1.0), g = _mm256_set1_pd(gs);
-    const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256d g = _mm256_set1_pd(gs);
     const int64_t nf = n & ~(int64_t)3, tot = nr * n;
     const __m256i tm = gf__mask4(n - nf);
+    if (n >= GF__CE_LONG) {
+        for (int64_t i = 0; i < nr; i++) {
+            const double *xi = x + i * ldx;
+            double *yi = y + i * n;
+            const __m256d mv = _mm256_set1_pd(m[i]), iv = _mm256_set1_pd(inv[i]);
+            __m256d el = gf__exp4(_mm256_set1_pd(xi[l[i]] - m[i]));
+            for (int64_t k = 0; k < nf; k += 4) {
+                __m256d e = gf__exp4(_mm256_sub_pd(_mm256_loadu_pd(xi + k), mv));
+                _mm256_storeu_pd(yi + k, _mm256_mul_pd(_mm256_mul_pd(e, iv), g));
+            }
+            if (nf < n) {
+                __m256d e = gf__exp4(_mm256_sub_pd(_mm256_maskload_pd(xi + nf, tm), mv));
+                gf__store_tail4(yi + nf, _mm256_mul_pd(_mm256_mul_pd(e, iv), g), n - nf);
+            }
+            __m256d rl = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(el, iv), _mm256_set1_pd(1.0)), g);
+            yi[l[i]] = _mm256_cvtsd_f64(rl);
+        }
+        return;
+    }
     for (int64_t i = 0; i < nr; i++) {
         const double *xi = x + i * ldx;
         double *yi = y + i * n;
@@ -573,15 +613,16 @@ static void gf__avx2_ce_grad_rows_f64(const double *x, int64_t ldx, int64_t n, i
     for (int64_t i = 0; i < nr; i++) {
         double *yi = y + i * n;
         const __m256d iv = _mm256_set1_pd(inv[i]);
-        for (int64_t k = 0; k < n; k += 4) {
-            __m256d oh = _mm256_and_pd(one, _mm256_castsi256_pd(_mm256_cmpeq_epi64(
-                                                iota, _mm256_set1_epi64x(l[i] - k))));
-            __m256d e = k < nf || i * n + k + 4 <= tot ? _mm256_loadu_pd(yi + k)
-                                                       : _mm256_maskload_pd(yi + k, tm);
-            __m256d r = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(e, iv), oh), g);
-            if (k < nf) _mm256_storeu_pd(yi + k, r);
-            else gf__store_tail4(yi + k, r, n - nf);
+        __m256d el = _mm256_set1_pd(yi[l[i]]);
+        for (int64_t k = 0; k < nf; k += 4)
+            _mm256_storeu_pd(yi + k, _mm256_mul_pd(_mm256_mul_pd(_mm256_loadu_pd(yi + k), iv), g));
+        if (nf < n) {
+            __m256d e = i * n + nf + 4 <= tot ? _mm256_loadu_pd(yi + nf)
+                                              : _mm256_maskload_pd(yi + nf, tm);
+            gf__store_tail4(yi + nf, _mm256_mul_pd(_mm256_mul_pd(e, iv), g), n - nf);
         }
+        __m256d rl = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(el, iv), _mm256_set1_pd(1.0)), g);
+        yi[l[i]] = _mm256_cvtsd_f64(rl);
     }
 }
 
