@@ -61,6 +61,17 @@ static inline __m256 gf__exp8_(__m256 x, bool le0) {
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
     p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
     __m256i ni = _mm256_cvtps_epi32(n);
+    /* Every lane's n in [-125, 127] (p in [0.7, 1.42]: p 2^n is normal, the
+     * scaling exact): add n to p's exponent field, the same bits as the two
+     * factors below (15% of exp's time on typical data; NaN lanes, whose n
+     * converts to INT_MIN, and results near the ends take the two factors.
+     * With a vector in 2 taking them, as for uniform data on [-95, 0],
+     * mispredictions make exp 12% slower than always multiplying: there
+     * subnormal results already cost it 70%). */
+    __m256i off = _mm256_add_epi32(ni, _mm256_set1_epi32(125));
+    __m256i ok = _mm256_cmpeq_epi32(_mm256_min_epu32(off, _mm256_set1_epi32(252)), off);
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xff)
+        return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(ni, 23)));
     __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
     const __m256i bias = _mm256_set1_epi32(127);
     __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
