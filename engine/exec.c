@@ -111,12 +111,13 @@ static void gf__xtask_run(gf__task *base) {
 }
 
 /* A node's work estimate in elements touched: inputs read plus output
- * written; a matmul's output element costs K multiply-adds. */
+ * written; an output element of a matmul or linear_act (x w^T + b) costs K
+ * multiply-adds, K the last dim of its first input. */
 static int64_t gf__node_work(const gf__node *nd) {
     int64_t w = nd->out->numel;
-    if (nd->op == GF__OP_matmul && nd->n_in == 2) {
+    if ((nd->op == GF__OP_matmul || nd->op == GF__OP_linear_act) && nd->n_in >= 2) {
         const gf_tensor *a = nd->in[0];
-        return w * (a->ndim ? a->shape[a->ndim - 1] : 1) + a->numel + nd->in[1]->numel;
+        w *= a->ndim ? a->shape[a->ndim - 1] : 1;
     }
     for (int k = 0; k < nd->n_in; k++) w += nd->in[k]->numel;
     return w;
