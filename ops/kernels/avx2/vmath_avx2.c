@@ -14,9 +14,10 @@
  * relative). x is clamped first to where the result still rounds to inf or
  * to 0, so that n stays in [-150, 129] (f64: [-1077, 1025]); 2^n is applied
  * as two factors 2^(n>>1) and 2^(n-(n>>1)), both normal numbers, so that
- * the result rounds once whether it is normal, subnormal, 0 or inf. The
- * clamps are written min(hi, x) / max(lo, x), which return x when x is NaN,
- * so a NaN flows through and the result is NaN.
+ * the result rounds once whether it is normal, subnormal, 0 or inf (f32:
+ * added to the exponent field instead when all 8 results are normal, the
+ * same bits). The clamps are written min(hi, x) / max(lo, x), which return
+ * x when x is NaN, so a NaN flows through and the result is NaN.
  *
  * tanh(x) = sign(x) t(|x|), the sign put back by OR so that -0 stays -0:
  * below |x| = 0.5625 the odd polynomial of vmath_loops.h, above it
