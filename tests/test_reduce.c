@@ -632,3 +632,72 @@ Test(reduce, bitwise_identical_for_any_thread_count_and_eager) {
     free(v);
     free(vd);
 }
+
+/* The documented summation order, written out: per block of 1024 elements
+ * along the reduced dim, 8 double lanes (element k into lane k % 8), then
+ * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the block's tail
+ * in order; the block partials added in block order from 0. */
+static double naive_sum_order(const float *p, int64_t n, int64_t step) {
+    double tot = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += 1024) {
+        const int64_t len = n - b0 < 1024 ? n - b0 : 1024;
+        double l[8] = {0};
+        int64_t k = 0;
+        for (; k + 8 <= len; k += 8)
+            for (int q = 0; q < 8; q++) l[q] += (double)p[(b0 + k + q) * step];
+        double s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        for (; k < len; k++) s += (double)p[(b0 + k) * step];
+        tot += s;
+    }
+    return tot;
+}
+
+/* Long row sums read several blocks side by side (four streams): the bits
+ * are still the documented order's, for the whole-tensor sum (few units:
+ * (unit, block) pairs, in groups of four far apart), rows of many full
+ * blocks with and without a tail (many units: four consecutive blocks),
+ * a few long rows, and the same rows through a transposed view (dim 0 of
+ * the transpose); every vector-math variant, 1 and 3 threads. */
+Test(reduce, long_rows_sum_in_the_documented_order) {
+    const int64_t shapes[][2] = {{1, 1024 * 37 + 5}, {1, 1024 * 8}, {70, 1024 * 9},
+                                 {70, 1024 * 6 + 300}, {3, 1024 * 11 + 17}, {65, 4096}};
+    static const char *const isas[] = {"generic", "avx2", "avx512"};
+    for (int v = 0; v < 3; v++)
+    for (int nt = 1; nt <= 3; nt += 2) {
+        gf__gemm_force_isa(isas[v]); /* the vector-math variant follows it */
+        gf_engine *e = gf_engine_create(&(gf_engine_opts){.num_threads = nt});
+        gf_ctx *c = gf_ctx_create(e);
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const int64_t r = shapes[si][0], n = shapes[si][1];
+            float *v = malloc(sizeof(float) * (size_t)(r * n));
+            for (int64_t i = 0; i < r * n; i++) v[i] = (float)urand();
+            gf_scope_begin(c);
+            gf_tensor *x = gf_tensor_f32(c, 2, (int64_t[]){r, n}, v);
+            const float *got = gf_data_f32(GF_T(c, gf_sum_dim(x, 1, false)));
+            cr_assert_not_null(got, "%s", gf_ctx_error(c));
+            for (int64_t i = 0; i < r; i++) {
+                const float want = (float)naive_sum_order(v + i * n, n, 1);
+                cr_assert(memcmp(&got[i], &want, 4) == 0, "[%lld, %lld] row %lld, %d threads: %a vs %a",
+                          (long long)r, (long long)n, (long long)i, nt, got[i], want);
+            }
+            if (r == 1) { /* gf_sum of everything */
+                float all = (float)naive_sum_order(v, n, 1);
+                const float *s = gf_data_f32(GF_T(c, gf_sum(x)));
+                cr_assert(s && memcmp(s, &all, 4) == 0, "sum [1, %lld]", (long long)n);
+            }
+            /* the transpose [n, r] summed over dim 0: strided rows */
+            gf_tensor *xt = GF_T(c, gf_transpose(x, 0, 1));
+            const float *gt = gf_data_f32(GF_T(c, gf_sum_dim(xt, 0, false)));
+            cr_assert_not_null(gt);
+            for (int64_t i = 0; i < r; i++) {
+                const float want = (float)naive_sum_order(v + i * n, n, 1);
+                cr_assert(memcmp(&gt[i], &want, 4) == 0, "transposed row %lld", (long long)i);
+            }
+            gf_scope_end(c);
+            free(v);
+        }
+        gf_ctx_destroy(c);
+        gf_engine_destroy(e);
+    }
+    gf__gemm_force_isa(NULL);
+}

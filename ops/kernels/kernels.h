@@ -141,6 +141,11 @@ typedef struct {
      * The same bits in every variant. */
     void (*colsum_f32)(const float *p, int64_t sd, int64_t len, int64_t w, double *part);
     void (*colsum_f64)(const double *p, int64_t sd, int64_t len, int64_t w, double *part);
+    /* Four row partials side by side: q[i] = the sum of the len floats at p[i]
+     * (len a multiple of 8) in double, element k into lane k % 8, then
+     * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). The same bits in
+     * every variant. */
+    void (*rowsum4_f32)(const float *const p[4], int64_t len, double q[4]);
     /* y[i] = log(x[i]) for i < n; y may equal x. Within 1 ulp of log (fdlibm's
      * method); log(+-0) = -inf, log(x < 0) = NaN, log(inf) = inf, subnormal x
      * exact, NaN stays NaN. */
