@@ -24,6 +24,10 @@
  * order: the same operations either way, so the bits do not depend on the
  * thread count, nor on which of the two schedules ran. The order depends
  * only on the input's shape and strides.
+ * Reading: one core streaming one block at a time reads ~10-11 GB/s here,
+ * so long contiguous f32 sums read four blocks far apart side by side (rows
+ * G apart, or (unit, block) pairs G apart on the split path; gf__vmath's
+ * rowsum4, each block in the one-block order): ~19-20 GB/s, same bits.
  * Accumulation: f32 and f64 in double (f32 results are rounded once, at the
  * end); i64 in uint64 (wrapping, as PyTorch's int64 sum does, without UB).
  *
@@ -270,6 +274,31 @@ static inline bool gf__sum_i64_part4(const int64_t *const p[4], uint64_t q[4]) {
                 NAME##_part(&g, x, u, 0, &part);                                            \
                 tot += part; /* as below: 0 + partial */                                    \
                 out[u] = mean ? (T)((double)tot / (double)g.n) : (T)tot;                    \
+            });                                                                             \
+            return;                                                                         \
+        }                                                                                   \
+        if (!g.col && g.nunits >= 4) { /* long rows: four rows G apart side by side */     \
+            const int64_t G = (g.nunits + 3) / 4;                                           \
+            GF__PFOR(nd->nthreads, par, j, 0, G, {                                          \
+                int64_t us[4], n4 = 0;                                                      \
+                for (int i = 0; i < 4; i++)                                                 \
+                    if (j + i * G < g.nunits) us[n4++] = j + i * G;                         \
+                A tot[4] = {0, 0, 0, 0}, q[4];                                              \
+                for (int64_t b = 0; b < g.nblk; b++) {                                      \
+                    const T *p[4];                                                          \
+                    bool full = n4 == 4;                                                    \
+                    for (int i = 0; full && i < 4; i++)                                     \
+                        full = NAME##_full(&g, x, us[i] * g.nblk + b, &p[i]);               \
+                    if (full && NAME##_part4(p, q)) {                                       \
+                        for (int i = 0; i < 4; i++) tot[i] += q[i];                         \
+                        continue;                                                           \
+                    }                                                                       \
+                    for (int64_t i = 0; i < n4; i++) {                                      \
+                        NAME##_part(&g, x, us[i], b, &q[0]);                                \
+                        tot[i] += q[0];                                                     \
+                    }                                                                       \
+                }                                                                           \
+                for (int64_t i = 0; i < n4; i++) NAME##_fin(&g, us[i], 1, &tot[i], out, mean); \
             });                                                                             \
             return;                                                                         \
         }                                                                                   \
