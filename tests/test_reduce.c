@@ -276,7 +276,8 @@ static int64_t first_max(const double *v, int64_t off, int64_t n, int64_t st) {
  * through every vector-math variant. */
 Test(reduce, max_dim_values_are_the_first_max_every_isa) {
     static const char *const isas[] = {"generic", "avx2", "avx512"};
-    static const int64_t shapes[][2] = {{9, 3001}, {3001, 9}, {2, 40000}, {40000, 2}, {5, 33}};
+    static const int64_t shapes[][2] = {{9, 3001}, {3001, 9}, {2, 40000}, {40000, 2}, {5, 33},
+                                        {70, 3001}}; /* 70 long rows: four side by side */
     for (size_t k = 0; k < 3; k++) {
         gf__gemm_force_isa(isas[k]);
         if (strcmp(gf__gemm_isa(), isas[k]) != 0) continue;

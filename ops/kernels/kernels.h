@@ -146,6 +146,9 @@ typedef struct {
      * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). The same bits in
      * every variant. */
     void (*rowsum4_f32)(const float *const p[4], int64_t len, double q[4]);
+    /* Four row maxima side by side: m[i] = the max of the n floats at p[i],
+     * NaNs skipped, nan[i] |= 1 where one occurs (exact: the values of max_f32). */
+    void (*rowmax4_f32)(const float *const p[4], int64_t n, float m[4], int nan[4]);
     /* y[i] = log(x[i]) for i < n; y may equal x. Within 1 ulp of log (fdlibm's
      * method); log(+-0) = -inf, log(x < 0) = NaN, log(inf) = inf, subnormal x
      * exact, NaN stays NaN. */

@@ -88,6 +88,49 @@ GF__VL_COLMAX(gf__vl_colmax_f64, double, uint64_t)
 GF__VL_MAX(gf__vl_max_f32, float, uint32_t, gf__vl_colmax_f32)
 GF__VL_MAX(gf__vl_max_f64, double, uint64_t, gf__vl_colmax_f64)
 
+/* Row max of four rows side by side (reduce.c's max_dim over long f32 rows,
+ * for the memory streams, as rowsum4): m[i] = the max of the n floats at
+ * p[i] with NaNs skipped, nan[i] |= 1 where one occurs. Exact in any order,
+ * so the same values as gf__vl_max_f32. GCC vectors of 8 lanes: `v > m`
+ * gives a lane mask, and (v & mask) | (m & ~mask) keeps v exactly where it
+ * is larger (never a NaN: the compare is false). */
+typedef int32_t gf__vl_v8i __attribute__((vector_size(32)));
+typedef float gf__vl_v8f __attribute__((vector_size(32)));
+static void gf__vl_rowmax4_f32(const float *const p[4], int64_t n, float m[4], int nan[4]) {
+    gf__vl_v8i mv[4], nf[4] = {{0}};
+    const gf__vl_v8f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                             -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int i = 0; i < 4; i++) __builtin_memcpy(&mv[i], &ninf, 32);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int i = 0; i < 4; i++) {
+            gf__vl_v8f v, cur;
+            __builtin_memcpy(&v, p[i] + k, 32);
+            __builtin_memcpy(&cur, &mv[i], 32);
+            const gf__vl_v8i gt = v > cur, vi = (gf__vl_v8i)v;
+            mv[i] = (vi & gt) | (mv[i] & ~gt);
+            nf[i] |= v != v;
+        }
+    for (int i = 0; i < 4; i++) {
+        float r = -INFINITY, lane[8];
+        int32_t fl[8];
+        __builtin_memcpy(lane, &mv[i], 32);
+        __builtin_memcpy(fl, &nf[i], 32);
+        int any = 0;
+        for (int q = 0; q < 8; q++) {
+            r = lane[q] > r ? lane[q] : r;
+            any |= fl[q] != 0;
+        }
+        for (int64_t t = k; t < n; t++) {
+            const float v = p[i][t];
+            r = v > r ? v : r;
+            any |= v != v;
+        }
+        m[i] = r;
+        nan[i] |= any;
+    }
+}
+
 /* Column sums in double, four rows per pass over part[] (see kernels.h for
  * the order, which is reduce.c's documented one). */
 #define GF__VL_COLSUM(NAME, T)                                                             \

@@ -655,6 +655,7 @@ const gf__vmath gf__vmath_avx2 = {
     .colsum_f32 = gf__vl_colsum_f32,
     .colsum_f64 = gf__vl_colsum_f64,
     .rowsum4_f32 = gf__vl_rowsum4_f32,
+    .rowmax4_f32 = gf__vl_rowmax4_f32,
     .log_f64 = gf__avx2_log_f64,
     .rowstats_f32 = gf__avx2_rowstats_f32,
     .rowstats_f64 = gf__avx2_rowstats_f64,

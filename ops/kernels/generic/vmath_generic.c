@@ -244,6 +244,7 @@ const gf__vmath gf__vmath_generic = {
     .colsum_f32 = gf__vl_colsum_f32,
     .colsum_f64 = gf__vl_colsum_f64,
     .rowsum4_f32 = gf__vl_rowsum4_f32,
+    .rowmax4_f32 = gf__vl_rowmax4_f32,
     .log_f64 = gf__gen_log_f64,
     .rowstats_f32 = gf__gen_rowstats_f32,
     .rowstats_f64 = gf__gen_rowstats_f64,
