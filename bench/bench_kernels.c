@@ -23,6 +23,9 @@
  *    gf_grad_of) for 256x10 and 4096x1000 logits, against a naive C version
  *    (per row: max pass, exp-sum pass, normalize pass writing the gradient
  *    softmax - onehot, scaled by 1/N), single-threaded.
+ *  - softmax / log_softmax backward along dim 1 (256x10, 4096x1000, 1
+ *    thread): a plain backward (the fused kernel) against the composed rule
+ *    written with public ops.
  *  - fma_peak: one core's f32 FMA peak (fma_peak.h), and gf_matmul
  *    1024x1024x1024 as a percentage of it (of 2x it on 2 threads).
  *
@@ -182,6 +185,54 @@ static double api_ce(gf_ctx *ctx, gf_tensor *x, gf_tensor *lab, double *loss_out
     return dt;
 }
 
+/* ------------------------------------------- softmax / log_softmax backward */
+/* d/dx of softmax (log_softmax) along dim 1 with upstream g, 1 thread: a
+ * plain backward (gf_grad_of, which records the one-kernel softmax_backward)
+ * against the composed rule written with public ops (mul, sum_dim, sub,
+ * exp: what create_graph records), each recorded and realized per call. */
+static void bench_smbwd(eng_t *e, int64_t N, int64_t C) {
+    gf_ctx *ctx = e->ctx;
+    const int inner = N * C < 100000 ? 200 : 2;
+    for (int lg = 0; lg < 2; lg++) {
+        gf_scope_begin(ctx);
+        gf_tensor *x = gf_requires_grad(gf_randn(ctx, GF_F32, 2, (int64_t[]){N, C}), true);
+        gf_tensor *g = gf_randn(ctx, GF_F32, 2, (int64_t[]){N, C});
+        gf_tensor *y = lg ? gf_log_softmax(x, 1) : gf_softmax(x, 1);
+        gf_realize(y), gf_realize(g);
+        double tf = 1e30, tc = 1e30;
+        for (int r = 0; r < reps + 1; r++) {
+            double s[2] = {0, 0};
+            for (int i = 0; i < inner; i++)
+                for (int f = 0; f < 2; f++) {
+                    gf_scope_begin(ctx);
+                    double t0 = gf_bench_now();
+                    gf_tensor *gx = NULL;
+                    if (f == 0) {
+                        gf_backward_opts o = {.grad_output = g, .retain_graph = true};
+                        if (gf_grad_of(y, 1, &x, &gx, &o) != GF_OK) gx = NULL;
+                    } else {
+                        gx = lg ? gf_sub(g, gf_mul(gf_exp(y), gf_sum_dim(g, 1, true)))
+                                : gf_mul(y, gf_sub(g, gf_sum_dim(gf_mul(g, y), 1, true)));
+                    }
+                    if (!gx || gf_realize(gx) != GF_OK) {
+                        fprintf(stderr, "bench_kernels: softmax bwd: %s\n", gf_ctx_error(ctx));
+                        exit(1);
+                    }
+                    s[f] += gf_bench_now() - t0;
+                    gf_scope_end(ctx);
+                }
+            if (r && s[0] / inner < tf) tf = s[0] / inner;
+            if (r && s[1] / inner < tc) tc = s[1] / inner;
+        }
+        printf("{\"bench\":\"%s_bwd\",\"n\":%lld,\"c\":%lld,\"threads\":1,\"fused_us\":%.1f,"
+               "\"composed_us\":%.1f,\"composed_over_fused\":%.2f}\n",
+               lg ? "log_softmax" : "softmax", (long long)N, (long long)C, tf * 1e6, tc * 1e6,
+               tc / tf);
+        fflush(stdout);
+        gf_scope_end(ctx);
+    }
+}
+
 static void bench_ce(eng_t *es, int64_t N, int64_t C) {
     float *x = malloc(sizeof(float) * N * C), *g = malloc(sizeof(float) * N * C);
     int64_t *lab = malloc(sizeof(int64_t) * N);
@@ -274,6 +325,8 @@ int main(void) {
 
     bench_ce(es, 256, 10);
     bench_ce(es, 4096, 1000);
+    bench_smbwd(&es[0], 256, 10);
+    bench_smbwd(&es[0], 4096, 1000);
 
     /* FMA peak and GEMM's share of it, through gf_matmul. */
     double peak = gf_fma_peak_gflops(5);
