@@ -663,8 +663,8 @@ Test(reduce, long_rows_sum_in_the_documented_order) {
     const int64_t shapes[][2] = {{1, 1024 * 37 + 5}, {1, 1024 * 8}, {70, 1024 * 9},
                                  {70, 1024 * 6 + 300}, {3, 1024 * 11 + 17}, {65, 4096}};
     static const char *const isas[] = {"generic", "avx2", "avx512"};
-    for (int v = 0; v < 3; v++)
-    for (int nt = 1; nt <= 3; nt += 2) {
+    for (int vn = 0; vn < 6; vn++) { /* variant vn / 2, 1 or 3 threads */
+        const int v = vn / 2, nt = 1 + 2 * (vn % 2);
         gf__gemm_force_isa(isas[v]); /* the vector-math variant follows it */
         gf_engine *e = gf_engine_create(&(gf_engine_opts){.num_threads = nt});
         gf_ctx *c = gf_ctx_create(e);
