@@ -97,34 +97,6 @@ static bool gf__nn_check_labels_kernel(gf__node *n, const char *op, const gf_ten
     return false;
 }
 
-/* Row geometry of a reduction along dim d of t (viewed as [outer, C, inner]):
- * rows = outer*inner. gf__nn_row_off gives the input offset of row r's first
- * element (rows numbered like the contiguous output: r = o*inner + i). */
-typedef struct {
-    int64_t C, inner, rows, stride; /* stride: t's stride along d */
-} gf__nn_rows;
-
-static gf__nn_rows gf__nn_rows_of(const gf_tensor *t, int d) {
-    gf__nn_rows g = {1, 1, 1, 1};
-    if (t->ndim == 0) return g;
-    g.C = t->shape[d];
-    g.stride = t->strides[d];
-    for (int k = d + 1; k < t->ndim; k++) g.inner *= t->shape[k];
-    g.rows = g.C ? t->numel / g.C : 0;
-    return g;
-}
-
-static int64_t gf__nn_row_off(const gf_tensor *t, int d, int64_t r) {
-    if (t->ndim == 2) return r * t->strides[1 - d]; /* [N, C] logits: no division */
-    int64_t off = 0;
-    for (int k = t->ndim - 1; k >= 0; k--) {
-        if (k == d) continue;
-        off += (r % t->shape[k]) * t->strides[k];
-        r /= t->shape[k];
-    }
-    return off;
-}
-
 /* ------------------------------------------------- softmax row kernels */
 /* One row x[0..C) (contiguous) into y[0..C) (contiguous; y may equal x),
  * with the vector math table vm: the max (NaNs skipped: a NaN then makes
@@ -169,31 +141,6 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
     return (size_t)cr * (sizeof(double) + tsize + 2 * (size_t)C * tsize);
 }
 
-/* Whether row r of t (rows along d as gf__nn_rows_of numbers them) starts
- * at r * *ld and has its C elements adjacent, for every r: the rows a
- * block kernel reads in place. */
-static bool gf__nn_uniform_rows(const gf_tensor *t, int d, gf__nn_rows g, int64_t *ld) {
-    if (g.inner != 1 || (g.stride != 1 && g.C != 1)) return false;
-    if (t->ndim == 2) *ld = t->strides[1 - d];
-    else if (t->ndim <= 1 || gf__is_contig(t)) *ld = g.C;
-    else return false;
-    return true;
-}
-
-/* Rows [r0, r0 + nr) of X along d, C elements each (stride st), gathered
- * into xg [nr, C]. */
-#define GF__NN_GATHER(T)                                                                   \
-    static void gf__nn_gather_##T(const gf_tensor *X, int d, int64_t st, int64_t r0,       \
-                                  int64_t nr, int64_t C, T *xg) {                          \
-        const T *px = gf__ptr(X);                                                          \
-        for (int64_t i = 0; i < nr; i++) {                                                 \
-            const T *x = px + gf__nn_row_off(X, d, r0 + i);                                \
-            for (int64_t k = 0; k < C; k++) xg[i * C + k] = x[k * st];                     \
-        }                                                                                  \
-    }
-
-GF__NN_GATHER(float)
-GF__NN_GATHER(double)
 
 /* out [outer, C, inner] (contiguous) = (log_)softmax of in along d, any
  * strides. Short rows go by blocks (see above): read in place when uniform,

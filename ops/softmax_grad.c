@@ -21,11 +21,11 @@
  * count.
  *
  * Geometry: g and y (same shape, any strides: g is often an expanded
- * scalar) are seen as [outer, C, inner] rows along d; dx is contiguous.
- * Rows that are contiguous in g, y and dx (d the last dim of contiguous
- * tensors, the common case) are done in place, in blocks of rows so that
- * log_softmax's exp is one call per block even for 10 classes; other rows
- * are gathered into per-thread scratch, computed and scattered.
+ * scalar) are seen as [outer, C, inner] rows along d (ops.h's gf__nn_rows,
+ * shared with nn.c); dx is contiguous. Uniform rows (d the last dim, the
+ * common case) are done in place, in blocks of rows so that log_softmax's
+ * exp is one call per block even for 10 classes; other rows are gathered
+ * into per-thread scratch, computed and scattered.
  */
 #include "ops.h"
 
@@ -35,34 +35,6 @@
 #define GF__SG_PAR 32768
 /* Elements per block of rows (scratch of the gather path, exp calls). */
 #define GF__SG_BLOCK 4096
-
-/* Offset of row r's first element in t (rows numbered like the contiguous
- * output, r = o * inner + i), and t's stride along d. */
-static int64_t gf__sg_row_off(const gf_tensor *t, int d, int64_t r) {
-    int64_t off = 0;
-    for (int k = t->ndim - 1; k >= 0; k--) {
-        if (k == d) continue;
-        off += (r % t->shape[k]) * t->strides[k];
-        r /= t->shape[k];
-    }
-    return off;
-}
-
-/* Whether row r of t starts at r * C and its elements are adjacent, for
- * every r (rows numbered as in gf__sg_row_off): d is the last dim of size
- * above 1 and t is row-major without gaps. */
-static bool gf__sg_rows_dense(const gf_tensor *t, int d, int64_t inner) {
-    if (t->ndim == 0) return true;
-    const int64_t C = t->shape[d];
-    if (inner != 1 || (C > 1 && t->strides[d] != 1)) return false;
-    int64_t want = C;
-    for (int k = t->ndim - 1; k >= 0; k--) {
-        if (k == d || t->shape[k] == 1) continue;
-        if (t->strides[k] != want) return false;
-        want *= t->shape[k];
-    }
-    return true;
-}
 
 /* One row block: rows [0, nr) of C elements, row i of g at g + i*rg with
  * element stride sg (likewise y), dx rows dense (dx + i*C). For
@@ -108,70 +80,60 @@ GF__SG_ROWS(float)
 GF__SG_ROWS(double)
 
 /* dx [outer, C, inner] (contiguous) from g, y of that shape (any strides),
- * along d = n->a.dim. Blocks of cr rows; each block is either in place
- * (g, y and dx rows dense) or gathered into scratch: y's rows (exp'ed in
- * place for log_softmax), g's rows, and dx's rows, then scattered. */
+ * along d = n->a.dim, in blocks of cr rows. A block is read in place when
+ * the rows of g and y are uniform (gf__nn_uniform_rows; y's rows C apart, so
+ * that one exp call covers the block), else gathered into scratch (y, g,
+ * then dx's rows, scattered after). log_softmax's exp(y) goes to scratch (in
+ * place: a block of its own; gathered: over the gathered y). */
 #define GF__SG_KERNEL(T, SFX)                                                              \
     static void gf__sg_##T(gf__node *n, bool log_sm) {                                     \
         const gf_tensor Gm = gf__meta(n->in[0]), Ym = gf__meta(n->in[1]);                  \
         const gf_tensor *G = &Gm, *Y = &Ym, *DX = n->out;                                  \
         if (DX->numel == 0) return;                                                        \
         const int d = n->a.dim;                                                            \
-        const int64_t C = DX->ndim ? DX->shape[d] : 1;                                     \
-        int64_t inner = 1;                                                                 \
-        for (int k = d + 1; k < DX->ndim; k++) inner *= DX->shape[k];                      \
-        const int64_t rows = DX->numel / C;                                                \
+        const gf__nn_rows gg = gf__nn_rows_of(G, d), gy = gf__nn_rows_of(Y, d);           \
+        const int64_t C = gy.C, inner = gy.inner, rows = gy.rows;                          \
+        int64_t ldg = 0, ldy = 0;                                                          \
+        const bool dense = gf__nn_uniform_rows(G, d, gg, &ldg) &&                          \
+                           gf__nn_uniform_rows(Y, d, gy, &ldy) && ldy == C;                \
         const T *pg = gf__ptr(G), *py = gf__ptr(Y);                                        \
         T *pdx = gf__ptr(DX);                                                              \
         const gf__vmath *vm = gf__vmath_now();                                             \
-        const bool dense = gf__sg_rows_dense(G, d, inner) && gf__sg_rows_dense(Y, d, inner); \
         const int64_t cr = C >= GF__SG_BLOCK ? 1 : GF__SG_BLOCK / C;                       \
         const int64_t nch = (rows + cr - 1) / cr;                                          \
+        const bool scratch = log_sm || !dense;                                             \
         bool oom = false;                                                                  \
         GF__PBLOCK(n->nthreads, rows * C > GF__SG_PAR, {                                   \
-            /* gather path: y (or exp(y)), g and dx rows; in place: exp(y) */            \
             const size_t need = (size_t)cr * C * sizeof(T) * (dense ? 1 : 3);              \
-            T *buf = (log_sm || !dense) ? gf__kscratch(3, need) : NULL;                    \
-            if ((log_sm || !dense) && !buf) {                                              \
+            T *buf = scratch ? gf__kscratch(3, need) : NULL;                               \
+            if (scratch && !buf) {                                                         \
                 _Pragma("omp atomic write") oom = true;                                    \
             }                                                                              \
             _Pragma("omp for schedule(static)")                                            \
             for (int64_t c = 0; c < nch; c++) {                                            \
-                if ((log_sm || !dense) && !buf) continue;                                  \
+                if (scratch && !buf) continue;                                             \
                 const int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr;           \
-                if (dense) {                                                               \
-                    const T *g = pg + r0 * C, *y = py + r0 * C;                            \
-                    T *dx = pdx + r0 * C;                                                  \
-                    if (log_sm) {                                                          \
-                        vm->exp_##SFX(y, buf, nr * C);                                     \
-                        gf__sg_log_softmax_rows_##T(g, C, 1, buf, dx, nr, C);              \
-                    } else {                                                               \
-                        gf__sg_softmax_rows_##T(g, C, 1, y, C, 1, dx, nr, C);              \
-                    }                                                                      \
-                    continue;                                                              \
-                }                                                                          \
-                T *by = buf, *bg = buf + cr * C, *bd = buf + 2 * cr * C;                   \
-                const int64_t sg = G->ndim ? G->strides[d] : 0;                            \
-                const int64_t sy = Y->ndim ? Y->strides[d] : 0;                            \
-                for (int64_t i = 0; i < nr; i++) {                                         \
-                    const T *g = pg + gf__sg_row_off(G, d, r0 + i);                        \
-                    const T *y = py + gf__sg_row_off(Y, d, r0 + i);                        \
-                    for (int64_t k = 0; k < C; k++) {                                      \
-                        bg[i * C + k] = g[k * sg];                                         \
-                        by[i * C + k] = y[k * sy];                                         \
-                    }                                                                      \
+                const T *g = pg + r0 * ldg, *y = py + r0 * ldy;                            \
+                T *dx = pdx + r0 * C, *e = buf;                                            \
+                int64_t rg = ldg;                                                          \
+                if (!dense) {                                                              \
+                    T *by = buf, *bg = buf + cr * C;                                       \
+                    gf__nn_gather_##T(Y, d, gy.stride, r0, nr, C, by);                     \
+                    gf__nn_gather_##T(G, d, gg.stride, r0, nr, C, bg);                     \
+                    g = bg, y = by, rg = C, dx = buf + 2 * cr * C, e = by;                 \
                 }                                                                          \
                 if (log_sm) {                                                              \
-                    vm->exp_##SFX(by, by, nr * C);                                         \
-                    gf__sg_log_softmax_rows_##T(bg, C, 1, by, bd, nr, C);                  \
+                    vm->exp_##SFX(y, e, nr * C);                                           \
+                    gf__sg_log_softmax_rows_##T(g, rg, 1, e, dx, nr, C);                   \
                 } else {                                                                   \
-                    gf__sg_softmax_rows_##T(bg, C, 1, by, C, 1, bd, nr, C);                \
+                    gf__sg_softmax_rows_##T(g, rg, 1, y, C, 1, dx, nr, C);                 \
                 }                                                                          \
-                for (int64_t i = 0; i < nr; i++) {                                         \
-                    const int64_t r = r0 + i;                                              \
-                    T *dx = pdx + (r / inner) * C * inner + r % inner;                     \
-                    for (int64_t k = 0; k < C; k++) dx[k * inner] = bd[i * C + k];         \
-                }                                                                          \
+                if (!dense)                                                                \
+                    for (int64_t i = 0; i < nr; i++) {                                     \
+                        const int64_t r = r0 + i;                                          \
+                        T *o = pdx + (r / inner) * C * inner + r % inner;                  \
+                        for (int64_t k = 0; k < C; k++) o[k * inner] = dx[i * C + k];      \
+                    }                                                                      \
             }                                                                              \
         });                                                                                \
         if (oom)                                                                           \
