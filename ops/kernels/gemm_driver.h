@@ -328,7 +328,7 @@ typedef struct {
 
 #ifndef GF__GEMM_PFS
 #define GF__GEMM_PFS
-/* A block of B bigger than this is prefetched a block ahead (see
+/* A block of B bigger than this is prefetched ahead of its packing (see
  * GF_FN(task)); a smaller one is still in L2 or L3 when it is packed, and
  * prefetching it would only evict the block in use (64x256x784 ran 2-3%
  * slower with it). */
@@ -363,6 +363,27 @@ static inline void gf__gemm_pfs_step(gf__gemm_pfs *s) {
             s->at = (const char *)((uintptr_t)(run + s->stride) & ~(uintptr_t)63);
     }
 }
+
+/* One line in each of nrow rows stride bytes apart (a micro-panel's worth
+ * of row-major B: nr values per row, one line when they are 64-byte
+ * aligned), a few rows per step over `calls` steps. */
+typedef struct {
+    const char *at;
+    int64_t stride, left, per_call;
+} gf__gemm_pfr;
+
+static inline void gf__gemm_pfr_init(gf__gemm_pfr *s, const void *base, int64_t stride,
+                                     int64_t nrow, int64_t calls) {
+    s->at = base, s->stride = stride;
+    s->left = calls > 0 ? nrow : 0;
+    s->per_call = calls > 0 ? (nrow + calls - 1) / calls : 0;
+}
+
+static inline void gf__gemm_pfr_step(gf__gemm_pfr *s) {
+    const int64_t n = s->per_call < s->left ? s->per_call : s->left;
+    for (int64_t i = 0; i < n; i++, s->at += s->stride) __builtin_prefetch(s->at, 0, 2);
+    s->left -= n;
+}
 #endif
 
 /* Sets s to prefetch the rows x cols block X(i,j) = X[i*rs + j*cs] in
@@ -385,10 +406,29 @@ static void GF_FN(pf_block)(gf__gemm_pfs *s, const GF_T *X, int64_t rs, int64_t 
  * its first tile in the first ic block (a full mr-row tile whenever the
  * task has mr rows), so packing B is a few stores inside the multiply-adds
  * instead of a pass of its own; only a partial last panel is packed first.
- * A B block too big to stay in cache (GF__GEMM_PF_MIN) is read from memory
- * a block ahead: the next kc block is prefetched a few lines per
- * micro-kernel call, so packing it finds it in cache instead of waiting on
- * memory (its rows are pages apart, too far for the hardware prefetcher). */
+ * The panel's kc rows are pages apart, too far for the hardware prefetcher;
+ * read straight from memory they held each fused tile up for about five
+ * ordinary tiles' time (rdtsc, 256x1024x1024 on Zen 3: 10-11% of the
+ * GEMM). So when the B block is too big to stay in cache
+ * (GF__GEMM_PF_MIN), each panel is prefetched one panel ahead, a few rows
+ * per micro-kernel call of the tiles below the fused one before it: panel
+ * jp+1 during column jp of the first ic block, panel 0 of the next kc block
+ * during the last column of the last ic block, panel 0 of the first kc
+ * block at the start (there is nothing to overlap it with). This made the
+ * two MLP forward shapes 5-7% faster than prefetching the whole next kc
+ * block over the current one (what this did before), whose first lines
+ * were evicted again before their turn came. Packing the next panel a few
+ * rows per call instead (rows prefetched two calls ahead), every tile then
+ * reading packed B, measured 1-2% slower than before: its stores evict the
+ * panel in use from L1. (A panel's 256 lines 4 KiB apart fall into 16 sets
+ * of L2, which hold 128 of them: part of a prefetched panel still comes
+ * from L3, under ukr_pb's own prefetch a few rows ahead.) A smaller block
+ * is read from L2 or L3 and is not prefetched.
+ * Otherwise (no fused tile, or B not row-major) a B block too big to stay
+ * in cache is read from memory a block ahead: the next kc block is
+ * prefetched a few lines per micro-kernel call, so packing it finds it in
+ * cache instead of waiting on memory (its rows are pages apart, too far for
+ * the hardware prefetcher). */
 static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
     const GF_BLK *bk = x->bk;
     const int mr = bk->mr, nr = bk->nr;
@@ -402,10 +442,13 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
         const GF_T beta = pc == 0 ? x->beta : 1;
         const GF_FN(epi) *ep = pc + kc >= x->k ? x->ep : NULL; /* the last kc block */
         const GF_T *B = x->B + pc * x->rsb + jc * x->csb;
+        const int big = kc * nc * (int64_t)sizeof(GF_T) > GF__GEMM_PF_MIN;
         gf__gemm_pfs pf = {0};
-        if (pc + kc < x->k && kc * nc * (int64_t)sizeof(GF_T) > GF__GEMM_PF_MIN)
+        if (!fuse && big && pc + kc < x->k)
             GF_FN(pf_block)(&pf, B + kc * x->rsb, x->rsb, x->csb,
                             GF_FN(min)(x->kc, x->k - pc - kc), nc, calls);
+        if (fuse && big && pc == 0 && nfull > 0)
+            for (int64_t p = 0; p < kc; p++) __builtin_prefetch(B + p * x->rsb, 0, 2);
         if (fuse) {
             if (nfull < npan) GF_FN(pack_b)(kc, nc, nfull, npan, B, x->rsb, x->csb, nr, bp);
         } else if (!bk->pack_b || !bk->pack_b(nc, kc, B, x->rsb, x->csb, bp)) {
@@ -422,13 +465,23 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
                 GF_T *c = x->C + ic * x->rsc + (jc + jr) * x->csc;
                 int64_t ir = 0;
                 if (fuse && ic == i0 && jp < nfull) {
-                    gf__gemm_pfs_step(&pf);
                     bk->ukr_pb(kc, ap, B + jr, x->rsb, b, beta, c, x->rsc, x->csc);
                     if (ep) GF_FN(ep_apply)(ep, c, x->rsc, x->csc, mr, nr, jc + jr);
                     ir = mr;
                 }
+                gf__gemm_pfr pp = {0}; /* the next fused tile's panel of B */
+                if (fuse && big) {
+                    const int64_t left = (mc - ir + mr - 1) / mr; /* calls below */
+                    const int64_t z = (int64_t)sizeof(GF_T);
+                    if (ic == i0 && jp + 1 < nfull)
+                        gf__gemm_pfr_init(&pp, B + jr + nr, x->rsb * z, kc, left);
+                    else if (ic + x->mc >= i1 && jp == npan - 1 && pc + kc < x->k && nfull > 0)
+                        gf__gemm_pfr_init(&pp, B + kc * x->rsb, x->rsb * z,
+                                          GF_FN(min)(x->kc, x->k - pc - kc), left);
+                }
                 for (; ir < mc; ir += mr) {
                     gf__gemm_pfs_step(&pf);
+                    gf__gemm_pfr_step(&pp);
                     /* The C rows of the tile two below: read back (beta 1)
                      * or written whole at the end of that tile, and out of
                      * cache by then (C is reloaded once per kc block). */
