@@ -402,33 +402,33 @@ static void GF_FN(pf_block)(gf__gemm_pfs *s, const GF_T *X, int64_t rs, int64_t 
 /* Task t: rows and columns of chunk (t / ncch, t % ncch), every kc block in
  * order (later kc blocks add to what the earlier ones wrote).
  *
- * Row-major B with a fused tile (ukr_pb): a full panel of B is packed by
- * its first tile in the first ic block (a full mr-row tile whenever the
- * task has mr rows), so packing B is a few stores inside the multiply-adds
- * instead of a pass of its own; only a partial last panel is packed first.
- * The panel's kc rows are pages apart, too far for the hardware prefetcher;
- * read straight from memory they held each fused tile up for about five
+ * How B is packed:
+ * - Row-major B with a fused tile (ukr_pb): a full panel of B is packed by
+ *   its first tile in the first ic block (a full mr-row tile whenever the
+ *   task has mr rows), so packing B is a few stores inside the
+ *   multiply-adds instead of a pass of its own; only a partial last panel
+ *   is packed first.
+ * - Otherwise, a B block too big to stay in cache (GF__GEMM_PF_MIN): panel
+ *   by panel, each right before its column of the first ic block.
+ * - Otherwise the whole block at the start of its kc block.
+ * A big block's panels come from memory, and their rows (or columns, B
+ * transposed) are pages apart, too far for the hardware prefetcher: read
+ * straight from memory they held each fused tile up for about five
  * ordinary tiles' time (rdtsc, 256x1024x1024 on Zen 3: 10-11% of the
- * GEMM). So when the B block is too big to stay in cache
- * (GF__GEMM_PF_MIN), each panel is prefetched one panel ahead, a few rows
- * per micro-kernel call of the tiles below the fused one before it: panel
- * jp+1 during column jp of the first ic block, panel 0 of the next kc block
- * during the last column of the last ic block, panel 0 of the first kc
- * block at the start (there is nothing to overlap it with). This made the
- * two MLP forward shapes 5-7% faster than prefetching the whole next kc
- * block over the current one (what this did before), whose first lines
- * were evicted again before their turn came. Packing the next panel a few
- * rows per call instead (rows prefetched two calls ahead), every tile then
+ * GEMM). So each panel is prefetched one panel ahead, a few lines per
+ * micro-kernel call of the column before: panel jp+1 during column jp of
+ * the first ic block, panel 0 of the next kc block during the last column
+ * of the last ic block, panel 0 of the first kc block at the start (there
+ * is nothing to overlap it with). Measured against prefetching the whole
+ * next kc block over the current one (what this did before; its first
+ * lines were evicted again before their turn came): the two MLP forward
+ * shapes (fused) 5-7% faster, B transposed at m = 256 3-4% faster.
+ * Packing the next panel a few rows per call instead, every tile then
  * reading packed B, measured 1-2% slower than before: its stores evict the
  * panel in use from L1. (A panel's 256 lines 4 KiB apart fall into 16 sets
  * of L2, which hold 128 of them: part of a prefetched panel still comes
  * from L3, under ukr_pb's own prefetch a few rows ahead.) A smaller block
- * is read from L2 or L3 and is not prefetched.
- * Otherwise (no fused tile, or B not row-major) a B block too big to stay
- * in cache is read from memory a block ahead: the next kc block is
- * prefetched a few lines per micro-kernel call, so packing it finds it in
- * cache instead of waiting on memory (its rows are pages apart, too far for
- * the hardware prefetcher). */
+ * is read from L2 or L3 and is not prefetched. */
 static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
     const GF_BLK *bk = x->bk;
     const int mr = bk->mr, nr = bk->nr;
@@ -436,22 +436,22 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
     const int64_t jc = t % x->ncch * x->cpan * nr, nc = GF_FN(min)(x->cpan * nr, x->n - jc);
     const int64_t npan = (nc + nr - 1) / nr, nfull = nc / nr;
     const int fuse = bk->ukr_pb && x->csb == 1 && i1 - i0 >= mr;
-    const int64_t calls = (i1 - i0 + mr - 1) / mr * npan; /* micro-kernel calls per kc block */
+    const int64_t z = (int64_t)sizeof(GF_T);
     for (int64_t pc = 0; pc < x->k; pc += x->kc) {
         const int64_t kc = GF_FN(min)(x->kc, x->k - pc);
         const GF_T beta = pc == 0 ? x->beta : 1;
         const GF_FN(epi) *ep = pc + kc >= x->k ? x->ep : NULL; /* the last kc block */
         const GF_T *B = x->B + pc * x->rsb + jc * x->csb;
-        const int big = kc * nc * (int64_t)sizeof(GF_T) > GF__GEMM_PF_MIN;
-        gf__gemm_pfs pf = {0};
-        if (!fuse && big && pc + kc < x->k)
-            GF_FN(pf_block)(&pf, B + kc * x->rsb, x->rsb, x->csb,
-                            GF_FN(min)(x->kc, x->k - pc - kc), nc, calls);
-        if (fuse && big && pc == 0 && nfull > 0)
-            for (int64_t p = 0; p < kc; p++) __builtin_prefetch(B + p * x->rsb, 0, 2);
+        const int big = kc * nc * z > GF__GEMM_PF_MIN;
+        const int lazy = !fuse && big; /* panel by panel */
+        if (big && pc == 0) {
+            gf__gemm_pfs p0;
+            GF_FN(pf_block)(&p0, B, x->rsb, x->csb, kc, GF_FN(min)(nr, nc), 1);
+            gf__gemm_pfs_step(&p0);
+        }
         if (fuse) {
             if (nfull < npan) GF_FN(pack_b)(kc, nc, nfull, npan, B, x->rsb, x->csb, nr, bp);
-        } else if (!bk->pack_b || !bk->pack_b(nc, kc, B, x->rsb, x->csb, bp)) {
+        } else if (!lazy && (!bk->pack_b || !bk->pack_b(nc, kc, B, x->rsb, x->csb, bp))) {
             GF_FN(pack_b)(kc, nc, 0, npan, B, x->rsb, x->csb, nr, bp);
         }
         for (int64_t ic = i0; ic < i1; ic += x->mc) {
@@ -463,25 +463,40 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
                 const int64_t jr = jp * nr, nb = GF_FN(min)(nr, nc - jr);
                 GF_T *b = bp + jp * nr * kc;
                 GF_T *c = x->C + ic * x->rsc + (jc + jr) * x->csc;
+                const GF_T *Bj = B + jr * x->csb; /* this panel's B */
                 int64_t ir = 0;
                 if (fuse && ic == i0 && jp < nfull) {
-                    bk->ukr_pb(kc, ap, B + jr, x->rsb, b, beta, c, x->rsc, x->csc);
+                    bk->ukr_pb(kc, ap, Bj, x->rsb, b, beta, c, x->rsc, x->csc);
                     if (ep) GF_FN(ep_apply)(ep, c, x->rsc, x->csc, mr, nr, jc + jr);
                     ir = mr;
+                } else if (lazy && ic == i0 &&
+                           (!bk->pack_b || !bk->pack_b(nb, kc, Bj, x->rsb, x->csb, b))) {
+                    GF_FN(pack_b)(kc, nb, 0, 1, Bj, x->rsb, x->csb, nr, b);
                 }
-                gf__gemm_pfr pp = {0}; /* the next fused tile's panel of B */
-                if (fuse && big) {
+                /* The panel packed next, prefetched over this column's
+                 * calls: one line per row for the fused tile (pr), the
+                 * panel's rows or columns otherwise (pb). */
+                gf__gemm_pfr pr = {0};
+                gf__gemm_pfs pb = {0};
+                if (big) {
                     const int64_t left = (mc - ir + mr - 1) / mr; /* calls below */
-                    const int64_t z = (int64_t)sizeof(GF_T);
-                    if (ic == i0 && jp + 1 < nfull)
-                        gf__gemm_pfr_init(&pp, B + jr + nr, x->rsb * z, kc, left);
-                    else if (ic + x->mc >= i1 && jp == npan - 1 && pc + kc < x->k && nfull > 0)
-                        gf__gemm_pfr_init(&pp, B + kc * x->rsb, x->rsb * z,
-                                          GF_FN(min)(x->kc, x->k - pc - kc), left);
+                    const GF_T *nx = NULL; /* the next panel's B, kn x nn */
+                    int64_t kn = kc, nn = 0;
+                    if (ic == i0 && jp + 1 < (fuse ? nfull : npan)) {
+                        nx = Bj + nr * x->csb, nn = GF_FN(min)(nr, nc - jr - nr);
+                    } else if (ic + x->mc >= i1 && jp == npan - 1 && pc + kc < x->k &&
+                               (!fuse || nfull > 0)) {
+                        nx = B + kc * x->rsb, nn = GF_FN(min)(nr, nc);
+                        kn = GF_FN(min)(x->kc, x->k - pc - kc);
+                    }
+                    if (nx && fuse)
+                        gf__gemm_pfr_init(&pr, nx, x->rsb * z, kn, left);
+                    else if (nx)
+                        GF_FN(pf_block)(&pb, nx, x->rsb, x->csb, kn, nn, left);
                 }
                 for (; ir < mc; ir += mr) {
-                    gf__gemm_pfs_step(&pf);
-                    gf__gemm_pfr_step(&pp);
+                    gf__gemm_pfr_step(&pr);
+                    gf__gemm_pfs_step(&pb);
                     /* The C rows of the tile two below: read back (beta 1)
                      * or written whole at the end of that tile, and out of
                      * cache by then (C is reloaded once per kc block). */
