@@ -386,15 +386,21 @@ static inline void gf__gemm_pfr_step(gf__gemm_pfr *s) {
 }
 #endif
 
+/* Bytes at the head of each contiguous run of a B panel that are
+ * prefetched (see GF_FN(task)); the hardware prefetcher follows a run once
+ * it has started. */
+#define GF__GEMM_PF_HEAD ((int64_t)256)
+
 /* Sets s to prefetch the rows x cols block X(i,j) = X[i*rs + j*cs] in
- * `calls` steps, along its contiguous dimension (nothing if it has none). */
+ * `calls` steps, along its contiguous dimension (nothing if it has none):
+ * the first GF__GEMM_PF_HEAD bytes of each run. */
 static void GF_FN(pf_block)(gf__gemm_pfs *s, const GF_T *X, int64_t rs, int64_t cs, int64_t rows,
                             int64_t cols, int64_t calls) {
     const int64_t z = (int64_t)sizeof(GF_T);
     if (cs == 1)
-        gf__gemm_pfs_init(s, X, rs * z, cols * z, rows, calls);
+        gf__gemm_pfs_init(s, X, rs * z, GF_FN(min)(cols * z, GF__GEMM_PF_HEAD), rows, calls);
     else if (rs == 1)
-        gf__gemm_pfs_init(s, X, cs * z, rows * z, cols, calls);
+        gf__gemm_pfs_init(s, X, cs * z, GF_FN(min)(rows * z, GF__GEMM_PF_HEAD), cols, calls);
     else
         *s = (gf__gemm_pfs){0};
 }
@@ -419,10 +425,16 @@ static void GF_FN(pf_block)(gf__gemm_pfs *s, const GF_T *X, int64_t rs, int64_t 
  * micro-kernel call of the column before: panel jp+1 during column jp of
  * the first ic block, panel 0 of the next kc block during the last column
  * of the last ic block, panel 0 of the first kc block at the start (there
- * is nothing to overlap it with). Measured against prefetching the whole
- * next kc block over the current one (what this did before; its first
- * lines were evicted again before their turn came): the two MLP forward
- * shapes (fused) 5-7% faster, B transposed at m = 256 3-4% faster.
+ * is nothing to overlap it with). Of a transposed panel (nr runs of kc
+ * values) only the first GF__GEMM_PF_HEAD bytes of each run: the hardware
+ * prefetcher follows a run once started, and prefetching all of it (17
+ * lines per run) cost 5-8% at m = 64, where a column has 11 calls to
+ * spread it over (on Zen 3 every prefetch hint fills L1, so a whole panel
+ * evicts the one in use). Measured against prefetching the whole next kc
+ * block over the current one (what this did before; its first lines were
+ * evicted again before their turn came): the two MLP forward shapes
+ * (fused) 5-7% faster, B transposed 2-7% faster (64x784x256 and
+ * 256x{784,1024}x1024).
  * Packing the next panel a few rows per call instead, every tile then
  * reading packed B, measured 1-2% slower than before: its stores evict the
  * panel in use from L1. (A panel's 256 lines 4 KiB apart fall into 16 sets
