@@ -15,6 +15,13 @@
  * ratio compares two maxima that may come from different rounds (a quiet
  * moment for one side only); the median of paired ratios does not, so it
  * is the steadier of the two on a shared machine. Both are printed.
+ * Steadier still at 1 thread are paired calls: after the rounds,
+ * BENCH_PAIRS (default 40) pairs of single calls, ours and OpenBLAS's back
+ * to back in alternating order; ratio_1t_pairs_med is the median of their
+ * ratios. Calls milliseconds apart see the same phase of a machine whose
+ * memory bandwidth drifts over seconds. (At 2 threads single calls measure
+ * the other library's threads waking up or still spinning: 0.6-1.7 here,
+ * so 2 threads keep the bursts only.)
  *
  * BENCH_CASES=i,j,... runs only those cases (numbered from 0 in the order
  * printed), for quick looks at a few shapes.
@@ -94,6 +101,8 @@ static float *falloc(size_t n) {
 }
 
 #define MAX_ROUNDS 64
+#define MAX_PAIRS 1000
+static int pairs = 40; /* BENCH_PAIRS */
 
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -141,6 +150,30 @@ static void run(shape s, int rounds) {
         pr1[r] = ro[1] / rt1, pr2[r] = ro[2] / rt2;
 #endif
     }
+#ifdef GF_BENCH_OPENBLAS
+    /* Paired calls at 1 thread (see the header): `pairs` pairs of one call
+     * of ours and one of OpenBLAS's, back to back, the order alternating. */
+    double pq[MAX_PAIRS];
+    openblas_set_num_threads(1);
+    for (int q = 0; q < pairs; q++) {
+        double to = 0, tg = 0;
+        for (int h = 0; h < 2; h++) {
+            const double t0 = gf_bench_now();
+            if ((q + h) % 2 == 0)
+                gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C1, n, 1, 1);
+            else
+                cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans,
+                            s.tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A, s.ta ? m : k, B,
+                            s.tb ? k : n, 0.0f, R, n);
+            const double dt = gf_bench_now() - t0;
+            if ((q + h) % 2 == 0)
+                tg = dt;
+            else
+                to = dt;
+        }
+        pq[q] = to / tg;
+    }
+#endif
     const double p = gf_fma_peak_gflops(3);
     if (p > peak) peak = p;
     const double gf = 2.0 * m * n * k * 1e-9;
@@ -160,6 +193,8 @@ static void run(shape s, int rounds) {
     for (size_t i = 0; i < (size_t)m * n; i++) diff = fmax(diff, fabs((double)C1[i] - R[i]));
     /* median() sorts, so pr[0] and pr[rounds - 1] are the extremes after it. */
     const double med1 = median(pr1, rounds), med2 = median(pr2, rounds);
+    if (pairs > 0)
+        printf(",\"pairs\":%d,\"ratio_1t_pairs_med\":%.3f", pairs, median(pq, pairs));
     printf(",\"openblas_1t\":%.1f,\"openblas_2t\":%.1f,\"openblas_scale_2t\":%.2f,"
            "\"ratio_1t\":%.3f,\"ratio_2t\":%.3f,\"rounds\":%d,\"ratio_1t_med\":%.3f,"
            "\"ratio_1t_min\":%.3f,\"ratio_1t_max\":%.3f,\"ratio_2t_med\":%.3f,"
@@ -259,6 +294,8 @@ int main(int argc, char **argv) {
     const char *e = getenv("BENCH_BURST_S");
     if (e && atof(e) > 0) burst_s = atof(e);
     only = getenv("BENCH_CASES");
+    e = getenv("BENCH_PAIRS");
+    if (e && atoi(e) >= 0) pairs = atoi(e) > MAX_PAIRS ? MAX_PAIRS : atoi(e);
     peak = gf_fma_peak_gflops(5);
     printf("{\"bench\":\"fma_peak\",\"chains\":%d,\"gflops_per_core\":%.1f}\n", GF_FMA_CHAINS,
            peak);
