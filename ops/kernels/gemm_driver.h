@@ -344,16 +344,22 @@ typedef struct {
     int64_t per_call; /* lines per call */
 } gf__gemm_pfs;
 
-/* Sets s up to cover its runs in `calls` calls of gf__gemm_pfs_step. */
+/* Sets s up to cover its runs in `calls` calls of gf__gemm_pfs_step: the
+ * lines evenly over the calls (counted exactly when every run starts at the
+ * same offset in its line, e.g. one line per row of a panel of B with
+ * 64-byte rows; else one more per run, and the last calls have less). */
 static inline void gf__gemm_pfs_init(gf__gemm_pfs *s, const void *base, int64_t stride,
                                      int64_t len, int64_t nrun, int64_t calls) {
     s->base = base, s->stride = stride, s->len = len, s->nrun = nrun, s->r = 0;
     s->at = (const char *)((uintptr_t)base & ~(uintptr_t)63);
-    const int64_t lines = nrun * ((len + 63) / 64 + 1);
+    const int64_t per_run = stride % 64 == 0 ? ((int64_t)((uintptr_t)base & 63) + len + 63) / 64
+                                             : (len + 63) / 64 + 1;
+    const int64_t lines = nrun * per_run;
     s->per_call = calls > 0 ? (lines + calls - 1) / calls : 0;
 }
 
-/* Prefetches (into L2: locality 2 is prefetcht1) the next per_call lines. */
+/* Prefetches the next per_call lines (locality 2, prefetcht1: L2 on most
+ * cores; Zen 3 fills L1 for every hint). */
 static inline void gf__gemm_pfs_step(gf__gemm_pfs *s) {
     for (int64_t i = 0; i < s->per_call && s->r < s->nrun; i++) {
         __builtin_prefetch(s->at, 0, 2);
@@ -362,27 +368,6 @@ static inline void gf__gemm_pfs_step(gf__gemm_pfs *s) {
         if (s->at >= run + s->len && ++s->r < s->nrun)
             s->at = (const char *)((uintptr_t)(run + s->stride) & ~(uintptr_t)63);
     }
-}
-
-/* One line in each of nrow rows stride bytes apart (a micro-panel's worth
- * of row-major B: nr values per row, one line when they are 64-byte
- * aligned), a few rows per step over `calls` steps. */
-typedef struct {
-    const char *at;
-    int64_t stride, left, per_call;
-} gf__gemm_pfr;
-
-static inline void gf__gemm_pfr_init(gf__gemm_pfr *s, const void *base, int64_t stride,
-                                     int64_t nrow, int64_t calls) {
-    s->at = base, s->stride = stride;
-    s->left = calls > 0 ? nrow : 0;
-    s->per_call = calls > 0 ? (nrow + calls - 1) / calls : 0;
-}
-
-static inline void gf__gemm_pfr_step(gf__gemm_pfr *s) {
-    const int64_t n = s->per_call < s->left ? s->per_call : s->left;
-    for (int64_t i = 0; i < n; i++, s->at += s->stride) __builtin_prefetch(s->at, 0, 2);
-    s->left -= n;
 }
 #endif
 
@@ -486,9 +471,7 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
                     GF_FN(pack_b)(kc, nb, 0, 1, Bj, x->rsb, x->csb, nr, b);
                 }
                 /* The panel packed next, prefetched over this column's
-                 * calls: one line per row for the fused tile (pr), the
-                 * panel's rows or columns otherwise (pb). */
-                gf__gemm_pfr pr = {0};
+                 * calls (the head of each of its rows or columns). */
                 gf__gemm_pfs pb = {0};
                 if (big) {
                     const int64_t left = (mc - ir + mr - 1) / mr; /* calls below */
@@ -501,13 +484,9 @@ static void GF_FN(task)(const GF_FN(job) *x, int64_t t, GF_T *ap, GF_T *bp) {
                         nx = B + kc * x->rsb, nn = GF_FN(min)(nr, nc);
                         kn = GF_FN(min)(x->kc, x->k - pc - kc);
                     }
-                    if (nx && fuse)
-                        gf__gemm_pfr_init(&pr, nx, x->rsb * z, kn, left);
-                    else if (nx)
-                        GF_FN(pf_block)(&pb, nx, x->rsb, x->csb, kn, nn, left);
+                    if (nx) GF_FN(pf_block)(&pb, nx, x->rsb, x->csb, kn, nn, left);
                 }
                 for (; ir < mc; ir += mr) {
-                    gf__gemm_pfr_step(&pr);
                     gf__gemm_pfs_step(&pb);
                     /* The C rows of the tile two below: read back (beta 1)
                      * or written whole at the end of that tile, and out of
