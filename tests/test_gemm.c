@@ -9,6 +9,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "splitmix.h"
+
 #include "../ops/kernels/kernels.h"
 
 #include <float.h>
@@ -34,11 +36,7 @@ static void restore_isa(void) { gf__gemm_force_isa(NULL); }
 /* splitmix64: fixed seeds make every run see the same data. */
 static uint64_t rng = 42;
 static double urand(void) {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0 * 2 - 1;
+    return gf_test_u01(&rng) * 2 - 1;
 }
 
 /* One problem: C (m x n) = beta*C + op(A) (m x k) * op(B) (k x n).

@@ -21,6 +21,7 @@
  * and off.
  */
 #include "common.h"
+#include "splitmix.h"
 
 #include "../ops/ops.h"
 #include "gradflow/nn.h"
@@ -43,11 +44,7 @@ static void restore(void) {
 
 static uint64_t rng = 7;
 static double urand(void) { /* splitmix64 in [-1, 1) */
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0 * 2 - 1;
+    return gf_test_u01(&rng) * 2 - 1;
 }
 
 /* ------------------------------------------------------- GEMM epilogue */

@@ -12,6 +12,7 @@
  * and signed zeros, in every kernel mode.
  */
 #include "common.h"
+#include "splitmix.h"
 
 #include "../ops/kernels/kernels.h"
 
@@ -23,11 +24,7 @@ TestSuite(reduce, .init = setup, .fini = teardown, .timeout = 300);
 /* splitmix64: the same data on every run. */
 static uint64_t rng = 7;
 static double urand(void) {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0 * 2 - 1; /* [-1, 1) */
+    return gf_test_u01(&rng) * 2 - 1; /* [-1, 1) */
 }
 
 static double *rand_buf(int64_t n) {

@@ -11,6 +11,7 @@
  * backward kernels of tanh, sigmoid and relu: tests/test_unary_bwd.c.
  */
 #include "common.h"
+#include "splitmix.h"
 
 #include "../ops/kernels/kernels.h"
 
@@ -79,11 +80,7 @@ static const unop OPS[] = {
 /* splitmix64: every run sees the same data. */
 static uint64_t rng_state = 7;
 static double urand(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
+    return gf_test_u01(&rng_state);
 }
 
 /* n values of the op's domain (alternating signs when sym). */

@@ -13,6 +13,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "splitmix.h"
+
 #include "../ops/kernels/kernels.h"
 
 #include <float.h>
@@ -60,11 +62,7 @@ static int64_t ulps_d(double a, double b) {
 
 static uint64_t rng = 99;
 static double urand(void) {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1p-53;
+    return gf_test_u01(&rng);
 }
 
 /* Inputs: special values and edges, then n - count uniform points in [lo, hi). */
