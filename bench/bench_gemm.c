@@ -42,6 +42,7 @@
  */
 #define _POSIX_C_SOURCE 199309L
 #include "../ops/kernels/kernels.h"
+#include "../tests/par.h"
 #include "../ops/ops.h" /* gf__linear_act_set_fused (the linear_act lines) */
 #include "fma_peak.h"
 #include "gradflow/nn.h"
@@ -135,8 +136,8 @@ static void run(shape s, int rounds) {
 #endif
     for (int r = 0; r < rounds; r++) {
         double rt1 = 1e30, rt2 = 1e30;
-        TIME_BEST(rt1, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C1, n, 1, 1));
-        TIME_BEST(rt2, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C2, n, 1, 2));
+        TIME_BEST(rt1, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C1, n, 1, tpar(1)));
+        TIME_BEST(rt2, gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C2, n, 1, tpar(2)));
         t1 = fmin(t1, rt1), t2 = fmin(t2, rt2);
 #ifdef GF_BENCH_OPENBLAS
         double ro[3] = {0, 1e30, 1e30};
@@ -160,7 +161,7 @@ static void run(shape s, int rounds) {
         for (int h = 0; h < 2; h++) {
             const double t0 = gf_bench_now();
             if ((q + h) % 2 == 0)
-                gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C1, n, 1, 1);
+                gf__sgemm(m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C1, n, 1, tpar(1));
             else
                 cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans,
                             s.tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A, s.ta ? m : k, B,
@@ -224,7 +225,7 @@ static void run(shape s, int rounds) {
  * a relu pass, each split over nt threads. */
 static void unfused_passes(int m, int n, int k, const float *X, const float *W,
                            const float *bias, float *U, int nt) {
-    gf__sgemm(m, n, k, X, k, 1, W, 1, k, 0.0f, U, n, 1, nt);
+    gf__sgemm(m, n, k, X, k, 1, W, 1, k, 0.0f, U, n, 1, tpar(nt));
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) U[(int64_t)i * n + j] += bias[j];
@@ -264,8 +265,8 @@ static void run_linear_act(int m, int n, int k, int nt, int rounds) {
     double tg = 1e30, tf = 1e30, tu = 1e30, of = 1e30, ou = 1e30, pr[MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
         double rg = 1e30, rf = 1e30;
-        TIME_BEST(rg, gf__sgemm(m, n, k, X, k, 1, W, 1, k, 0.0f, C, n, 1, nt));
-        TIME_BEST(rf, gf__sgemm_ep(m, n, k, X, k, 1, W, 1, k, 0.0f, F, n, 1, nt, &ep));
+        TIME_BEST(rg, gf__sgemm(m, n, k, X, k, 1, W, 1, k, 0.0f, C, n, 1, tpar(nt)));
+        TIME_BEST(rf, gf__sgemm_ep(m, n, k, X, k, 1, W, 1, k, 0.0f, F, n, 1, tpar(nt), &ep));
         tg = fmin(tg, rg), tf = fmin(tf, rf), pr[r] = rf / rg;
         TIME_BEST(tu, unfused_passes(m, n, k, X, W, bias, U, nt));
         TIME_BEST(of, GF__OP_CALL(true, opf));

@@ -29,15 +29,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "gradflow.h"
+#include "../engine/par.h"
 #ifdef GF_BENCH_OPENBLAS
 #include <cblas.h>
 void openblas_set_num_threads(int);
 #endif
 
 typedef void (*sgemm_fn)(int64_t, int64_t, int64_t, const float *, int64_t, int64_t,
-                         const float *, int64_t, int64_t, float, float *, int64_t, int64_t, int);
+                         const float *, int64_t, int64_t, float, float *, int64_t, int64_t,
+                         const gf__par *);
+typedef gf_engine *(*engine_create_fn)(const gf_engine_opts *);
+typedef gf__par (*engine_par_fn)(gf_engine *);
 
 #define MAX_LIBS 8
+/* Each library's par: a pool of BENCH_THREADS from its own engine. */
+static gf__par pars[MAX_LIBS];
 
 static double now(void) {
     struct timespec t;
@@ -88,7 +96,7 @@ static void run(int m, int n, int k, int ta, int tb, int calls, int nt, int nlib
 #endif
     for (int w = 0; w < 3; w++) { /* warm-up: page faults, thread pools, packing buffers */
         OB();
-        for (int i = 0; i < nlib; i++) f[i](m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C, n, 1, nt);
+        for (int i = 0; i < nlib; i++) f[i](m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C, n, 1, &pars[i]);
     }
     for (int c = 0; c < calls; c++) {
         double t0 = now();
@@ -97,7 +105,7 @@ static void run(int m, int n, int k, int ta, int tb, int calls, int nt, int nlib
         for (int q = 0; q < nlib; q++) {
             const int i = c % 2 ? nlib - 1 - q : q;
             t0 = now();
-            f[i](m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C, n, 1, nt);
+            f[i](m, n, k, A, rsa, csa, B, rsb, csb, 0.0f, C, n, 1, &pars[i]);
             t[i][c] = now() - t0;
         }
     }
@@ -143,10 +151,21 @@ int main(int argc, char **argv) {
             return 1;
         }
         *(void **)&f[i] = dlsym(h, "gf__sgemm");
-        if (!f[i]) {
-            fprintf(stderr, "bench_gemm_ab: %s has no gf__sgemm\n", path);
+        engine_create_fn ec;
+        engine_par_fn ep;
+        *(void **)&ec = dlsym(h, "gf_engine_create");
+        *(void **)&ep = dlsym(h, "gf__engine_par");
+        if (!f[i] || !ec || !ep) {
+            fprintf(stderr, "bench_gemm_ab: %s has no gf__sgemm taking a gf__par\n", path);
             return 1;
         }
+        const char *te = getenv("BENCH_THREADS");
+        gf_engine *eng = ec(&(gf_engine_opts){.num_threads = te && atoi(te) > 0 ? atoi(te) : 1});
+        if (!eng) {
+            fprintf(stderr, "bench_gemm_ab: %s: no engine\n", path);
+            return 1;
+        }
+        pars[i] = ep(eng); /* the engine lives until the process exits */
     }
     const char *e = getenv("BENCH_CALLS");
     const int calls = e && atoi(e) > 0 ? atoi(e) : 60;

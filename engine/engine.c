@@ -6,6 +6,7 @@
 #include "pool.h"
 
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,6 +43,14 @@ gf_engine *gf_engine_create(const gf_engine_opts *opts) {
     gf_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->num_threads = o.num_threads;
+    e->intraop = o.intraop;
+    if (e->intraop != GF_INTRAOP_POOL && e->intraop != GF_INTRAOP_OPENMP) {
+        const char *io = getenv("GF_INTRAOP");
+        e->intraop = GF_INTRAOP_POOL;
+        if (io && strcmp(io, "openmp") == 0) e->intraop = GF_INTRAOP_OPENMP;
+        else if (io && *io && strcmp(io, "pool") != 0)
+            fprintf(stderr, "gradflow: GF_INTRAOP=%s is not pool or openmp; using pool\n", io);
+    }
     e->deterministic = o.deterministic;
     e->pin_threads = o.pin_threads;
     e->min_par_work = GF__MIN_PAR_WORK;
@@ -83,6 +92,9 @@ gf_status gf_engine_memory_stats(const gf_engine *eng, gf_memory_stats *st) {
 
 int gf_engine_num_threads(const gf_engine *eng) { return eng ? eng->num_threads : 0; }
 bool gf_engine_deterministic(const gf_engine *eng) { return eng && eng->deterministic; }
+gf_intraop gf_engine_intraop(const gf_engine *eng) {
+    return eng ? eng->intraop : GF_INTRAOP_DEFAULT;
+}
 
 static gf_engine *gf__default;
 static pthread_once_t gf__default_once = PTHREAD_ONCE_INIT;

@@ -19,9 +19,11 @@
  * too. One run per ctx is in flight at a time (ctx->inflight); graph.c
  * finishes it before anything else realizes or writes in place.
  *
- * Every kernel gets the thread budget of the pool at the time it starts
- * (gf__pool_budget): the engine's threads divided among the running tasks.
- * Kernels produce the same bits for any budget, so the schedule never changes
+ * Every kernel is handed the engine's intra-op parallelism (gf__engine_par):
+ * on the pool backend its tiles become tasks of this same pool, led by the
+ * thread that runs the node; on the OpenMP backend it gets a team of the
+ * engine's threads divided among the running tasks (gf__pool_budget).
+ * Kernels produce the same bits either way, so the schedule never changes
  * results.
  */
 #include "internal.h"
@@ -53,8 +55,16 @@ struct gf__run {
     int errs0;
 };
 
+gf__par gf__engine_par(gf_engine *eng) {
+    gf__pool *p = eng->exec;
+    if (!p) return (gf__par){.nthreads = 1};
+    if (eng->intraop == GF_INTRAOP_OPENMP)
+        return (gf__par){.nthreads = gf__pool_budget(p), .omp = true};
+    return (gf__par){.pool = p, .nthreads = eng->num_threads};
+}
+
 /* Runs one node's kernel. False if the run must stop (an error). */
-static bool gf__run_node(gf_ctx *ctx, gf__node *nd, int budget, int errs0) {
+static bool gf__run_node(gf_ctx *ctx, gf__node *nd, int errs0) {
     if (atomic_load_explicit(&ctx->errors, memory_order_relaxed) != errs0) return false;
     gf__op op = (gf__op)nd->op;
     if (!(gf__op_flags[op] & GF__OPF_VIEW)) {
@@ -63,7 +73,8 @@ static bool gf__run_node(gf_ctx *ctx, gf__node *nd, int budget, int errs0) {
                              gf__op_names[op], GF__SHAPE(nd->out));
             return false;
         }
-        nd->nthreads = budget;
+        nd->par = gf__engine_par(ctx->eng);
+        nd->nthreads = nd->par.nthreads;
         gf__op_fwd[op](nd);
         if (atomic_load_explicit(&ctx->errors, memory_order_relaxed) != errs0) {
             gf__node_set_done(nd); /* its output is defined (the kernel says what) */
@@ -89,7 +100,7 @@ static void gf__xtask_run(gf__task *base) {
     long done = 0;
     while (t) {
         for (int64_t i = 0; i < t->count; i++)
-            if (!gf__run_node(r->ctx, r->order[t->first + i], gf__pool_budget(r->pool), r->errs0))
+            if (!gf__run_node(r->ctx, r->order[t->first + i], r->errs0))
                 break;
         /* Release successors; keep one to run next on this thread. */
         gf__xtask *next = NULL;
@@ -123,10 +134,10 @@ static int64_t gf__node_work(const gf__node *nd) {
     return w;
 }
 
-static gf_status gf__exec_serial(gf_ctx *ctx, gf__node **nodes, int64_t n, int budget) {
+static gf_status gf__exec_serial(gf_ctx *ctx, gf__node **nodes, int64_t n) {
     int errs0 = atomic_load(&ctx->errors);
     for (int64_t i = 0; i < n; i++)
-        if (!gf__run_node(ctx, nodes[i], budget, errs0)) break;
+        if (!gf__run_node(ctx, nodes[i], errs0)) break;
     return atomic_load(&ctx->errors) != errs0 ? gf_ctx_status(ctx) ? gf_ctx_status(ctx) : GF_EINVAL
                                               : GF_OK;
 }
@@ -160,7 +171,7 @@ gf_status gf__exec_start(gf_ctx *ctx, gf__node **nodes, int64_t n, bool *started
     gf_engine *eng = ctx->eng;
     gf__pool *pool = eng->exec;
     *started = false;
-    if (!pool || n == 1) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    if (!pool || n == 1) return gf__exec_serial(ctx, nodes, n);
     /* Tiny runs stay on this thread (the issue's "tiny nodes are merged"):
      * all of a run's nodes together are one task when their summed work
      * would not pay for a hand-off. */
@@ -168,7 +179,7 @@ gf_status gf__exec_start(gf_ctx *ctx, gf__node **nodes, int64_t n, bool *started
         int64_t work = 0;
         for (int64_t i = 0; i < n && work < eng->min_par_work; i++)
             if (!(gf__op_flags[nodes[i]->op] & GF__OPF_VIEW)) work += gf__node_work(nodes[i]);
-        if (work < eng->min_par_work) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+        if (work < eng->min_par_work) return gf__exec_serial(ctx, nodes, n);
     }
 
     int64_t epoch = ++ctx->walk_epoch;
@@ -187,7 +198,7 @@ gf_status gf__exec_start(gf_ctx *ctx, gf__node **nodes, int64_t n, bool *started
                    (size_t)n * sizeof(gf__node *) + (size_t)(max_edges + 1) * sizeof(int64_t) +
                    (size_t)n * sizeof(atomic_int);
     char *mem = gf__scratch(&ctx->exec_buf, &ctx->exec_cap, bytes);
-    if (!mem) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    if (!mem) return gf__exec_serial(ctx, nodes, n);
     gf__run *run = (gf__run *)mem;
     mem += head;
     int64_t *buf = (int64_t *)mem;
@@ -208,7 +219,7 @@ gf_status gf__exec_start(gf_ctx *ctx, gf__node **nodes, int64_t n, bool *started
     int64_t nchains = 0;
     for (int64_t i = 0; i < n; i++)
         chain[i] = (npred[i] == 1 && nsucc[one[i]] == 1) ? chain[one[i]] : nchains++;
-    if (nchains == 1) return gf__exec_serial(ctx, nodes, n, eng->num_threads);
+    if (nchains == 1) return gf__exec_serial(ctx, nodes, n);
 
     /* Tasks: chain lengths -> ranges of `order`; successor lists (CSR). */
     memset(tasks, 0, (size_t)nchains * sizeof *tasks);

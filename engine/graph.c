@@ -388,7 +388,8 @@ gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *cons
     n.n_in = n_in + 1;
     n.in = ins;
     n.out = dst;
-    n.nthreads = ctx->eng->num_threads;
+    n.par = gf__engine_par(ctx->eng);
+    n.nthreads = n.par.nthreads;
     if (a) n.a = *a;
     int errs = atomic_load(&ctx->errors);
     gf__op_fwd[op](&n);

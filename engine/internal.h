@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "par.h"
+
 #define GF__ALIGN 64
 #define GF__MAX_IN_SMALL 3
 
@@ -98,6 +100,7 @@ typedef struct gf__node {
     uint64_t in_version_small[GF__MAX_IN_SMALL];
     gf_tensor *out;               /* weak: the node lives inside its output */
     int nthreads;                 /* thread budget handed by the executor to the kernel */
+    gf__par par;                  /* how the kernel may split its loops (par.h) */
     gf__attrs a;
     /* pending list of the ctx */
     struct gf__node *pprev, *pnext;
@@ -144,6 +147,7 @@ struct gf_engine {
     bool pin_threads;
     gf__alloc *alloc;
     struct gf__pool *exec; /* the work-stealing pool (NULL with one thread) */
+    gf_intraop intraop;    /* GF_INTRAOP_POOL or GF_INTRAOP_OPENMP */
     /* A run whose estimated work (elements touched, see exec.c) is below
      * this runs on the calling thread: handing tiny nodes to other threads
      * costs more than they compute. GF_MIN_PARALLEL_WORK overrides it. */
@@ -183,6 +187,10 @@ struct gf_ctx {
     int64_t inflight_n;
     int inflight_errs;
 };
+
+/* What a kernel run now on eng is handed (exec.c): the pool and every
+ * thread on the pool backend; the racy share of the threads on OpenMP. */
+gf__par gf__engine_par(gf_engine *eng);
 
 /* A reusable scratch buffer of at least n bytes (grown with realloc). */
 void *gf__scratch(void **buf, size_t *cap, size_t n);

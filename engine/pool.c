@@ -15,9 +15,12 @@
 #endif
 
 #include "deque.h"
+#include "par.h"
 
 #define GF__SPINS 2000
-#define GF__EXT 8 /* deques lent to threads that wait without being workers */
+/* Deques lent to threads that are not workers (request threads realizing
+ * their own graphs) while they wait or lead a kernel's team. */
+#define GF__EXT 64
 
 typedef struct {
     gf__deque q;
@@ -112,15 +115,19 @@ static bool gf__inj_push(gf__pool *p, gf__task *t) {
     return true;
 }
 
-static void gf__wake(gf__pool *p) {
+/* Makes n new tasks known: sleeping workers are woken, one per task at most. */
+static void gf__wake_n(gf__pool *p, int n) {
     if (p->nworkers == 0) return; /* nobody sleeps: waiting threads never do */
     atomic_fetch_add(&p->epoch, 1);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->sleep_mu);
-        pthread_cond_signal(&p->sleep_cv);
+        if (n > 1) pthread_cond_broadcast(&p->sleep_cv);
+        else pthread_cond_signal(&p->sleep_cv);
         pthread_mutex_unlock(&p->sleep_mu);
     }
 }
+
+static void gf__wake(gf__pool *p) { gf__wake_n(p, 1); }
 
 /* Runs a task, counted as running for the budget meanwhile. */
 static void gf__run(gf__pool *p, gf__task *t) {
@@ -267,6 +274,86 @@ void gf__pool_wait(gf__pool *p, atomic_long *remaining) {
         /* Nothing to steal: the rest is running elsewhere. */
         if (++idle < GF__SPINS) gf__cpu_relax();
         else sched_yield();
+    }
+    if (lent) {
+        gf__ext_release(p, lent);
+        gf__self = saved;
+    }
+}
+
+/* ------------------------------------------------------------ teams */
+
+/* A kernel's team: the leader (the thread that started the kernel) pushes
+ * helper tasks on its own deque; idle threads steal them and join. */
+typedef struct gf__team gf__team;
+typedef struct {
+    gf__task base;
+    gf__team *team;
+} gf__helper;
+
+struct gf__team {
+    gf__team_fn fn;
+    void *arg;
+    atomic_int next_slot; /* the next participant's slot (the leader is 0) */
+    _Alignas(64) atomic_int live; /* helpers pushed and not finished or taken back */
+};
+
+static void gf__helper_run(gf__task *t) {
+    gf__team *tm = ((gf__helper *)t)->team;
+    tm->fn(tm->arg, atomic_fetch_add_explicit(&tm->next_slot, 1, memory_order_relaxed));
+    /* The last touch of the team: the leader's stack frame may go at 0. */
+    atomic_fetch_sub_explicit(&tm->live, 1, memory_order_release);
+}
+
+void gf__pool_team(gf__pool *p, int team, gf__team_fn fn, void *arg) {
+    if (team > p->nthreads) team = p->nthreads;
+    gf__worker *me = gf__self && gf__self->pool == p ? gf__self : NULL;
+    gf__worker *saved = gf__self, *lent = NULL;
+    if (!me && (lent = gf__ext_claim(p))) gf__self = me = lent;
+    if (team <= 1 || !me) {
+        /* No deque to lead from (every one lent): the kernel runs here. */
+        if (lent) {
+            gf__ext_release(p, lent);
+            gf__self = saved;
+        }
+        fn(arg, 0);
+        return;
+    }
+    gf__team tm = {.fn = fn, .arg = arg};
+    atomic_init(&tm.next_slot, 1);
+    atomic_init(&tm.live, 0);
+    gf__helper h[team - 1];
+    int pushed = 0;
+    for (; pushed < team - 1; pushed++) {
+        h[pushed] = (gf__helper){.base.run = gf__helper_run, .team = &tm};
+        atomic_fetch_add_explicit(&tm.live, 1, memory_order_relaxed);
+        if (gf__deque_push(&me->q, &h[pushed].base) != 0) {
+            atomic_fetch_sub_explicit(&tm.live, 1, memory_order_relaxed);
+            break; /* no memory to grow the deque: a smaller team */
+        }
+    }
+    if (pushed) gf__wake_n(p, pushed);
+    fn(arg, 0);
+    /* Join. Helpers nobody took are popped back (they are on top of this
+     * deque: pushed last); the leader then waits only for helpers that are
+     * running, each on its last tile at most. It runs no other task
+     * meanwhile: a kernel's scratch buffers belong to its thread until it
+     * returns, and another kernel run here would reuse them. */
+    bool popping = true;
+    int idle = 0;
+    while (atomic_load_explicit(&tm.live, memory_order_acquire) > 0) {
+        if (popping) {
+            gf__task *t = gf__deque_pop(&me->q);
+            if (t && t >= &h[0].base && t <= &h[pushed - 1].base) {
+                atomic_fetch_sub_explicit(&tm.live, 1, memory_order_relaxed);
+                continue;
+            }
+            if (t) gf__deque_push(&me->q, t); /* another's: back where it was */
+            popping = false;
+            continue;
+        }
+        if (++idle < GF__SPINS) gf__cpu_relax();
+        else sched_yield(); /* a helper lost its core: let it have ours */
     }
     if (lent) {
         gf__ext_release(p, lent);

@@ -30,6 +30,9 @@ void gf__pool_destroy(gf__pool *p);
 void gf__pool_submit(gf__pool *p, gf__task *t);
 /* Runs tasks until *remaining reaches 0. Any thread. */
 void gf__pool_wait(gf__pool *p, atomic_long *remaining);
+/* gf__par_team's pool backend (par.h): the calling thread leads a team of
+ * at most `team` participants (capped at the pool's threads). */
+void gf__pool_team(gf__pool *p, int team, void (*fn)(void *arg, int slot), void *arg);
 /* The thread budget for a kernel that starts now: the engine's threads
  * divided among the tasks running, so that runnable threads never exceed
  * the cores: a lone big node gets them all. */

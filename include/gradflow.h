@@ -53,10 +53,20 @@ typedef enum {
 const char *gf_strerror(gf_status s);
 
 /* ---------------------------------------------------------------- engine */
+/* How a kernel splits its loops over threads (intra-op parallelism). Both
+ * give the same bits: tiles are cut from the data, never the thread count. */
+typedef enum {
+    GF_INTRAOP_DEFAULT = 0, /* GF_INTRAOP=pool|openmp, else the pool */
+    GF_INTRAOP_POOL,        /* tiles run as tasks on the engine's own workers */
+    GF_INTRAOP_OPENMP       /* tiles run by OpenMP teams (for programs already
+                               running an OpenMP runtime of their own) */
+} gf_intraop;
+
 typedef struct {
     int num_threads;    /* 0: one per physical core (hwloc), or GF_NUM_THREADS */
     bool deterministic; /* bitwise-reproducible for any thread count */
     bool pin_threads;   /* bind workers to cores */
+    gf_intraop intraop; /* intra-op backend */
 } gf_engine_opts;
 
 /* Creates an engine; opts NULL means defaults. Returns NULL on failure.
@@ -73,6 +83,8 @@ typedef struct {
 } gf_memory_stats;
 gf_status gf_engine_memory_stats(const gf_engine *eng, gf_memory_stats *st);
 bool gf_engine_deterministic(const gf_engine *eng);
+/* The intra-op backend the engine runs (never GF_INTRAOP_DEFAULT). */
+gf_intraop gf_engine_intraop(const gf_engine *eng);
 
 /* ------------------------------------------------------------------- ctx */
 /* eng NULL: the process default engine (created on first use). */

@@ -51,7 +51,7 @@ bool gf__linear_act_fused(void) { return !atomic_load(&gf__la_unfused); }
                        .incb = Bv ? Bv->strides[0] : 0,                                      \
                        .act = (gf__act)n->a.n};                                              \
         GEMM_EP(M, N, K, gf__ptr(X), X->strides[0], X->strides[1], gf__ptr(W), W->strides[1], \
-                W->strides[0], 0, gf__ptr(O), N, 1, n->nthreads < 1 ? 1 : n->nthreads, &ep); \
+                W->strides[0], 0, gf__ptr(O), N, 1, &n->par, &ep);                      \
     }
 
 GF__LA_KERNEL(gf__la_f32, float, gf__sgemm_ep, gf__sepilogue)

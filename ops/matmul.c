@@ -13,8 +13,9 @@
  * Kernel: one GEMM (ops/kernels) per batch index, reading each operand
  * through its real strides (a transposed or sliced view is never copied;
  * a broadcast batch dim has stride 0). Many small batches run in parallel,
- * one thread per GEMM; the GEMM result does not depend on its thread
- * budget, so the output is bitwise the same for any thread count.
+ * tiles of whole batches, one thread per GEMM; the GEMM result does not
+ * depend on how its tiles are spread, so the output is bitwise the same for
+ * any thread count.
  * i64 x i64 uses a plain loop (wrapping arithmetic, as torch on CPU).
  */
 #include "ops.h"
@@ -39,9 +40,30 @@ static inline void gf__mm_batch_off(int64_t bi, int nb, const int64_t *bs, const
     *ob = y;
 }
 
+/* A batched product's operands, for batches as tiles. */
+typedef struct {
+    int nb;
+    const int64_t *bs, *sa, *sb;
+    int64_t M, N, K, rsa, csa, rsb, csb;
+    const void *pa, *pb;
+    void *po;
+} gf__mm_args;
+
 /* out [batch..., M, N] (contiguous) = a [ba..., M, K] @ b [bb..., K, N],
  * a and b read through their strides, batch dims broadcast by strides. */
 #define GF__MM_FLOAT_KERNEL(NAME, T, GEMM)                                                    \
+    /* Batches [b0, b1), each GEMM on this thread alone. */                                  \
+    static void NAME##_batches(void *arg, int64_t b0, int64_t b1) {                          \
+        const gf__mm_args *g = arg;                                                          \
+        const T *pa = g->pa, *pb = g->pb;                                                    \
+        T *po = g->po;                                                                       \
+        for (int64_t bi = b0; bi < b1; bi++) {                                               \
+            int64_t oa, ob;                                                                  \
+            gf__mm_batch_off(bi, g->nb, g->bs, g->sa, g->sb, &oa, &ob);                      \
+            GEMM(g->M, g->N, g->K, pa + oa, g->rsa, g->csa, pb + ob, g->rsb, g->csb, 0,      \
+                 po + bi * g->M * g->N, g->N, 1, NULL);                                      \
+        }                                                                                    \
+    }                                                                                        \
     static void NAME(gf__node *n) {                                                          \
         const gf_tensor *A = n->in[0], *B = n->in[1];                                        \
         gf_tensor *O = n->out;                                                               \
@@ -60,27 +82,42 @@ static inline void gf__mm_batch_off(int64_t bi, int nb, const int64_t *bs, const
         int64_t nbatch = gf__numel(nb, O->shape);                                            \
         const T *pa = gf__ptr(A), *pb = gf__ptr(B);                                          \
         T *po = gf__ptr(O);                                                                  \
-        int nt = n->nthreads < 1 ? 1 : n->nthreads;                                          \
-        if (nbatch > 1 && nt > 1 && M * N * K < GF__MM_SMALL_GEMM) {                         \
-            _Pragma("omp parallel for schedule(static) num_threads(nt)")                    \
-            for (int64_t bi = 0; bi < nbatch; bi++) {                                        \
-                int64_t oa, ob;                                                              \
-                gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);                        \
-                /* nt 1: the GEMM opens no OpenMP construct of its own */  \
-                GEMM(M, N, K, pa + oa, rsa, csa, pb + ob, rsb, csb, 0, po + bi * M * N, N,   \
-                     1, 1);                                                                  \
-            }                                                                                \
+        if (nbatch > 1 && GF__PAR_WORTH(&n->par, M * N * K < GF__MM_SMALL_GEMM)) {           \
+            gf__mm_args g = {nb, O->shape, sa, sb, M, N, K, rsa, csa, rsb, csb, pa, pb, po};  \
+            gf__par_for(&n->par, nbatch, gf__par_grain(nbatch, M * N * K, GF__MM_SMALL_GEMM), \
+                        NAME##_batches, &g);                                                 \
             return;                                                                          \
         }                                                                                    \
         for (int64_t bi = 0; bi < nbatch; bi++) {                                            \
             int64_t oa, ob;                                                                  \
             gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);                            \
-            GEMM(M, N, K, pa + oa, rsa, csa, pb + ob, rsb, csb, 0, po + bi * M * N, N, 1, nt); \
+            GEMM(M, N, K, pa + oa, rsa, csa, pb + ob, rsb, csb, 0, po + bi * M * N, N, 1,    \
+                 &n->par);                                                                   \
         }                                                                                    \
     }
 
 GF__MM_FLOAT_KERNEL(gf__mm_f32, float, gf__sgemm)
 GF__MM_FLOAT_KERNEL(gf__mm_f64, double, gf__dgemm)
+
+/* i64 rows [r0, r1) of the output (row r: batch r / M, row r % M). */
+static void gf__mm_i64_rows(void *arg, int64_t r0, int64_t r1) {
+    const gf__mm_args *g = arg;
+    const int64_t *pa = g->pa, *pb = g->pb;
+    uint64_t *po = g->po;
+    const int64_t M = g->M, N = g->N, K = g->K;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t bi = r / M, i = r % M, oa, ob;
+        gf__mm_batch_off(bi, g->nb, g->bs, g->sa, g->sb, &oa, &ob);
+        const int64_t *ra = pa + oa + i * g->rsa;
+        uint64_t *ro = po + r * N;
+        for (int64_t j = 0; j < N; j++) ro[j] = 0;
+        for (int64_t p = 0; p < K; p++) {
+            uint64_t x = (uint64_t)ra[p * g->csa];
+            const int64_t *rb = pb + ob + p * g->rsb;
+            for (int64_t j = 0; j < N; j++) ro[j] += x * (uint64_t)rb[j * g->csb];
+        }
+    }
+}
 
 /* i64: the same batching around a plain i-p-j loop. Sums wrap modulo 2^64
  * (computed in uint64_t, where overflow is defined). */
@@ -99,23 +136,14 @@ static void gf__mm_i64(gf__node *n) {
     gf__bcast_strides(&Ab, nb, O->shape, sa);
     gf__bcast_strides(&Bb, nb, O->shape, sb);
     int64_t nbatch = gf__numel(nb, O->shape);
-    const int64_t *pa = gf__ptr(A), *pb = gf__ptr(B);
-    uint64_t *po = gf__ptr(O);
     int64_t rows = nbatch * M;
-    /* each (batch, row) of the output is independent: split over them (no
-     * OpenMP region at all on one thread, see GF__OMP_WORTH) */
-    GF__PFOR(n->nthreads, rows * N * K > 32768, r, 0, rows, {
-        int64_t bi = r / M, i = r % M, oa, ob;
-        gf__mm_batch_off(bi, nb, O->shape, sa, sb, &oa, &ob);
-        const int64_t *ra = pa + oa + i * rsa;
-        uint64_t *ro = po + r * N;
-        for (int64_t j = 0; j < N; j++) ro[j] = 0;
-        for (int64_t p = 0; p < K; p++) {
-            uint64_t x = (uint64_t)ra[p * csa];
-            const int64_t *rb = pb + ob + p * rsb;
-            for (int64_t j = 0; j < N; j++) ro[j] += x * (uint64_t)rb[j * csb];
-        }
-    });
+    gf__mm_args g = {nb, O->shape, sa, sb, M, N, K, rsa, csa, rsb, csb,
+                     gf__ptr(A), gf__ptr(B), gf__ptr(O)};
+    /* each (batch, row) of the output is independent: tiles of rows */
+    if (GF__PAR_WORTH(&n->par, rows * N * K > 32768))
+        gf__par_for(&n->par, rows, gf__par_grain(rows, N * K, 32768), gf__mm_i64_rows, &g);
+    else
+        gf__mm_i64_rows(&g, 0, rows);
 }
 
 void gf__fwd_matmul(gf__node *n) {

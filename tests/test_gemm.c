@@ -12,6 +12,7 @@
 #include "splitmix.h"
 
 #include "../ops/kernels/kernels.h"
+#include "par.h"
 
 #include <float.h>
 #include <math.h>
@@ -78,7 +79,7 @@ static void layout(int64_t r, int64_t c, int trans, int64_t pad, int64_t *rs, in
         for (int64_t i = 0; i < sc; i++) C0[i] = pr.beta1 ? (T)urand() : (T)NAN;         \
         memcpy(C, C0, sc * sizeof(T));                                                   \
         T beta = pr.beta1 ? 1 : 0;                                                       \
-        GEMM(pr.m, pr.n, pr.k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, nt);         \
+        GEMM(pr.m, pr.n, pr.k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, tpar(nt));   \
         const long double rtol = 8 * (long double)EPS * sqrtl((long double)pr.k + 1);   \
         char *inside = calloc(sc, 1);                                                    \
         cr_assert(inside);                                                               \
@@ -152,17 +153,17 @@ Test(gemm, empty_dimensions, .fini = restore_isa) {
         if (!use_isa(i)) continue;
         float C[12], A[12] = {1}, B[12] = {1};
         for (int t = 0; t < 12; t++) C[t] = NAN;
-        gf__sgemm(3, 4, 0, A, 1, 1, B, 4, 1, 0.0f, C, 4, 1, 2);
+        gf__sgemm(3, 4, 0, A, 1, 1, B, 4, 1, 0.0f, C, 4, 1, tpar(2));
         for (int t = 0; t < 12; t++) cr_assert_eq(C[t], 0.0f, "%s: C[%d] = %g", isas[i], t, C[t]);
         for (int t = 0; t < 12; t++) C[t] = (float)t;
-        gf__sgemm(3, 4, 0, A, 1, 1, B, 4, 1, 1.0f, C, 4, 1, 2);
+        gf__sgemm(3, 4, 0, A, 1, 1, B, 4, 1, 1.0f, C, 4, 1, tpar(2));
         for (int t = 0; t < 12; t++) cr_assert_eq(C[t], (float)t);
-        gf__sgemm(0, 4, 5, A, 5, 1, B, 4, 1, 0.0f, C, 4, 1, 2);
-        gf__sgemm(3, 0, 5, A, 5, 1, B, 4, 1, 0.0f, C, 4, 1, 2);
+        gf__sgemm(0, 4, 5, A, 5, 1, B, 4, 1, 0.0f, C, 4, 1, tpar(2));
+        gf__sgemm(3, 0, 5, A, 5, 1, B, 4, 1, 0.0f, C, 4, 1, tpar(2));
         for (int t = 0; t < 12; t++) cr_assert_eq(C[t], (float)t);
         double D[6];
         for (int t = 0; t < 6; t++) D[t] = NAN;
-        gf__dgemm(2, 3, 0, NULL, 1, 1, NULL, 1, 1, 0.0, D, 3, 1, 1);
+        gf__dgemm(2, 3, 0, NULL, 1, 1, NULL, 1, 1, 0.0, D, 3, 1, tpar(1));
         for (int t = 0; t < 6; t++) cr_assert_eq(D[t], 0.0);
     }
 }
@@ -175,11 +176,11 @@ Test(gemm, exact_small_integers, .fini = restore_isa) {
     for (size_t i = 0; i < NISAS; i++) {
         if (!use_isa(i)) continue;
         float C[4] = {NAN, NAN, NAN, NAN};
-        gf__sgemm(2, 2, 3, A, 3, 1, B, 2, 1, 0.0f, C, 2, 1, 1);
+        gf__sgemm(2, 2, 3, A, 3, 1, B, 2, 1, 0.0f, C, 2, 1, tpar(1));
         for (int t = 0; t < 4; t++) cr_assert_eq(C[t], want[t], "%s: C[%d]=%g", isas[i], t, C[t]);
         /* A^T (3x2) B^T (2x3) read through strides: C2 = (B A)^T. */
         float C2[9], C3[9];
-        gf__sgemm(3, 3, 2, A, 1, 3, B, 1, 2, 0.0f, C2, 3, 1, 1);
+        gf__sgemm(3, 3, 2, A, 1, 3, B, 1, 2, 0.0f, C2, 3, 1, tpar(1));
         for (int r = 0; r < 3; r++)
             for (int c = 0; c < 3; c++) {
                 float s = 0;
@@ -207,7 +208,7 @@ Test(gemm, large_residual, .fini = restore_isa) {
             for (int64_t j = 0; j < n; j++) R[i * n + j] += (double)A[i * k + p] * B[p * n + j];
     for (size_t v = 0; v < NISAS; v++) {
         if (!use_isa(v)) continue;
-        gf__sgemm(m, n, k, A, k, 1, B, n, 1, 0.0f, C, n, 1, 2);
+        gf__sgemm(m, n, k, A, k, 1, B, n, 1, 0.0f, C, n, 1, tpar(2));
         double res = 0;
         for (int64_t t = 0; t < m * n; t++) res = fmax(res, fabs(C[t] - R[t]));
         double ratio = res / (k * FLT_EPSILON * amax * bmax);
@@ -218,8 +219,8 @@ Test(gemm, large_residual, .fini = restore_isa) {
     free(A), free(B), free(C), free(R);
 }
 
-/* The bits of C do not depend on the thread budget: same shapes run with
- * 1..4 threads, including the MLP shapes and matrix-vector products big
+/* The bits of C do not depend on the threads: same shapes run with 1..4
+ * threads on the engine's pool and 2..4 on OpenMP teams, including the MLP shapes and matrix-vector products big
  * enough to go parallel, transposed operands and beta 1. */
 static const int64_t det_shapes[][3] = {
     {256, 256, 256}, {127, 61, 253}, {64, 256, 784}, {256, 1024, 784}, {7, 3000, 300},
@@ -242,15 +243,18 @@ static const int64_t det_shapes[][3] = {
                 int64_t rsa = ta ? 1 : k, csa = ta ? m : 1;                              \
                 int64_t rsb = tb ? 1 : n, csb = tb ? k : 1;                              \
                 for (int beta = 0; beta <= 1; beta++)                                    \
-                    for (int nt = 1; nt <= 4; nt++) {                                    \
-                        T *out = nt == 1 ? R : C;                                        \
+                    for (int q = 1; q <= 7; q++) { /* pool 1-4, then OpenMP 2-4 */       \
+                        const int nt = q <= 4 ? q : q - 3;                               \
+                        const gf__par *par = q <= 4 ? tpar(nt) : tpar_omp(nt);           \
+                        T *out = q == 1 ? R : C;                                         \
                         memcpy(out, C0, m * n * sizeof(T));                              \
-                        GEMM(m, n, k, A, rsa, csa, B, rsb, csb, (T)beta, out, n, 1, nt); \
-                        if (nt > 1)                                                      \
+                        GEMM(m, n, k, A, rsa, csa, B, rsb, csb, (T)beta, out, n, 1, par); \
+                        if (q > 1)                                                       \
                             cr_assert(memcmp(C, R, m * n * sizeof(T)) == 0,              \
                                       "%s " #X "gemm %ldx%ldx%ld lay=%d beta=%d: nt=%d " \
-                                      "differs from nt=1",                               \
-                                      isa, (long)m, (long)n, (long)k, lay, beta, nt);    \
+                                      "(%s) differs from nt=1",                          \
+                                      isa, (long)m, (long)n, (long)k, lay, beta, nt,     \
+                                      q <= 4 ? "pool" : "openmp");                       \
                     }                                                                    \
                 /* and the bits are a real product, not e.g. all zeros */                \
                 long double s = 0;                                                       \
@@ -290,9 +294,9 @@ Test(gemm, edge_rows_same_bits_as_full_tiles, .fini = restore_isa) {
         if (!use_isa(v)) continue;
         for (int ta = 0; ta <= 1; ta++) {
             const int64_t rsa = ta ? 1 : K, csa = ta ? M : 1;
-            gf__sgemm(M, N, K, A, rsa, csa, B, N, 1, 0.0f, C, N, 1, 1);
+            gf__sgemm(M, N, K, A, rsa, csa, B, N, 1, 0.0f, C, N, 1, tpar(1));
             for (int r0 = 1; r0 < M - 1; r0++) {
-                gf__sgemm(M - r0, N, K, A + r0 * rsa, rsa, csa, B, N, 1, 0.0f, P, N, 1, 1);
+                gf__sgemm(M - r0, N, K, A + r0 * rsa, rsa, csa, B, N, 1, 0.0f, P, N, 1, tpar(1));
                 cr_assert(memcmp(P, C + r0 * N, (size_t)(M - r0) * N * sizeof(float)) == 0,
                           "%s ta=%d: rows %d..%d alone differ from the full product", isas[v],
                           ta, r0, M - 1);
@@ -337,8 +341,8 @@ static const int64_t rowb_shapes[][3] = {
                 const int64_t rsc = tc ? 1 : n, csc = tc ? m : 1;                        \
                 memcpy(Cr, C0, m * n * sizeof(T));                                       \
                 memcpy(Ct, C0, m * n * sizeof(T));                                       \
-                GEMM(m, n, k, A, k, 1, Br, n + pad, 1, (T)beta, Cr, rsc, csc, nt);       \
-                GEMM(m, n, k, A, k, 1, Bt, 1, k + pad, (T)beta, Ct, rsc, csc, nt);       \
+                GEMM(m, n, k, A, k, 1, Br, n + pad, 1, (T)beta, Cr, rsc, csc, tpar(nt)); \
+                GEMM(m, n, k, A, k, 1, Bt, 1, k + pad, (T)beta, Ct, rsc, csc, tpar(nt)); \
                 cr_assert(memcmp(Cr, Ct, m * n * sizeof(T)) == 0,                        \
                           "%s " #X "gemm %ldx%ldx%ld pad=%ld tc=%d beta=%d nt=%d: "       \
                           "row-major B and transposed B differ",                          \
@@ -372,10 +376,10 @@ Test(gemm, variants_agree_with_generic, .fini = restore_isa) {
     for (int64_t t = 0; t < k * n; t++) B[t] = urand();
     gf__gemm_force_isa("generic");
     cr_assert_str_eq(gf__gemm_isa(), "generic");
-    gf__dgemm(m, n, k, A, k, 1, B, n, 1, 0.0, G, n, 1, 1);
+    gf__dgemm(m, n, k, A, k, 1, B, n, 1, 0.0, G, n, 1, tpar(1));
     for (size_t i = 1; i < NISAS; i++) {
         if (!use_isa(i)) continue;
-        gf__dgemm(m, n, k, A, k, 1, B, n, 1, 0.0, C, n, 1, 2);
+        gf__dgemm(m, n, k, A, k, 1, B, n, 1, 0.0, C, n, 1, tpar(2));
         for (int64_t t = 0; t < m * n; t++)
             cr_assert(fabs(C[t] - G[t]) <= 1e-12 * sqrt((double)k) * (1 + fabs(G[t])),
                       "%s vs generic at %ld: %.17g vs %.17g", isas[i], (long)t, C[t], G[t]);
@@ -430,18 +434,18 @@ Test(gemm, cache_blocking_never_changes_bits, .fini = restore_blocks) {
                     const int64_t rsa = ta ? 1 : K, csa = ta ? M : 1;
                     const int64_t rsb = tb ? 1 : N, csb = tb ? K : 1;
                     gf__gemm_set_blocks(0, 0);
-                    gf__sgemm(M, N, K, A, rsa, csa, B, rsb, csb, 0.0f, R, N, 1, nt);
-                    gf__dgemm(M, N, K, Ad, rsa, csa, Bd, rsb, csb, 0.0, Rd, N, 1, nt);
+                    gf__sgemm(M, N, K, A, rsa, csa, B, rsb, csb, 0.0f, R, N, 1, tpar(nt));
+                    gf__dgemm(M, N, K, Ad, rsa, csa, Bd, rsb, csb, 0.0, Rd, N, 1, tpar(nt));
                     for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) {
                         gf__gemm_set_blocks(blocks[i][0], blocks[i][1]);
                         int b[5];
                         gf__gemm_blocks(4, b);
                         cr_assert(b[2] % b[0] == 0 && b[2] <= (blocks[i][0] < b[0] ? b[0] : blocks[i][0]));
-                        gf__sgemm(M, N, K, A, rsa, csa, B, rsb, csb, 0.0f, C, N, 1, nt);
+                        gf__sgemm(M, N, K, A, rsa, csa, B, rsb, csb, 0.0f, C, N, 1, tpar(nt));
                         cr_assert(memcmp(C, R, sizeof(float) * M * N) == 0,
                                   "%s ta %d tb %d nt %d: f32 mc %d nc %d changes the bits",
                                   isas[v], ta, tb, nt, blocks[i][0], blocks[i][1]);
-                        gf__dgemm(M, N, K, Ad, rsa, csa, Bd, rsb, csb, 0.0, Cd, N, 1, nt);
+                        gf__dgemm(M, N, K, Ad, rsa, csa, Bd, rsb, csb, 0.0, Cd, N, 1, tpar(nt));
                         cr_assert(memcmp(Cd, Rd, sizeof(double) * M * N) == 0,
                                   "%s ta %d tb %d nt %d: f64 mc %d nc %d changes the bits",
                                   isas[v], ta, tb, nt, blocks[i][0], blocks[i][1]);

@@ -22,6 +22,7 @@
  */
 #include "common.h"
 #include "splitmix.h"
+#include "par.h"
 
 #include "../ops/ops.h"
 #include "gradflow/nn.h"
@@ -81,7 +82,7 @@ typedef struct {
         if (p.nan && m * k > 0) A[0] = NAN;                                                   \
         const T beta = p.beta1 ? 1 : 0;                                                       \
         memcpy(R, C0, sizeof(T) * nc);                                                        \
-        GEMM(m, n, k, A, rsa, csa, B, rsb, csb, beta, R, rsc, csc, 1);                        \
+        GEMM(m, n, k, A, rsa, csa, B, rsb, csb, beta, R, rsc, csc, NULL);                     \
         for (int64_t i = 0; i < m; i++)                                                       \
             for (int64_t j = 0; j < n; j++) {                                                 \
                 T v = R[i * rsc + j * csc];                                                   \
@@ -97,7 +98,7 @@ typedef struct {
         const EP ep = {.bias = bias ? bv : NULL, .incb = p.incb, .act = act};                 \
         for (int nt = 1; nt <= 4; nt++) {                                                     \
             memcpy(F, C0, sizeof(T) * nc);                                                    \
-            GEMM_EP(m, n, k, A, rsa, csa, B, rsb, csb, beta, F, rsc, csc, nt, &ep);           \
+            GEMM_EP(m, n, k, A, rsa, csa, B, rsb, csb, beta, F, rsc, csc, tpar(nt), &ep);     \
             cr_assert(memcmp(F, R, sizeof(T) * nc) == 0,                                      \
                       "%s %s: %lldx%lldx%lld ta%d tb%d tc%d pad%lld beta%d incb%lld act %d "  \
                       "bias %d nan %d, %d threads: not the unfused bits",                      \
@@ -162,14 +163,14 @@ Test(gemm_ep, relu_passes_nan_and_negative_zero, .fini = restore) {
         if (!use_isa(v)) continue;
         float c[6] = {-0.0f, NAN, -1.0f, 2.0f, -INFINITY, INFINITY};
         float b[6] = {-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f};
-        gf__sgemm_ep(2, 3, 0, NULL, 0, 0, NULL, 0, 0, 1.0f, c, 3, 1, 1,
+        gf__sgemm_ep(2, 3, 0, NULL, 0, 0, NULL, 0, 0, 1.0f, c, 3, 1, NULL,
                      &(gf__sepilogue){.bias = b, .incb = 1, .act = GF__ACT_RELU});
         cr_assert(signbit(c[0]) && c[0] == 0, "relu(-0 + -0) is -0");
         cr_assert(isnan(c[1]));
         cr_assert(c[2] == 0 && !signbit(c[2]));
         cr_assert(c[3] == 2 && c[4] == 0 && c[5] == INFINITY);
         double d[2] = {-0.0, NAN};
-        gf__dgemm_ep(1, 2, 0, NULL, 0, 0, NULL, 0, 0, 1.0, d, 2, 1, 1,
+        gf__dgemm_ep(1, 2, 0, NULL, 0, 0, NULL, 0, 0, 1.0, d, 2, 1, NULL,
                      &(gf__depilogue){.act = GF__ACT_RELU});
         cr_assert(signbit(d[0]) && d[0] == 0 && isnan(d[1]));
     }

@@ -147,32 +147,32 @@ void gf__gemm_blocks(int dsize, int out[5]) {
 
 void gf__sgemm_ep(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
                   const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
-                  int64_t csc, int nthreads, const gf__sepilogue *ep) {
+                  int64_t csc, const gf__par *par, const gf__sepilogue *ep) {
     gf__sgemm_epi e, *pe;
     GF__EPI(e, pe, ep, tanh_f32, sigmoid_f32);
     gf__sgemm_driver(&gf__gemm_variant_now()->s, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
-                     csc, nthreads, pe);
+                     csc, par, pe);
 }
 
 void gf__dgemm_ep(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
                   const double *B, int64_t rsb, int64_t csb, double beta, double *C,
-                  int64_t rsc, int64_t csc, int nthreads, const gf__depilogue *ep) {
+                  int64_t rsc, int64_t csc, const gf__par *par, const gf__depilogue *ep) {
     gf__dgemm_epi e, *pe;
     GF__EPI(e, pe, ep, tanh_f64, sigmoid_f64);
     gf__dgemm_driver(&gf__gemm_variant_now()->d, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
-                     csc, nthreads, pe);
+                     csc, par, pe);
 }
 
 void gf__sgemm(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
                const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
-               int64_t csc, int nthreads) {
+               int64_t csc, const gf__par *par) {
     gf__sgemm_driver(&gf__gemm_variant_now()->s, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
-                     csc, nthreads, NULL);
+                     csc, par, NULL);
 }
 
 void gf__dgemm(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
                const double *B, int64_t rsb, int64_t csb, double beta, double *C, int64_t rsc,
-               int64_t csc, int nthreads) {
+               int64_t csc, const gf__par *par) {
     gf__dgemm_driver(&gf__gemm_variant_now()->d, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc,
-                     csc, nthreads, NULL);
+                     csc, par, NULL);
 }

@@ -209,20 +209,33 @@ static void GF_FN(gemv_rows)(int64_t i0, int64_t i1, int64_t k, const GF_T *M, i
     }
 }
 
-/* y = beta*y + M x for m rows, over up to nt threads in whole chunks. */
+/* gemv's operands, for its row chunks as tiles. */
+typedef struct {
+    int64_t k;
+    const GF_T *M;
+    int64_t rsm, csm;
+    const GF_T *x;
+    int64_t incx;
+    GF_T beta;
+    GF_T *y;
+    int64_t incy;
+} GF_FN(gemv_args);
+
+static void GF_FN(gemv_tile)(void *arg, int64_t i0, int64_t i1) {
+    const GF_FN(gemv_args) *g = arg;
+    GF_FN(gemv_rows)(i0, i1, g->k, g->M, g->rsm, g->csm, g->x, g->incx, g->beta, g->y, g->incy);
+}
+
+/* y = beta*y + M x for m rows, in tiles of whole chunks over par's threads. */
 static void GF_FN(gemv)(int64_t m, int64_t k, const GF_T *M, int64_t rsm, int64_t csm,
-                        const GF_T *x, int64_t incx, GF_T beta, GF_T *y, int64_t incy, int nt) {
-    if (nt <= 1 || m * k < GF__GEMM_PAR_MIN || m < 2 * GF__GEMV_CHUNK) {
+                        const GF_T *x, int64_t incx, GF_T beta, GF_T *y, int64_t incy,
+                        const gf__par *par) {
+    if (!GF__PAR_WORTH(par, m * k >= GF__GEMM_PAR_MIN && m >= 2 * GF__GEMV_CHUNK)) {
         GF_FN(gemv_rows)(0, m, k, M, rsm, csm, x, incx, beta, y, incy);
         return;
     }
-    int64_t nchunks = (m + GF__GEMV_CHUNK - 1) / GF__GEMV_CHUNK;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t ch = 0; ch < nchunks; ch++) {
-        int64_t i0 = ch * GF__GEMV_CHUNK;
-        GF_FN(gemv_rows)(i0, GF_FN(min)(m, i0 + GF__GEMV_CHUNK), k, M, rsm, csm, x, incx, beta,
-                         y, incy);
-    }
+    GF_FN(gemv_args) g = {k, M, rsm, csm, x, incx, beta, y, incy};
+    gf__par_for(par, m, GF__GEMV_CHUNK, GF_FN(gemv_tile), &g);
 }
 
 /* Packs rows [0, mc) x columns [0, kc) of A into mr-row micro-panels: panel
@@ -323,6 +336,7 @@ typedef struct {
     int64_t cpan, ncch; /* nr-panels per column chunk (cpan*nr <= bk->nc), column chunks */
     GF_T *bp, *ap;      /* packed B chunks (bp_size each), packed A blocks (ap_size each) */
     int64_t bp_size, ap_size;
+    int64_t ntask;
     _Atomic int64_t next; /* the next task to take (threaded runs only) */
 } GF_FN(job);
 
@@ -532,13 +546,23 @@ static double GF_FN(grid_cost)(int64_t m, int64_t n, int64_t k, int mr, int nr, 
     return (double)((ntask + nt - 1) / nt) * task;
 }
 
+/* One member of a threaded GEMM's team: its own packing buffers (by
+ * slot), tasks taken in turn until none is left. */
+static void GF_FN(member)(void *arg, int slot) {
+    GF_FN(job) *x = arg;
+    GF_T *ap = x->ap + slot * x->ap_size, *bp = x->bp + slot * x->bp_size;
+    for (int64_t t; (t = atomic_fetch_add_explicit(&x->next, 1, memory_order_relaxed)) < x->ntask;)
+        GF_FN(task)(x, t, ap, bp);
+}
+
 /* The blocked path: plans the task grid and buffers, then runs the tasks.
  * Needs m, n, k >= 1. */
 static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, const GF_T *A,
                            int64_t rsa, int64_t csa, const GF_T *B, int64_t rsb, int64_t csb,
-                           GF_T beta, GF_T *C, int64_t rsc, int64_t csc, int nt,
+                           GF_T beta, GF_T *C, int64_t rsc, int64_t csc, const gf__par *par,
                            const GF_FN(epi) *ep) {
     const int mr = bk->mr, nr = bk->nr;
+    int nt = gf__par_threads(par);
     GF_FN(job) x = {.bk = bk, .m = m, .n = n, .k = k, .A = A, .B = B, .rsa = rsa, .csa = csa,
                     .rsb = rsb, .csb = csb, .beta = beta, .C = C, .rsc = rsc, .csc = csc,
                     .ep = ep};
@@ -571,7 +595,7 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
     x.mc = ((rows + nblk - 1) / nblk + mr - 1) / mr * mr;
     x.rch = x.mc * nblk;
     x.nrch = (m + x.rch - 1) / x.rch;
-    const int64_t ntask = x.nrch * x.ncch;
+    const int64_t ntask = x.ntask = x.nrch * x.ncch;
     if (nt > ntask) nt = (int)ntask;
 
     /* K in as few pc blocks as fit bk->kc, evened out (a multiple of 8 but
@@ -595,17 +619,7 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
         return;
     }
     atomic_init(&x.next, 0);
-    /* No worksharing constructs: nothing here binds to a caller's team. */
-#pragma omp parallel num_threads(nt)
-    {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        GF_T *ap = x.ap + tid * x.ap_size, *bp = x.bp + tid * x.bp_size;
-        for (int64_t t; (t = atomic_fetch_add_explicit(&x.next, 1, memory_order_relaxed)) < ntask;)
-            GF_FN(task)(&x, t, ap, bp);
-    }
+    gf__par_team(par, nt, GF_FN(member), &x);
 }
 
 /* gf__sgemm_ep's contract (kernels.h), with the variant's kernels and ep
@@ -615,7 +629,7 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
  * computing it (their work is small or bound by reading A). */
 static void GF_FN(driver)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, const GF_T *A,
                           int64_t rsa, int64_t csa, const GF_T *B, int64_t rsb, int64_t csb,
-                          GF_T beta, GF_T *C, int64_t rsc, int64_t csc, int nt,
+                          GF_T beta, GF_T *C, int64_t rsc, int64_t csc, const gf__par *par,
                           const GF_FN(epi) *ep) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -626,20 +640,19 @@ static void GF_FN(driver)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, con
                     *c = beta == 0 ? 0 : beta * *c;
                 }
     } else {
-        if (nt < 1) nt = 1;
         const int64_t work = m * n * k;
         if (work <= GF__GEMM_TINY) {
             GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
         } else if (n == 1) {
             /* C(:,0) = A B(:,0): a matrix-vector product; packing B would
              * pad one column out to nr. */
-            GF_FN(gemv)(m, k, A, rsa, csa, B, rsb, beta, C, rsc, nt);
+            GF_FN(gemv)(m, k, A, rsa, csa, B, rsb, beta, C, rsc, par);
         } else if (m == 1) {
             /* C(0,:) = A(0,:) B, i.e. C(0,:)^T = B^T A(0,:)^T. */
-            GF_FN(gemv)(n, k, B, csb, rsb, A, csa, beta, C, csc, nt);
+            GF_FN(gemv)(n, k, B, csb, rsb, A, csa, beta, C, csc, par);
         } else {
             GF_FN(blocked)(bk, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc,
-                           work < GF__GEMM_PAR_MIN ? 1 : nt, ep);
+                           work < GF__GEMM_PAR_MIN ? NULL : par, ep);
             return;
         }
     }

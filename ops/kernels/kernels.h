@@ -9,19 +9,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../../engine/par.h"
+
 /* GEMM: C(i,j) = beta*C(i,j) + sum_p A(i,p) * B(p,j) for i<m, j<n, p<k, where
  *   A(i,p) = A[i*rsa + p*csa], B(p,j) = B[p*rsb + j*csb], C(i,j) = C[i*rsc + j*csc].
  * beta is 0 or 1; with beta 0 the old contents of C are never read (NaN-safe).
  * Any strides are accepted (transposed operands are read by the packing
- * routines, never copied first). nthreads >= 1 is the thread budget; the
- * result is bitwise identical for every nthreads (K is never split across
+ * routines, never copied first). par (NULL: one thread) says how the tiles
+ * may be split over threads; the result is bitwise identical for any par
+ * and any number of threads joining (K is never split across
  * threads, and the summation order over p is fixed). */
 void gf__sgemm(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
                const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
-               int64_t csc, int nthreads);
+               int64_t csc, const gf__par *par);
 void gf__dgemm(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
                const double *B, int64_t rsb, int64_t csb, double beta, double *C, int64_t rsc,
-               int64_t csc, int nthreads);
+               int64_t csc, const gf__par *par);
 
 /* GEMM with an epilogue: the same C as gf__sgemm / gf__dgemm, then
  *   C(i,j) = act(C(i,j) + bias[j*incb])
@@ -47,10 +50,10 @@ typedef struct {
 } gf__depilogue;
 void gf__sgemm_ep(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
                   const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t rsc,
-                  int64_t csc, int nthreads, const gf__sepilogue *ep);
+                  int64_t csc, const gf__par *par, const gf__sepilogue *ep);
 void gf__dgemm_ep(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa, int64_t csa,
                   const double *B, int64_t rsb, int64_t csb, double beta, double *C,
-                  int64_t rsc, int64_t csc, int nthreads, const gf__depilogue *ep);
+                  int64_t rsc, int64_t csc, const gf__par *par, const gf__depilogue *ep);
 
 /* The GEMM micro-kernel variant in use ("avx512", "avx2" or "generic"). It is
  * chosen once, on first use: the best the CPU supports, unless the
