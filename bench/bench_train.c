@@ -1,17 +1,24 @@
 /*
  * bench_train.c - training throughput of MLPs: ms per step and samples/s of
- * forward + cross-entropy + zero_grad + backward + Adam step, for
- * 784-256-256-10 at batch 64 and 784-1024-1024-10 at batch 256, on synthetic
- * data of the right shape (no dataset needed), with 1 and 2 engine threads.
- * Each case warms up, then times windows of consecutive steps (>= 5 steps
- * and ~0.3 s each) and keeps the best window's mean step time. One JSON line
- * per case, the same fields bench/compare_pytorch.py prints for PyTorch:
+ * forward + cross-entropy + zero_grad + backward + optimizer step (Adam or
+ * plain SGD), for 784-256-256-10 at batch 64 and 784-1024-1024-10 at batch
+ * 256, on synthetic data of the right shape (no dataset needed), with 1 and
+ * 2 engine threads. Each case warms up, then times windows of consecutive
+ * steps (>= 5 steps and ~0.3 s each) and keeps the best window's mean step
+ * time. The whole-step efficiency is the model's multiply-add work (forward
+ * 2*B*sum(in*out) flops, weight gradients the same, input gradients of
+ * every layer but the first) over the step time and the f32 FMA peak of the
+ * cores used, the peak measured by this binary at start. One JSON line per
+ * case, the fields bench/compare_pytorch.py prints for PyTorch plus these:
  *
  *   {"bench":"train","impl":"gradflow","model":"784-256-256-10","batch":64,
- *    "threads":1,"deterministic":false,"ms_per_step":1.234,"samples_per_s":51863.0}
+ *    "optim":"adam","threads":1,"intraop":"pool","deterministic":false,
+ *    "ms_per_step":1.234,"samples_per_s":51863.0,"gflops":...,
+ *    "fma_peak_gflops_per_core":...,"efficiency":0.71}
  *
- * Options: --threads 1,2 (list), --config small|large|all, --windows N
- * (default 5), --deterministic.
+ * Options: --threads 1,2 (list), --config small|large|all, --optim
+ * adam|sgd|all (default adam), --windows N (default 5), --deterministic,
+ * --intraop pool|openmp.
  */
 #define _POSIX_C_SOURCE 199309L
 #include "gradflow.h"
@@ -22,11 +29,11 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "fma_peak.h"
+
+#define now gf_bench_now
+
+static double peak_per_core; /* f32 GFLOP/s of one core, measured at start */
 
 typedef struct {
     const char *name;
@@ -59,8 +66,19 @@ static double step(gf_ctx *ctx, gf_module *m, gf_optimizer *opt, gf_tensor *x, g
     return l;
 }
 
-static void run(const config *c, int threads, bool deterministic, int windows) {
-    gf_engine_opts eo = {.num_threads = threads, .deterministic = deterministic};
+/* Flops of one training step of c (see the header). */
+static double step_flops(const config *c) {
+    double f = 0;
+    for (int l = 0; l < 3; l++) {
+        const double mac = (double)c->batch * (double)c->sizes[l] * (double)c->sizes[l + 1];
+        f += 2 * mac * (l == 0 ? 2 : 3);
+    }
+    return f;
+}
+
+static void run(const config *c, int threads, bool deterministic, int windows, bool sgd,
+                gf_intraop io) {
+    gf_engine_opts eo = {.num_threads = threads, .deterministic = deterministic, .intraop = io};
     gf_engine *eng = gf_engine_create(&eo);
     if (!eng) die(NULL, "gf_engine_create");
     gf_ctx *ctx = gf_ctx_create(eng);
@@ -77,7 +95,8 @@ static void run(const config *c, int threads, bool deterministic, int windows) {
     free(lab);
     gf_module *m = gf_mlp(ctx, 4, c->sizes, GF_ACT_RELU, GF_F32);
     gf_adam_opts ao = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
-    gf_optimizer *opt = m ? gf_module_adam(m, &ao) : NULL;
+    gf_sgd_opts so = {.lr = 1e-2};
+    gf_optimizer *opt = !m ? NULL : sgd ? gf_module_sgd(m, &so) : gf_module_adam(m, &ao);
     if (!x || !y || !opt || gf_realize(x)) die(ctx, "setup");
 
     /* Warm-up: thread pool, allocator caches, optimizer state, page faults. */
@@ -99,10 +118,15 @@ static void run(const config *c, int threads, bool deterministic, int windows) {
     }
     if (gf_ctx_error(ctx)) die(ctx, "training step");
 
+    const double gflops = step_flops(c) / best * 1e-9;
     printf("{\"bench\":\"train\",\"impl\":\"gradflow\",\"model\":\"%s\",\"batch\":%lld,"
-           "\"threads\":%d,\"deterministic\":%s,\"ms_per_step\":%.4f,\"samples_per_s\":%.1f}\n",
-           c->name, (long long)bs, gf_engine_num_threads(eng), deterministic ? "true" : "false",
-           best * 1e3, (double)bs / best);
+           "\"optim\":\"%s\",\"threads\":%d,\"intraop\":\"%s\",\"deterministic\":%s,"
+           "\"ms_per_step\":%.4f,\"samples_per_s\":%.1f,\"gflops\":%.1f,"
+           "\"fma_peak_gflops_per_core\":%.1f,\"efficiency\":%.3f}\n",
+           c->name, (long long)bs, sgd ? "sgd" : "adam", gf_engine_num_threads(eng),
+           gf_engine_intraop(eng) == GF_INTRAOP_OPENMP ? "openmp" : "pool",
+           deterministic ? "true" : "false", best * 1e3, (double)bs / best, gflops, peak_per_core,
+           peak_per_core > 0 ? gflops / (peak_per_core * gf_engine_num_threads(eng)) : 0.0);
     fflush(stdout);
     gf_optimizer_free(opt);
     gf_module_free(m);
@@ -113,7 +137,8 @@ static void run(const config *c, int threads, bool deterministic, int windows) {
 int main(int argc, char **argv) {
     int threads[16] = {1, 2}, nthreads = 2, windows = 5;
     bool deterministic = false;
-    const char *which = "all";
+    const char *which = "all", *optim = "adam";
+    gf_intraop io = GF_INTRAOP_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--deterministic")) {
@@ -129,14 +154,21 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--config") && v) {
             which = v;
             i++;
+        } else if (!strcmp(argv[i], "--optim") && v) {
+            optim = v;
+            i++;
+        } else if (!strcmp(argv[i], "--intraop") && v) {
+            io = !strcmp(v, "openmp") ? GF_INTRAOP_OPENMP : GF_INTRAOP_POOL;
+            i++;
         } else if (!strcmp(argv[i], "--windows") && v) {
             windows = atoi(v);
             i++;
         } else {
             fprintf(stderr,
                     "usage: bench_train [--threads 1,2] [--config small|large|all] "
-                    "[--windows N] [--deterministic]\n");
-            return 2;
+                    "[--optim adam|sgd|all] [--windows N] [--deterministic] "
+                    "[--intraop pool|openmp]\n");
+            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
     for (int t = 0; t < nthreads; t++) {
@@ -146,9 +178,14 @@ int main(int argc, char **argv) {
         }
     }
     if (windows < 1) windows = 1;
+    peak_per_core = gf_fma_peak_gflops(5);
     for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
         if (strcmp(which, "all") && strcmp(which, c == 0 ? "small" : "large")) continue;
-        for (int t = 0; t < nthreads; t++) run(&configs[c], threads[t], deterministic, windows);
+        for (int o = 0; o < 2; o++) {
+            if (strcmp(optim, "all") && strcmp(optim, o ? "sgd" : "adam")) continue;
+            for (int t = 0; t < nthreads; t++)
+                run(&configs[c], threads[t], deterministic, windows, o == 1, io);
+        }
     }
     return 0;
 }
