@@ -27,6 +27,9 @@
 
 /* Below this many elements a kernel runs on one thread (the fork costs more). */
 #define GF__NN_PAR 32768
+/* The least elements of one tile of a split loop: half the cut-off above, so
+ * a loop just past it still splits in two. */
+#define GF__NN_TILE 16384
 /* The fixed block size of mse_loss's partial sums over contiguous inputs. */
 #define GF__NN_BLOCK 4096
 
@@ -150,78 +153,119 @@ static size_t gf__nn_small_bytes(int64_t cr, int64_t C, size_t tsize) {
  * contiguous in both are done in place; others are gathered into a
  * per-thread buffer, computed, and scattered. */
 #define GF__SOFTMAX_KERNEL(T, SFX)                                                         \
-    static void gf__softmax_##T(gf__node *n, bool log_out) {                              \
+    /* What a tile reads: the geometry, and for short rows the block's. */                 \
+    typedef struct {                                                                       \
+        const gf_tensor *X;                                                                \
+        int d;                                                                             \
+        bool log_out, direct, uni;                                                         \
+        gf__nn_rows g;                                                                     \
+        int64_t rows, C, inner, cr, ld;                                                    \
+        const T *px;                                                                       \
+        T *py;                                                                             \
+        const gf__vmath *vm;                                                               \
+        atomic_bool oom; /* a tile had no scratch (reported after the join) */             \
+    } gf__softmax_args_##T;                                                                \
+    /* Blocks [c0, c1) of cr short rows (the scratch: one block's). */                     \
+    static void gf__softmax_short_##T(void *arg, int64_t c0, int64_t c1) {                 \
+        gf__softmax_args_##T *a = arg;                                                     \
+        const gf_tensor *X = a->X;                                                         \
+        const int d = a->d;                                                                \
+        const bool log_out = a->log_out, uni = a->uni;                                     \
+        const gf__nn_rows g = a->g;                                                        \
+        const int64_t rows = a->rows, C = a->C, inner = a->inner, cr = a->cr, ld = a->ld;  \
+        const T *px = a->px;                                                               \
+        T *py = a->py;                                                                     \
+        const gf__vmath *vm = a->vm;                                                       \
+        double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));                 \
+        if (!s) {                                                                          \
+            atomic_store(&a->oom, true);                                                   \
+            return;                                                                        \
+        }                                                                                  \
+        T *m = (T *)(s + cr), *xg = m + cr, *tb = xg + cr * C;                             \
+        for (int64_t c = c0; c < c1; c++) {                                                \
+            int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr, xl = C;             \
+            const T *xb = xg;                                                              \
+            if (uni) xb = px + r0 * ld, xl = ld;                                           \
+            else gf__nn_gather_##T(X, d, g.stride, r0, nr, C, xg);                         \
+            /* softmax: exp(x - m) into the output rows when they are adjacent */          \
+            T *t = !log_out && inner == 1 ? py + r0 * C : tb;                              \
+            vm->rowstats_##SFX(xb, xl, C, nr, m, s, t);                                    \
+            if (log_out) vm->log_f64(s, s, nr);                                            \
+            for (int64_t i = 0; i < nr; i++) {                                             \
+                int64_t r = r0 + i;                                                        \
+                T *y = py + (r / inner) * C * inner + r % inner;                           \
+                if (log_out) {                                                             \
+                    const T *x = xb + i * xl;                                              \
+                    T ls = (T)s[i];                                                        \
+                    for (int64_t k = 0; k < C; k++)                                        \
+                        y[k * inner] = (x[k] - m[i]) - ls;                                 \
+                } else {                                                                   \
+                    const T *ti = t + i * C;                                               \
+                    T inv = (T)(1.0 / s[i]);                                               \
+                    for (int64_t k = 0; k < C; k++) y[k * inner] = ti[k] * inv;            \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    /* Long rows [r0, r1) (the scratch: one row, unless direct). */                        \
+    static void gf__softmax_long_##T(void *arg, int64_t r0, int64_t r1) {                  \
+        gf__softmax_args_##T *a = arg;                                                     \
+        const gf_tensor *X = a->X;                                                         \
+        const int d = a->d;                                                                \
+        const bool log_out = a->log_out, direct = a->direct;                               \
+        const gf__nn_rows g = a->g;                                                        \
+        const int64_t C = a->C, inner = a->inner;                                          \
+        const T *px = a->px;                                                               \
+        T *py = a->py;                                                                     \
+        const gf__vmath *vm = a->vm;                                                       \
+        T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));                   \
+        if (!direct && !buf) {                                                             \
+            atomic_store(&a->oom, true);                                                   \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t r = r0; r < r1; r++) {                                                \
+            const T *x = px + gf__nn_row_off(X, d, r);                                     \
+            T *y = py + (r / inner) * C * inner + r % inner;                               \
+            if (direct) {                                                                  \
+                gf__softmax_row_##T(vm, x, y, C, log_out);                                 \
+            } else {                                                                       \
+                for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];                  \
+                gf__softmax_row_##T(vm, buf, buf, C, log_out);                             \
+                for (int64_t k = 0; k < C; k++) y[k * inner] = buf[k];                     \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    static void gf__softmax_##T(gf__node *n, bool log_out) {                               \
         gf_tensor *X = n->in[0], *Y = n->out;                                              \
         int d = n->a.dim;                                                                  \
         gf__nn_rows g = gf__nn_rows_of(X, d);                                              \
         if (Y->numel == 0) return;                                                         \
-        const T *px = gf__ptr(X);                                                          \
-        const gf__vmath *vm = gf__vmath_now();                                             \
-        T *py = gf__ptr(Y);                                                                \
-        int64_t rows = g.rows, C = g.C, inner = g.inner, ld = 0;                           \
-        bool direct = inner == 1 && (g.stride == 1 || C == 1);                             \
-        bool oom = false;                                                                  \
+        int64_t rows = g.rows, C = g.C, inner = g.inner;                                   \
+        gf__softmax_args_##T a = {.X = X, .d = d, .log_out = log_out, .g = g,              \
+                                  .rows = rows, .C = C, .inner = inner, .px = gf__ptr(X),  \
+                                  .py = gf__ptr(Y), .vm = gf__vmath_now()};                \
+        bool par = GF__PAR_WORTH(&n->par, rows * C > GF__NN_PAR);                          \
         if (C < GF__NN_SMALL_C) {                                                          \
             int64_t cr = gf__nn_small_cr(C), nch = (rows + cr - 1) / cr;                   \
-            bool uni = gf__nn_uniform_rows(X, d, g, &ld);                                  \
-            GF__PBLOCK(n->nthreads, rows * C > GF__NN_PAR, {                               \
-                double *s = gf__kscratch(3, gf__nn_small_bytes(cr, C, sizeof(T)));         \
-                if (!s) {                                                                  \
-                    _Pragma("omp atomic write") oom = true;                                \
-                }                                                                          \
-                T *m = s ? (T *)(s + cr) : NULL, *xg = s ? m + cr : NULL;                  \
-                T *tb = s ? xg + cr * C : NULL;                                            \
-                _Pragma("omp for schedule(static)")                                        \
-                for (int64_t c = 0; c < nch; c++) {                                        \
-                    if (!s) continue;                                                      \
-                    int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr, xl = C;     \
-                    const T *xb = xg;                                                      \
-                    if (uni) xb = px + r0 * ld, xl = ld;                                   \
-                    else gf__nn_gather_##T(X, d, g.stride, r0, nr, C, xg);                 \
-                    /* softmax: exp(x - m) into the output rows when they are adjacent */ \
-                    T *t = !log_out && inner == 1 ? py + r0 * C : tb;                      \
-                    vm->rowstats_##SFX(xb, xl, C, nr, m, s, t);                            \
-                    if (log_out) vm->log_f64(s, s, nr);                                    \
-                    for (int64_t i = 0; i < nr; i++) {                                     \
-                        int64_t r = r0 + i;                                                \
-                        T *y = py + (r / inner) * C * inner + r % inner;                   \
-                        if (log_out) {                                                     \
-                            const T *x = xb + i * xl;                                      \
-                            T ls = (T)s[i];                                                \
-                            for (int64_t k = 0; k < C; k++)                                \
-                                y[k * inner] = (x[k] - m[i]) - ls;                         \
-                        } else {                                                           \
-                            const T *ti = t + i * C;                                       \
-                            T inv = (T)(1.0 / s[i]);                                       \
-                            for (int64_t k = 0; k < C; k++) y[k * inner] = ti[k] * inv;    \
-                        }                                                                  \
-                    }                                                                      \
-                }                                                                          \
-            });                                                                            \
-            if (oom)                                                                       \
+            a.cr = cr;                                                                     \
+            a.uni = gf__nn_uniform_rows(X, d, g, &a.ld);                                   \
+            if (par)                                                                       \
+                gf__par_for(&n->par, nch, gf__par_grain(nch, cr * C, GF__NN_TILE),         \
+                            gf__softmax_short_##T, &a);                                    \
+            else                                                                           \
+                gf__softmax_short_##T(&a, 0, nch);                                         \
+            if (atomic_load(&a.oom))                                                       \
                 gf__kernel_error(n, GF_ENOMEM, "gf_%s: out of memory for a row block of "  \
                                  "%lld", gf__op_names[n->op], (long long)(cr * C));        \
             return;                                                                        \
         }                                                                                  \
-        GF__PBLOCK(n->nthreads, rows * C > GF__NN_PAR, {                                   \
-            T *buf = direct ? NULL : gf__kscratch(3, (size_t)C * sizeof(T));               \
-            if (!direct && !buf) {                                                         \
-                _Pragma("omp atomic write") oom = true;                                    \
-            }                                                                              \
-            _Pragma("omp for schedule(static)")                                            \
-            for (int64_t r = 0; r < rows; r++) {                                           \
-                const T *x = px + gf__nn_row_off(X, d, r);                                 \
-                T *y = py + (r / inner) * C * inner + r % inner;                           \
-                if (direct) {                                                              \
-                    gf__softmax_row_##T(vm, x, y, C, log_out);                             \
-                } else if (buf) {                                                          \
-                    for (int64_t k = 0; k < C; k++) buf[k] = x[k * g.stride];              \
-                    gf__softmax_row_##T(vm, buf, buf, C, log_out);                         \
-                    for (int64_t k = 0; k < C; k++) y[k * inner] = buf[k];                 \
-                }                                                                          \
-            }                                                                              \
-        });                                                                                \
-        if (oom)                                                                           \
+        a.direct = inner == 1 && (g.stride == 1 || C == 1);                                \
+        if (par)                                                                           \
+            gf__par_for(&n->par, rows, gf__par_grain(rows, C, GF__NN_TILE),                \
+                        gf__softmax_long_##T, &a);                                         \
+        else                                                                               \
+            gf__softmax_long_##T(&a, 0, rows);                                             \
+        if (atomic_load(&a.oom))                                                           \
             gf__kernel_error(n, GF_ENOMEM, "gf_%s: out of memory for a row buffer of %lld", \
                              gf__op_names[n->op], (long long)C);                           \
     }
@@ -304,34 +348,25 @@ gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tens
  * (double) per fixed block: GF__NN_BLOCK elements when both inputs are
  * contiguous of shape S, else one row of S's last dim; then summed in order. */
 #define GF__MSE_KERNEL(T)                                                                  \
-    static void gf__mse_##T(gf__node *n) {                                                 \
-        gf_tensor *P = n->in[0], *Q = n->in[1];                                            \
+    /* What a tile of blocks reads. */                                                     \
+    typedef struct {                                                                       \
+        const T *pp, *pq;                                                                  \
+        bool flat;                                                                         \
         int nd;                                                                            \
-        int64_t S[GF_MAX_DIMS];                                                            \
-        gf__bcast_shape(P->ndim, P->shape, Q->ndim, Q->shape, &nd, S);                     \
-        int64_t total = gf__numel(nd, S);                                                  \
-        T *out = gf__ptr(n->out);                                                          \
-        if (total == 0) {                                                                  \
-            out[0] = (T)NAN; /* the mean of nothing, as torch */                           \
-            return;                                                                        \
-        }                                                                                  \
-        const T *pp = gf__ptr(P), *pq = gf__ptr(Q);                                        \
-        bool flat = gf__is_contig(P) && gf__is_contig(Q) && P->numel == total &&           \
-                    Q->numel == total;                                                     \
-        int64_t sp[GF_MAX_DIMS] = {0}, sq[GF_MAX_DIMS] = {0};                              \
-        if (nd) {                                                                          \
-            gf__bcast_strides(P, nd, S, sp);                                               \
-            gf__bcast_strides(Q, nd, S, sq);                                               \
-        }                                                                                  \
-        int64_t inner = flat ? GF__NN_BLOCK : (nd ? S[nd - 1] : 1);                        \
-        int64_t nblk = flat ? (total + inner - 1) / inner : total / inner;                 \
-        double *part = gf__kscratch(2, (size_t)nblk * sizeof *part);                                \
-        if (!part) {                                                                       \
-            gf__kernel_error(n, GF_ENOMEM, "gf_mse_loss: out of memory for %lld partial " \
-                             "sums", (long long)nblk);                                     \
-            return;                                                                        \
-        }                                                                                  \
-        GF__PFOR(n->nthreads, total > GF__NN_PAR, b, 0, nblk, {                            \
+        const int64_t *S, *sp, *sq;                                                        \
+        int64_t total, inner;                                                              \
+        double *part;                                                                      \
+    } gf__mse_args_##T;                                                                    \
+    /* Partial sums of blocks [b0, b1) into part. */                                       \
+    static void gf__mse_blocks_##T(void *arg, int64_t b0, int64_t b1) {                    \
+        const gf__mse_args_##T *a = arg;                                                   \
+        const T *pp = a->pp, *pq = a->pq;                                                  \
+        const bool flat = a->flat;                                                         \
+        const int nd = a->nd;                                                              \
+        const int64_t *S = a->S, *sp = a->sp, *sq = a->sq;                                 \
+        const int64_t total = a->total, inner = a->inner;                                  \
+        double *part = a->part;                                                            \
+        for (int64_t b = b0; b < b1; b++) {                                                \
             double acc = 0;                                                                \
             if (flat) {                                                                    \
                 int64_t lo = b * inner, hi = lo + inner < total ? lo + inner : total;      \
@@ -354,7 +389,41 @@ gf_status gf__bwd_log_softmax(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tens
                 }                                                                          \
             }                                                                              \
             part[b] = acc;                                                                 \
-        });                                                                                \
+        }                                                                                  \
+    }                                                                                      \
+    static void gf__mse_##T(gf__node *n) {                                                 \
+        gf_tensor *P = n->in[0], *Q = n->in[1];                                            \
+        int nd;                                                                            \
+        int64_t S[GF_MAX_DIMS];                                                            \
+        gf__bcast_shape(P->ndim, P->shape, Q->ndim, Q->shape, &nd, S);                     \
+        int64_t total = gf__numel(nd, S);                                                  \
+        T *out = gf__ptr(n->out);                                                          \
+        if (total == 0) {                                                                  \
+            out[0] = (T)NAN; /* the mean of nothing, as torch */                           \
+            return;                                                                        \
+        }                                                                                  \
+        bool flat = gf__is_contig(P) && gf__is_contig(Q) && P->numel == total &&           \
+                    Q->numel == total;                                                     \
+        int64_t sp[GF_MAX_DIMS] = {0}, sq[GF_MAX_DIMS] = {0};                              \
+        if (nd) {                                                                          \
+            gf__bcast_strides(P, nd, S, sp);                                               \
+            gf__bcast_strides(Q, nd, S, sq);                                               \
+        }                                                                                  \
+        int64_t inner = flat ? GF__NN_BLOCK : (nd ? S[nd - 1] : 1);                        \
+        int64_t nblk = flat ? (total + inner - 1) / inner : total / inner;                 \
+        double *part = gf__kscratch(2, (size_t)nblk * sizeof *part);                       \
+        if (!part) {                                                                       \
+            gf__kernel_error(n, GF_ENOMEM, "gf_mse_loss: out of memory for %lld partial "  \
+                             "sums", (long long)nblk);                                     \
+            return;                                                                        \
+        }                                                                                  \
+        gf__mse_args_##T a = {gf__ptr(P), gf__ptr(Q), flat, nd, S, sp, sq, total, inner,   \
+                              part};                                                       \
+        if (GF__PAR_WORTH(&n->par, total > GF__NN_PAR))                                    \
+            gf__par_for(&n->par, nblk, gf__par_grain(nblk, inner, GF__NN_TILE),            \
+                        gf__mse_blocks_##T, &a);                                           \
+        else                                                                               \
+            gf__mse_blocks_##T(&a, 0, nblk);                                               \
         double s = 0;                                                                      \
         for (int64_t b = 0; b < nblk; b++) s += part[b];                                   \
         out[0] = (T)(s / (double)total);                                                   \
@@ -442,6 +511,57 @@ static bool gf__ce_uniform(const gf_tensor *x, int64_t *ld) {
  * vm->log_f64 call. Bad labels: error, and the statistics are NaN with
  * label -1 (consumers check). */
 #define GF__CE_ROWS_KERNEL(T, SFX)                                                         \
+    /* What a tile of row blocks reads. */                                                 \
+    typedef struct {                                                                       \
+        const gf_tensor *X;                                                                \
+        int d;                                                                             \
+        bool uni;                                                                          \
+        gf__nn_rows g;                                                                     \
+        int64_t N, C, cr, ld, nsc;                                                         \
+        const T *px;                                                                       \
+        gf__ce_stats st;                                                                   \
+        const gf__vmath *vm;                                                               \
+        atomic_bool oom; /* a tile had no scratch (reported after the join) */             \
+    } gf__ce_rows_args_##T;                                                                \
+    /* The statistics of blocks [c0, c1) of cr rows. */                                    \
+    static void gf__ce_rows_blocks_##T(void *arg, int64_t c0, int64_t c1) {                \
+        gf__ce_rows_args_##T *a = arg;                                                     \
+        const gf_tensor *X = a->X;                                                         \
+        const int d = a->d;                                                                \
+        const bool uni = a->uni;                                                           \
+        const gf__nn_rows g = a->g;                                                        \
+        const int64_t N = a->N, C = a->C, cr = a->cr, ld = a->ld, nsc = a->nsc;            \
+        const T *px = a->px;                                                               \
+        const gf__ce_stats st = a->st;                                                     \
+        T *m = st.m, *inv = st.inv;                                                        \
+        const gf__vmath *vm = a->vm;                                                       \
+        T *xg = nsc ? gf__kscratch(3, (size_t)nsc * sizeof(T)) : NULL;                     \
+        T *tb = xg && C < GF__NN_SMALL_C ? (uni ? xg : xg + cr * C) : NULL;                \
+        if (nsc && !xg) {                                                                  \
+            atomic_store(&a->oom, true);                                                   \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t c = c0; c < c1; c++) {                                                \
+            int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr, xl = C;                   \
+            const T *xb = xg;                                                              \
+            if (uni) xb = px + r0 * ld, xl = ld;                                           \
+            else gf__nn_gather_##T(X, d, g.stride, r0, nr, C, xg);                         \
+            double *s = st.loss + r0;                                                      \
+            if (C < GF__NN_SMALL_C) {                                                      \
+                vm->rowstats_##SFX(xb, xl, C, nr, m + r0, s, tb);                          \
+            } else {                                                                       \
+                for (int64_t i = 0; i < nr; i++) {                                         \
+                    int nan = 0;                                                           \
+                    m[r0 + i] = vm->max_##SFX(xb + i * xl, C, &nan);                       \
+                    s[i] = vm->expsum_##SFX(xb + i * xl, m[r0 + i], NULL, C);              \
+                }                                                                          \
+            }                                                                              \
+            for (int64_t i = 0; i < nr; i++) inv[r0 + i] = (T)(1.0 / s[i]);                \
+            vm->log_f64(s, s, nr);                                                         \
+            for (int64_t i = 0; i < nr; i++)                                               \
+                s[i] -= (double)(xb[i * xl + st.l[r0 + i]] - m[r0 + i]);                   \
+        }                                                                                  \
+    }                                                                                      \
     static void gf__ce_rows_##T(gf__node *n) {                                             \
         gf_tensor *X = n->in[0], *L = n->in[1];                                            \
         int d = X->ndim - 1;                                                               \
@@ -455,45 +575,22 @@ static bool gf__ce_uniform(const gf_tensor *x, int64_t *ld) {
                 m[r] = inv[r] = (T)NAN, st.l[r] = -1, st.loss[r] = NAN;                    \
             return;                                                                        \
         }                                                                                  \
-        const int64_t *pl = gf__ptr(L), ls = L->ndim ? L->strides[0] : 0;                 \
+        const int64_t *pl = gf__ptr(L), ls = L->ndim ? L->strides[0] : 0;                  \
         for (int64_t r = 0; r < N; r++) st.l[r] = pl[r * ls];                              \
-        const T *px = gf__ptr(X);                                                          \
-        const gf__vmath *vm = gf__vmath_now();                                             \
-        bool uni = gf__ce_uniform(X, &ld), oom = false;                                    \
+        bool uni = gf__ce_uniform(X, &ld);                                                 \
         int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                          \
-        /* scratch: the gathered rows unless uniform, rowstats' t for short rows */       \
+        /* scratch: the gathered rows unless uniform, rowstats' t for short rows */        \
         int64_t nsc = (uni ? 0 : cr * C) + (C < GF__NN_SMALL_C ? cr * C : 0);              \
-        GF__PBLOCK(n->nthreads, N * C > GF__NN_PAR, {                                      \
-            T *xg = nsc ? gf__kscratch(3, (size_t)nsc * sizeof(T)) : NULL;                 \
-            T *tb = xg && C < GF__NN_SMALL_C ? (uni ? xg : xg + cr * C) : NULL;            \
-            if (nsc && !xg) {                                                              \
-                _Pragma("omp atomic write") oom = true;                                    \
-            }                                                                              \
-            _Pragma("omp for schedule(static)")                                            \
-            for (int64_t c = 0; c < nch; c++) {                                            \
-                if (nsc && !xg) continue;                                                  \
-                int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr, xl = C;               \
-                const T *xb = xg;                                                          \
-                if (uni) xb = px + r0 * ld, xl = ld;                                       \
-                else gf__nn_gather_##T(X, d, g.stride, r0, nr, C, xg);                     \
-                double *s = st.loss + r0;                                                  \
-                if (C < GF__NN_SMALL_C) {                                                  \
-                    vm->rowstats_##SFX(xb, xl, C, nr, m + r0, s, tb);                      \
-                } else {                                                                   \
-                    for (int64_t i = 0; i < nr; i++) {                                     \
-                        int nan = 0;                                                       \
-                        m[r0 + i] = vm->max_##SFX(xb + i * xl, C, &nan);                   \
-                        s[i] = vm->expsum_##SFX(xb + i * xl, m[r0 + i], NULL, C);          \
-                    }                                                                      \
-                }                                                                          \
-                for (int64_t i = 0; i < nr; i++) inv[r0 + i] = (T)(1.0 / s[i]);            \
-                vm->log_f64(s, s, nr);                                                     \
-                for (int64_t i = 0; i < nr; i++)                                           \
-                    s[i] -= (double)(xb[i * xl + st.l[r0 + i]] - m[r0 + i]);               \
-            }                                                                              \
-        });                                                                                \
-        if (oom)                                                                           \
-            gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a row "   \
+        gf__ce_rows_args_##T a = {.X = X, .d = d, .uni = uni, .g = g, .N = N, .C = C,      \
+                                  .cr = cr, .ld = ld, .nsc = nsc, .px = gf__ptr(X),        \
+                                  .st = st, .vm = gf__vmath_now()};                        \
+        if (GF__PAR_WORTH(&n->par, N * C > GF__NN_PAR))                                    \
+            gf__par_for(&n->par, nch, gf__par_grain(nch, cr * C, GF__NN_TILE),             \
+                        gf__ce_rows_blocks_##T, &a);                                       \
+        else                                                                               \
+            gf__ce_rows_blocks_##T(&a, 0, nch);                                            \
+        if (atomic_load(&a.oom))                                                           \
+            gf__kernel_error(n, GF_ENOMEM, "gf_cross_entropy: out of memory for a row "    \
                              "block of %lld", (long long)(cr * C));                        \
     }
 
@@ -601,6 +698,41 @@ gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_te
  * result is the composed rule's bits. Rows that are not uniform are first
  * copied into their output rows and computed there. */
 #define GF__CE_GRAD_KERNEL(T, SFX)                                                         \
+    /* What a tile of row blocks reads. */                                                 \
+    typedef struct {                                                                       \
+        const gf_tensor *X;                                                                \
+        int d;                                                                             \
+        bool uni;                                                                          \
+        gf__nn_rows g;                                                                     \
+        int64_t N, C, cr, ld;                                                              \
+        const T *px, *m, *inv;                                                             \
+        const int64_t *l;                                                                  \
+        T gs, *py;                                                                         \
+        const gf__vmath *vm;                                                               \
+    } gf__ce_grad_args_##T;                                                                \
+    /* The gradient's blocks [c0, c1) of cr rows. */                                       \
+    static void gf__ce_grad_blocks_##T(void *arg, int64_t c0, int64_t c1) {                \
+        const gf__ce_grad_args_##T *a = arg;                                               \
+        const gf_tensor *X = a->X;                                                         \
+        const int d = a->d;                                                                \
+        const bool uni = a->uni;                                                           \
+        const gf__nn_rows g = a->g;                                                        \
+        const int64_t N = a->N, C = a->C, cr = a->cr, ld = a->ld;                          \
+        const T *px = a->px, *m = a->m, *inv = a->inv, gs = a->gs;                         \
+        const int64_t *l = a->l;                                                           \
+        T *py = a->py;                                                                     \
+        const gf__vmath *vm = a->vm;                                                       \
+        for (int64_t c = c0; c < c1; c++) {                                                \
+            int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr, xl = ld;                  \
+            T *y = py + r0 * C;                                                            \
+            const T *xb = px + r0 * ld;                                                    \
+            if (!uni) {                                                                    \
+                gf__nn_gather_##T(X, d, g.stride, r0, nr, C, y);                           \
+                xb = y, xl = C;                                                            \
+            }                                                                              \
+            vm->ce_grad_rows_##SFX(xb, xl, C, nr, m + r0, inv + r0, l + r0, gs, y);        \
+        }                                                                                  \
+    }                                                                                      \
     static void gf__ce_grad_##T(gf__node *n) {                                             \
         gf_tensor *X = n->in[0];                                                           \
         int d = X->ndim - 1;                                                               \
@@ -610,27 +742,22 @@ gf_status gf__bwd_cross_entropy(gf__node *n, gf_tensor *out, gf_tensor *g, gf_te
         if (n->out->numel == 0) return;                                                    \
         gf__ce_stats st = gf__ce_stats_of(n->in[1]);                                       \
         for (int64_t r = 0; r < N; r++)                                                    \
-            if (st.l[r] < 0 || st.l[r] >= C) { /* the forward failed on its labels */     \
+            if (st.l[r] < 0 || st.l[r] >= C) { /* the forward failed on its labels */      \
                 gf__kernel_error(n, GF_EINVAL, "gf_cross_entropy: the forward's labels "   \
                                  "were out of range (no gradient)");                       \
                 for (int64_t i = 0; i < N * C; i++) py[i] = (T)NAN;                        \
                 return;                                                                    \
             }                                                                              \
         const T gs = (T)(*(const T *)gf__ptr(n->in[2]) * (T)(1.0 / (double)N));            \
-        const T *px = gf__ptr(X), *m = st.m, *inv = st.inv;                                \
-        const gf__vmath *vm = gf__vmath_now();                                             \
         bool uni = gf__ce_uniform(X, &ld);                                                 \
         int64_t cr = gf__nn_small_cr(C), nch = (N + cr - 1) / cr;                          \
-        GF__PFOR(n->nthreads, N * C > GF__NN_PAR, c, 0, nch, {                             \
-            int64_t r0 = c * cr, nr = N - r0 < cr ? N - r0 : cr, xl = ld;                  \
-            T *y = py + r0 * C;                                                            \
-            const T *xb = px + r0 * ld;                                                    \
-            if (!uni) {                                                                    \
-                gf__nn_gather_##T(X, d, g.stride, r0, nr, C, y);                           \
-                xb = y, xl = C;                                                            \
-            }                                                                              \
-            vm->ce_grad_rows_##SFX(xb, xl, C, nr, m + r0, inv + r0, st.l + r0, gs, y);     \
-        });                                                                                \
+        gf__ce_grad_args_##T a = {X, d, uni, g, N, C, cr, ld, gf__ptr(X), st.m, st.inv,    \
+                                  st.l, gs, py, gf__vmath_now()};                          \
+        if (GF__PAR_WORTH(&n->par, N * C > GF__NN_PAR))                                    \
+            gf__par_for(&n->par, nch, gf__par_grain(nch, cr * C, GF__NN_TILE),             \
+                        gf__ce_grad_blocks_##T, &a);                                       \
+        else                                                                               \
+            gf__ce_grad_blocks_##T(&a, 0, nch);                                            \
     }
 
 GF__CE_GRAD_KERNEL(float, f32)
@@ -650,6 +777,24 @@ gf_status gf__bwd_cross_entropy_grad(gf__node *n, gf_tensor *out, gf_tensor *g, 
 
 /* out [labels..., C] (contiguous) = 1 at each label's class, 0 elsewhere. */
 #define GF__ONE_HOT_KERNEL(T)                                                              \
+    /* What a tile of rows reads. */                                                       \
+    typedef struct {                                                                       \
+        const gf_tensor *L;                                                                \
+        int64_t C;                                                                         \
+        T *po;                                                                             \
+    } gf__one_hot_args_##T;                                                                \
+    /* Rows [r0, r1) of the output. */                                                     \
+    static void gf__one_hot_rows_##T(void *arg, int64_t r0, int64_t r1) {                  \
+        const gf__one_hot_args_##T *a = arg;                                               \
+        const gf_tensor *L = a->L;                                                         \
+        const int64_t C = a->C;                                                            \
+        T *po = a->po;                                                                     \
+        for (int64_t r = r0; r < r1; r++) {                                                \
+            T *o = po + r * C;                                                             \
+            for (int64_t k = 0; k < C; k++) o[k] = 0;                                      \
+            o[gf__nn_label_at(L, r)] = 1;                                                  \
+        }                                                                                  \
+    }                                                                                      \
     static void gf__one_hot_##T(gf__node *n) {                                             \
         gf_tensor *L = n->in[0];                                                           \
         int64_t C = n->a.i[0], rows = L->numel;                                            \
@@ -659,11 +804,12 @@ gf_status gf__bwd_cross_entropy_grad(gf__node *n, gf_tensor *out, gf_tensor *g, 
             memset(po, 0, (size_t)n->out->numel * sizeof(T)); /* defined for consumers */  \
             return;                                                                        \
         }                                                                                  \
-        GF__PFOR(n->nthreads, rows * C > GF__NN_PAR, r, 0, rows, {                         \
-            T *o = po + r * C;                                                             \
-            for (int64_t k = 0; k < C; k++) o[k] = 0;                                      \
-            o[gf__nn_label_at(L, r)] = 1;                                                  \
-        });                                                                                \
+        gf__one_hot_args_##T a = {L, C, po};                                               \
+        if (GF__PAR_WORTH(&n->par, rows * C > GF__NN_PAR))                                 \
+            gf__par_for(&n->par, rows, gf__par_grain(rows, C, GF__NN_TILE),                \
+                        gf__one_hot_rows_##T, &a);                                         \
+        else                                                                               \
+            gf__one_hot_rows_##T(&a, 0, rows);                                             \
     }
 
 GF__ONE_HOT_KERNEL(float)

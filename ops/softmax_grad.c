@@ -33,6 +33,9 @@
 
 /* Below this many elements the kernel stays on one thread. */
 #define GF__SG_PAR 32768
+/* The least elements of one tile of a split loop: half the cut-off above, so
+ * a loop just past it still splits in two. */
+#define GF__SG_TILE 16384
 /* Elements per block of rows (scratch of the gather path, exp calls). */
 #define GF__SG_BLOCK 4096
 
@@ -86,57 +89,84 @@ GF__SG_ROWS(double)
  * then dx's rows, scattered after). log_softmax's exp(y) goes to scratch (in
  * place: a block of its own; gathered: over the gathered y). */
 #define GF__SG_KERNEL(T, SFX)                                                              \
+    /* What a tile of row blocks reads. */                                                 \
+    typedef struct {                                                                       \
+        const gf_tensor *G, *Y;                                                            \
+        int d;                                                                             \
+        bool log_sm, dense, scratch;                                                       \
+        gf__nn_rows gg, gy;                                                                \
+        int64_t C, inner, rows, ldg, ldy, cr;                                              \
+        const T *pg, *py;                                                                  \
+        T *pdx;                                                                            \
+        const gf__vmath *vm;                                                               \
+        atomic_bool oom; /* a tile had no scratch (reported after the join) */             \
+    } gf__sg_args_##T;                                                                     \
+    /* Blocks [c0, c1) of cr rows (the scratch: one block's). */                           \
+    static void gf__sg_blocks_##T(void *arg, int64_t c0, int64_t c1) {                     \
+        gf__sg_args_##T *a = arg;                                                          \
+        const gf_tensor *G = a->G, *Y = a->Y;                                              \
+        const int d = a->d;                                                                \
+        const bool log_sm = a->log_sm, dense = a->dense, scratch = a->scratch;             \
+        const gf__nn_rows gg = a->gg, gy = a->gy;                                          \
+        const int64_t C = a->C, inner = a->inner, rows = a->rows, cr = a->cr;              \
+        const int64_t ldg = a->ldg, ldy = a->ldy;                                          \
+        const T *pg = a->pg, *py = a->py;                                                  \
+        T *pdx = a->pdx;                                                                   \
+        const gf__vmath *vm = a->vm;                                                       \
+        const size_t need = (size_t)cr * C * sizeof(T) * (dense ? 1 : 3);                  \
+        T *buf = scratch ? gf__kscratch(3, need) : NULL;                                   \
+        if (scratch && !buf) {                                                             \
+            atomic_store(&a->oom, true);                                                   \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t c = c0; c < c1; c++) {                                                \
+            const int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr;               \
+            const T *g = pg + r0 * ldg, *y = py + r0 * ldy;                                \
+            T *dx = pdx + r0 * C, *e = buf;                                                \
+            int64_t rg = ldg;                                                              \
+            if (!dense) {                                                                  \
+                T *by = buf, *bg = buf + cr * C;                                           \
+                gf__nn_gather_##T(Y, d, gy.stride, r0, nr, C, by);                         \
+                gf__nn_gather_##T(G, d, gg.stride, r0, nr, C, bg);                         \
+                g = bg, y = by, rg = C, dx = buf + 2 * cr * C, e = by;                     \
+            }                                                                              \
+            if (log_sm) {                                                                  \
+                vm->exp_##SFX(y, e, nr * C);                                               \
+                gf__sg_log_softmax_rows_##T(g, rg, 1, e, dx, nr, C);                       \
+            } else {                                                                       \
+                gf__sg_softmax_rows_##T(g, rg, 1, y, C, 1, dx, nr, C);                     \
+            }                                                                              \
+            if (!dense)                                                                    \
+                for (int64_t i = 0; i < nr; i++) {                                         \
+                    const int64_t r = r0 + i;                                              \
+                    T *o = pdx + (r / inner) * C * inner + r % inner;                      \
+                    for (int64_t k = 0; k < C; k++) o[k * inner] = dx[i * C + k];          \
+                }                                                                          \
+        }                                                                                  \
+    }                                                                                      \
     static void gf__sg_##T(gf__node *n, bool log_sm) {                                     \
         const gf_tensor Gm = gf__meta(n->in[0]), Ym = gf__meta(n->in[1]);                  \
         const gf_tensor *G = &Gm, *Y = &Ym, *DX = n->out;                                  \
         if (DX->numel == 0) return;                                                        \
         const int d = n->a.dim;                                                            \
-        const gf__nn_rows gg = gf__nn_rows_of(G, d), gy = gf__nn_rows_of(Y, d);           \
+        const gf__nn_rows gg = gf__nn_rows_of(G, d), gy = gf__nn_rows_of(Y, d);            \
         const int64_t C = gy.C, inner = gy.inner, rows = gy.rows;                          \
         int64_t ldg = 0, ldy = 0;                                                          \
         const bool dense = gf__nn_uniform_rows(G, d, gg, &ldg) &&                          \
                            gf__nn_uniform_rows(Y, d, gy, &ldy) && ldy == C;                \
-        const T *pg = gf__ptr(G), *py = gf__ptr(Y);                                        \
-        T *pdx = gf__ptr(DX);                                                              \
-        const gf__vmath *vm = gf__vmath_now();                                             \
         const int64_t cr = C >= GF__SG_BLOCK ? 1 : GF__SG_BLOCK / C;                       \
         const int64_t nch = (rows + cr - 1) / cr;                                          \
-        const bool scratch = log_sm || !dense;                                             \
-        bool oom = false;                                                                  \
-        GF__PBLOCK(n->nthreads, rows * C > GF__SG_PAR, {                                   \
-            const size_t need = (size_t)cr * C * sizeof(T) * (dense ? 1 : 3);              \
-            T *buf = scratch ? gf__kscratch(3, need) : NULL;                               \
-            if (scratch && !buf) {                                                         \
-                _Pragma("omp atomic write") oom = true;                                    \
-            }                                                                              \
-            _Pragma("omp for schedule(static)")                                            \
-            for (int64_t c = 0; c < nch; c++) {                                            \
-                if (scratch && !buf) continue;                                             \
-                const int64_t r0 = c * cr, nr = rows - r0 < cr ? rows - r0 : cr;           \
-                const T *g = pg + r0 * ldg, *y = py + r0 * ldy;                            \
-                T *dx = pdx + r0 * C, *e = buf;                                            \
-                int64_t rg = ldg;                                                          \
-                if (!dense) {                                                              \
-                    T *by = buf, *bg = buf + cr * C;                                       \
-                    gf__nn_gather_##T(Y, d, gy.stride, r0, nr, C, by);                     \
-                    gf__nn_gather_##T(G, d, gg.stride, r0, nr, C, bg);                     \
-                    g = bg, y = by, rg = C, dx = buf + 2 * cr * C, e = by;                 \
-                }                                                                          \
-                if (log_sm) {                                                              \
-                    vm->exp_##SFX(y, e, nr * C);                                           \
-                    gf__sg_log_softmax_rows_##T(g, rg, 1, e, dx, nr, C);                   \
-                } else {                                                                   \
-                    gf__sg_softmax_rows_##T(g, rg, 1, y, C, 1, dx, nr, C);                 \
-                }                                                                          \
-                if (!dense)                                                                \
-                    for (int64_t i = 0; i < nr; i++) {                                     \
-                        const int64_t r = r0 + i;                                          \
-                        T *o = pdx + (r / inner) * C * inner + r % inner;                  \
-                        for (int64_t k = 0; k < C; k++) o[k * inner] = dx[i * C + k];      \
-                    }                                                                      \
-            }                                                                              \
-        });                                                                                \
-        if (oom)                                                                           \
+        gf__sg_args_##T a = {.G = G, .Y = Y, .d = d, .log_sm = log_sm, .dense = dense,     \
+                             .scratch = log_sm || !dense, .gg = gg, .gy = gy, .C = C,      \
+                             .inner = inner, .rows = rows, .ldg = ldg, .ldy = ldy,         \
+                             .cr = cr, .pg = gf__ptr(G), .py = gf__ptr(Y),                 \
+                             .pdx = gf__ptr(DX), .vm = gf__vmath_now()};                   \
+        if (GF__PAR_WORTH(&n->par, rows * C > GF__SG_PAR))                                 \
+            gf__par_for(&n->par, nch, gf__par_grain(nch, cr * C, GF__SG_TILE),             \
+                        gf__sg_blocks_##T, &a);                                            \
+        else                                                                               \
+            gf__sg_blocks_##T(&a, 0, nch);                                                 \
+        if (atomic_load(&a.oom))                                                           \
             gf__kernel_error(n, GF_ENOMEM, "%s: out of memory for a block of %lld rows x " \
                              "%lld", gf__op_names[n->op], (long long)cr, (long long)C);    \
     }
