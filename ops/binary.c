@@ -9,8 +9,24 @@
 #include "ops.h"
 
 /* out (contiguous, shape of out) = f(a, b) with a, b read through broadcast
- * strides. One instance per dtype and op. */
+ * strides; a and b contiguous and of out's size are read flat, in tiles of
+ * elements. One instance per dtype and op. */
 #define GF__BIN_KERNEL(NAME, T, EXPR)                                                        \
+    typedef struct {                                                                        \
+        const T *pa, *pb;                                                                   \
+        T *po;                                                                              \
+    } NAME##_args;                                                                          \
+    /* Elements [lo, hi) of contiguous a, b and out. */                                     \
+    static void NAME##_tile(void *arg, int64_t lo, int64_t hi) {                            \
+        const NAME##_args *a_ = arg;                                                        \
+        const T *pa = a_->pa, *pb = a_->pb;                                                 \
+        T *po = a_->po;                                                                     \
+        _Pragma("omp simd")                                                                 \
+        for (int64_t i = lo; i < hi; i++) {                                                 \
+            T x = pa[i], y = pb[i];                                                         \
+            po[i] = (EXPR);                                                                 \
+        }                                                                                   \
+    }                                                                                       \
     static void NAME(gf__node *n) {                                                         \
         gf_tensor *A = n->in[0], *B = n->in[1], *O = n->out;                                \
         const T *pa = gf__ptr(A), *pb = gf__ptr(B);                                         \
@@ -30,10 +46,12 @@
         if (gf__is_contig(A) && gf__is_contig(B) && A->numel == O->numel &&                 \
             B->numel == O->numel) {                                                         \
             int64_t total = O->numel;                                                       \
-            GF__PFOR_SIMD(n->nthreads, total > 65536, i, 0, total, {                       \
-                T x = pa[i], y = pb[i];                                                     \
-                po[i] = (EXPR);                                                             \
-            });                                                                             \
+            NAME##_args args = {pa, pb, po};                                                \
+            if (GF__PAR_WORTH(&n->par, total > 65536))                                      \
+                gf__par_for(&n->par, total, gf__par_grain(total, 1, 16384), NAME##_tile,    \
+                            &args);                                                         \
+            else                                                                            \
+                NAME##_tile(&args, 0, total);                                               \
             return;                                                                         \
         }                                                                                   \
         int64_t idx[GF_MAX_DIMS] = {0}, off[3] = {0, 0, 0};                                 \

@@ -26,7 +26,8 @@
  */
 #include "ops.h"
 
-/* Loops over this many elements are split across the node's threads. */
+/* Loops over more elements than this are split into tiles for the node's
+ * threads. */
 #define GF__OPTIM_PAR 65536
 
 /* ----------------------------------------------------------------- Adam */
@@ -51,13 +52,38 @@ enum { GF__ADAM_PLAIN = 0, GF__ADAM_DECOUPLED = 1, GF__ADAM_L2 = 2 };
         *(pp) = p_ + step_ * (m_ / d_);                                                    \
     } while (0)
 
+/* Elements [lo, hi) of contiguous tensors, in the tile function's locals. */
 #define GF__ADAM_LOOP(T, SQRT, MODE)                                                       \
     do {                                                                                   \
-        GF__PFOR_SIMD(nth, total > GF__OPTIM_PAR, i, 0, total,                             \
-                      GF__ADAM_ELEM(T, SQRT, MODE, &pp[i], &pg[i], &pm[i], &pv[i]););      \
+        _Pragma("omp simd")                                                                \
+        for (int64_t i = lo; i < hi; i++)                                                  \
+            GF__ADAM_ELEM(T, SQRT, MODE, &pp[i], &pg[i], &pm[i], &pv[i]);                  \
     } while (0)
 
 #define GF__ADAM_KERNEL(NAME, T, SQRT)                                                     \
+    typedef struct {                                                                       \
+        T *pp, *pm, *pv;                                                                   \
+        const T *pg;                                                                       \
+        T wd_, decay_, b1_, omb1_, b2_, omb2_, rbc2_, eps_, step_;                         \
+        int mode;                                                                          \
+    } NAME##_args;                                                                         \
+    /* Elements [lo, hi) of contiguous p, m, v and g. */                                   \
+    static void NAME##_tile(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *a_ = arg;                                                       \
+        T *restrict pp = a_->pp;                                                           \
+        const T *restrict pg = a_->pg;                                                     \
+        T *restrict pm = a_->pm;                                                           \
+        T *restrict pv = a_->pv;                                                           \
+        const T wd_ = a_->wd_, decay_ = a_->decay_, b1_ = a_->b1_, omb1_ = a_->omb1_;      \
+        const T b2_ = a_->b2_, omb2_ = a_->omb2_, rbc2_ = a_->rbc2_;                       \
+        const T eps_ = a_->eps_, step_ = a_->step_;                                        \
+        (void)wd_, (void)decay_;                                                           \
+        switch (a_->mode) {                                                                \
+        case GF__ADAM_PLAIN: GF__ADAM_LOOP(T, SQRT, GF__ADAM_PLAIN); break;                \
+        case GF__ADAM_DECOUPLED: GF__ADAM_LOOP(T, SQRT, GF__ADAM_DECOUPLED); break;        \
+        default: GF__ADAM_LOOP(T, SQRT, GF__ADAM_L2); break;                               \
+        }                                                                                  \
+    }                                                                                      \
     static void NAME(gf__node *n) {                                                        \
         gf_tensor *P = n->in[0], *M = n->in[1], *V = n->in[2], *G = n->in[3];              \
         const double lr = n->a.s, b1 = n->a.f[0], b2 = n->a.f[1], eps = n->a.f[2];         \
@@ -72,7 +98,6 @@ enum { GF__ADAM_PLAIN = 0, GF__ADAM_DECOUPLED = 1, GF__ADAM_L2 = 2 };
         const T eps_ = (T)eps, step_ = (T)(-lr / bc1);                                     \
         (void)wd_, (void)decay_;                                                           \
         const int64_t total = P->numel;                                                    \
-        const int nth = n->nthreads > 0 ? n->nthreads : 1;                                 \
         if (total == 0) return;                                                            \
         T *restrict pp = gf__ptr(P);                                                       \
         const T *restrict pg = gf__ptr(G);                                                 \
@@ -80,11 +105,13 @@ enum { GF__ADAM_PLAIN = 0, GF__ADAM_DECOUPLED = 1, GF__ADAM_L2 = 2 };
         T *restrict pv = gf__ptr(V);                                                       \
         if (P->ndim == 0 || (gf__is_contig(P) && gf__is_contig(G) && gf__is_contig(M) &&   \
                              gf__is_contig(V))) {                                          \
-            switch (mode) {                                                                \
-            case GF__ADAM_PLAIN: GF__ADAM_LOOP(T, SQRT, GF__ADAM_PLAIN); break;            \
-            case GF__ADAM_DECOUPLED: GF__ADAM_LOOP(T, SQRT, GF__ADAM_DECOUPLED); break;    \
-            default: GF__ADAM_LOOP(T, SQRT, GF__ADAM_L2); break;                           \
-            }                                                                              \
+            NAME##_args args = {pp, pm, pv, pg, wd_, decay_, b1_, omb1_, b2_, omb2_,       \
+                                rbc2_, eps_, step_, mode};                                 \
+            if (GF__PAR_WORTH(&n->par, total > GF__OPTIM_PAR))                             \
+                gf__par_for(&n->par, total, gf__par_grain(total, 1, 16384), NAME##_tile,   \
+                            &args);                                                        \
+            else                                                                           \
+                NAME##_tile(&args, 0, total);                                              \
             return;                                                                        \
         }                                                                                  \
         /* Strided views (not what optimizers hand in): row by row, serial. */             \
@@ -131,16 +158,45 @@ enum { GF__SGD_WD = 1, GF__SGD_MOM = 2, GF__SGD_FIRST = 4, GF__SGD_NEST = 8 };
         *(pp) = p_ + nlr_ * d_;                                                            \
     } while (0)
 
+/* Elements [lo, hi) of contiguous tensors, in the tile function's locals. */
 #define GF__SGD_LOOP(T, MODE)                                                              \
     do {                                                                                   \
-        GF__PFOR_SIMD(nth, total > GF__OPTIM_PAR, i, 0, total,                             \
-                      GF__SGD_ELEM(T, MODE, &pp[i], &pg[i], &pb[i]););                     \
+        _Pragma("omp simd")                                                                \
+        for (int64_t i = lo; i < hi; i++)                                                  \
+            GF__SGD_ELEM(T, MODE, &pp[i], &pg[i], &pb[i]);                                 \
     } while (0)
 
 #define GF__SGD_CASE(T, MODE)                                                              \
     case MODE: GF__SGD_LOOP(T, MODE); break;
 
 #define GF__SGD_KERNEL(NAME, T)                                                            \
+    typedef struct {                                                                       \
+        T *pp, *pb;                                                                        \
+        const T *pg;                                                                       \
+        T wd_, mom_, omd_, nlr_;                                                           \
+        int mode;                                                                          \
+    } NAME##_args;                                                                         \
+    /* Elements [lo, hi) of contiguous p, g and (with momentum) buf. */                    \
+    static void NAME##_tile(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *a_ = arg;                                                       \
+        T *restrict pp = a_->pp;                                                           \
+        const T *restrict pg = a_->pg;                                                     \
+        T *restrict pb = a_->pb;                                                           \
+        const T wd_ = a_->wd_, mom_ = a_->mom_, omd_ = a_->omd_, nlr_ = a_->nlr_;          \
+        (void)wd_, (void)mom_, (void)omd_;                                                 \
+        switch (a_->mode) {                                                                \
+            GF__SGD_CASE(T, 0)                                                             \
+            GF__SGD_CASE(T, GF__SGD_WD)                                                    \
+            GF__SGD_CASE(T, GF__SGD_MOM)                                                   \
+            GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_WD)                                      \
+            GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST)                                   \
+            GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST | GF__SGD_WD)                      \
+            GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_NEST)                                    \
+            GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_NEST | GF__SGD_WD)                       \
+            GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST | GF__SGD_NEST)                    \
+            GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST | GF__SGD_NEST | GF__SGD_WD)       \
+        }                                                                                  \
+    }                                                                                      \
     static void NAME(gf__node *n) {                                                        \
         gf_tensor *P = n->in[0], *G = n->in[n->n_in - 1];                                  \
         gf_tensor *B = n->n_in == 3 ? n->in[1] : NULL;                                     \
@@ -152,25 +208,18 @@ enum { GF__SGD_WD = 1, GF__SGD_MOM = 2, GF__SGD_FIRST = 4, GF__SGD_NEST = 8 };
         const T wd_ = (T)wd, mom_ = (T)mom, omd_ = (T)(1 - damp), nlr_ = (T)(-lr);         \
         (void)wd_, (void)mom_, (void)omd_;                                                 \
         const int64_t total = P->numel;                                                    \
-        const int nth = n->nthreads > 0 ? n->nthreads : 1;                                 \
         if (total == 0) return;                                                            \
         T *restrict pp = gf__ptr(P);                                                       \
         const T *restrict pg = gf__ptr(G);                                                 \
         T *restrict pb = B ? (T *)gf__ptr(B) : NULL;                                       \
         if (P->ndim == 0 ||                                                                \
             (gf__is_contig(P) && gf__is_contig(G) && (!B || gf__is_contig(B)))) {          \
-            switch (mode) {                                                                \
-                GF__SGD_CASE(T, 0)                                                         \
-                GF__SGD_CASE(T, GF__SGD_WD)                                                \
-                GF__SGD_CASE(T, GF__SGD_MOM)                                               \
-                GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_WD)                                  \
-                GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST)                               \
-                GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST | GF__SGD_WD)                  \
-                GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_NEST)                                \
-                GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_NEST | GF__SGD_WD)                   \
-                GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST | GF__SGD_NEST)                \
-                GF__SGD_CASE(T, GF__SGD_MOM | GF__SGD_FIRST | GF__SGD_NEST | GF__SGD_WD)   \
-            }                                                                              \
+            NAME##_args args = {pp, pb, pg, wd_, mom_, omd_, nlr_, mode};                  \
+            if (GF__PAR_WORTH(&n->par, total > GF__OPTIM_PAR))                             \
+                gf__par_for(&n->par, total, gf__par_grain(total, 1, 16384), NAME##_tile,   \
+                            &args);                                                        \
+            else                                                                           \
+                NAME##_tile(&args, 0, total);                                              \
             return;                                                                        \
         }                                                                                  \
         /* Strided views: row by row, serial (buf's strides only with momentum). */        \

@@ -68,8 +68,27 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
 }
 
 /* One kernel: out (contiguous, shape of x) = EXPR(x, s), s = attrs.s in T.
- * x (shape S, any strides) is read flat when contiguous, else row by row. */
+ * x (shape S, any strides) is read flat when contiguous, in tiles of
+ * elements, else row by row. */
 #define GF__UN_KERNEL(NAME, T, EXPR)                                                       \
+    typedef struct {                                                                      \
+        const T *px;                                                                      \
+        T *po;                                                                            \
+        T s;                                                                              \
+    } NAME##_args;                                                                        \
+    /* Elements [lo, hi) of a contiguous x. */                                            \
+    static void NAME##_tile(void *arg, int64_t lo, int64_t hi) {                          \
+        const NAME##_args *a_ = arg;                                                      \
+        const T *px = a_->px;                                                             \
+        T *po = a_->po;                                                                   \
+        const T s = a_->s;                                                                \
+        (void)s;                                                                          \
+        _Pragma("omp simd")                                                               \
+        for (int64_t i = lo; i < hi; i++) {                                               \
+            T x = px[i];                                                                  \
+            po[i] = (EXPR);                                                               \
+        }                                                                                 \
+    }                                                                                     \
     static void NAME(gf__node *n) {                                                       \
         const gf_tensor *X = n->in[0];                                                    \
         gf_tensor *O = n->out;                                                            \
@@ -81,10 +100,12 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         int nd = O->ndim;                                                                 \
         if (total == 0) return;                                                           \
         if (nd == 0 || gf__is_contig(X)) {                                                \
-            GF__PFOR_SIMD(n->nthreads, total > 32768, i, 0, total, {                     \
-                T x = px[i];                                                              \
-                po[i] = (EXPR);                                                           \
-            });                                                                           \
+            NAME##_args args = {px, po, s};                                               \
+            if (GF__PAR_WORTH(&n->par, total > 32768))                                    \
+                gf__par_for(&n->par, total, gf__par_grain(total, 1, 16384), NAME##_tile,  \
+                            &args);                                                       \
+            else                                                                          \
+                NAME##_tile(&args, 0, total);                                             \
             return;                                                                       \
         }                                                                                 \
         int64_t sx[GF_MAX_DIMS], so[GF_MAX_DIMS];                                         \
@@ -105,11 +126,29 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
 
 /* A kernel over contiguous runs: VF(vm, x, y, len) computes y = f(x) on len
  * contiguous elements with the vector math table vm. A contiguous x is cut
- * into fixed blocks of GF__UN_VBLK (spread over threads); a strided view is
- * walked row by row, rows with unit stride in place and others gathered
- * GF__UN_VBLK elements at a time into a stack buffer. */
+ * into fixed blocks of GF__UN_VBLK * 16 elements (tiles of whole blocks); a
+ * strided view is walked row by row, rows with unit stride in place and
+ * others gathered GF__UN_VBLK elements at a time into a stack buffer. */
 #define GF__UN_VBLK 256
 #define GF__UN_VKERNEL(NAME, T, VF)                                                        \
+    typedef struct {                                                                      \
+        const gf__vmath *vm;                                                              \
+        const T *px;                                                                      \
+        T *po;                                                                            \
+        int64_t total;                                                                    \
+    } NAME##_args;                                                                        \
+    /* Blocks [b0, b1) of a contiguous x. */                                              \
+    static void NAME##_blocks(void *arg, int64_t b0, int64_t b1) {                        \
+        const NAME##_args *a_ = arg;                                                      \
+        const gf__vmath *vm = a_->vm;                                                     \
+        const T *px = a_->px;                                                             \
+        T *po = a_->po;                                                                   \
+        int64_t total = a_->total;                                                        \
+        for (int64_t b = b0; b < b1; b++) {                                               \
+            int64_t lo = b * GF__UN_VBLK * 16, len = total - lo;                          \
+            VF(vm, px + lo, po + lo, len < GF__UN_VBLK * 16 ? len : GF__UN_VBLK * 16);    \
+        }                                                                                 \
+    }                                                                                     \
     static void NAME(gf__node *n) {                                                       \
         const gf_tensor *X = n->in[0];                                                    \
         gf_tensor *O = n->out;                                                            \
@@ -121,10 +160,12 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         if (total == 0) return;                                                           \
         if (nd == 0 || gf__is_contig(X)) {                                                \
             int64_t nb = (total + GF__UN_VBLK * 16 - 1) / (GF__UN_VBLK * 16);              \
-            GF__PFOR(n->nthreads, total > 32768, b, 0, nb, {                              \
-                int64_t lo = b * GF__UN_VBLK * 16, len = total - lo;                      \
-                VF(vm, px + lo, po + lo, len < GF__UN_VBLK * 16 ? len : GF__UN_VBLK * 16); \
-            });                                                                           \
+            NAME##_args args = {vm, px, po, total};                                       \
+            if (GF__PAR_WORTH(&n->par, total > 32768))                                    \
+                gf__par_for(&n->par, nb, gf__par_grain(nb, GF__UN_VBLK * 16, 16384),      \
+                            NAME##_blocks, &args);                                        \
+            else                                                                          \
+                NAME##_blocks(&args, 0, nb);                                              \
             return;                                                                       \
         }                                                                                 \
         int64_t sx[GF_MAX_DIMS], so[GF_MAX_DIMS];                                         \
@@ -259,10 +300,27 @@ GF__UN_OP_FI(step, x > 0, x > 0)
         }                                                                                  \
     }
 
-/* RUN (GF__BWD_RUN1/2) over the output: unit strides in fixed blocks spread
- * over threads when g and v are contiguous and of the output's size, else
- * row by row with the broadcast strides. */
+/* RUN (GF__BWD_RUN1/2) over the output: unit strides in fixed blocks (tiles
+ * of whole blocks) when g and v are contiguous and of the output's size,
+ * else row by row with the broadcast strides. */
+#define GF__BWD_BLK (GF__BWD_CHUNK * 16)
 #define GF__BWD_KERNEL(NAME, T, RUN)                                                       \
+    typedef struct {                                                                      \
+        const T *pg, *pv;                                                                 \
+        T *po;                                                                            \
+        int64_t total;                                                                    \
+    } NAME##_args;                                                                        \
+    /* Blocks [b0, b1) of contiguous g, v and out. */                                     \
+    static void NAME##_blocks(void *arg, int64_t b0, int64_t b1) {                        \
+        const NAME##_args *a_ = arg;                                                      \
+        const T *pg = a_->pg, *pv = a_->pv;                                               \
+        T *po = a_->po;                                                                   \
+        int64_t total = a_->total, blk = GF__BWD_BLK;                                     \
+        for (int64_t b = b0; b < b1; b++) {                                               \
+            int64_t lo = b * blk, len = total - lo < blk ? total - lo : blk;              \
+            RUN(pg + lo, 1, pv + lo, 1, po + lo, len);                                    \
+        }                                                                                 \
+    }                                                                                     \
     static void NAME(gf__node *n) {                                                       \
         gf_tensor *G = n->in[0], *V = n->in[1], *O = n->out;                              \
         const T *pg = gf__ptr(G), *pv = gf__ptr(V);                                       \
@@ -275,11 +333,13 @@ GF__UN_OP_FI(step, x > 0, x > 0)
         }                                                                                 \
         if (gf__is_contig(G) && gf__is_contig(V) && G->numel == O->numel &&               \
             V->numel == O->numel) {                                                       \
-            int64_t total = O->numel, blk = GF__BWD_CHUNK * 16;                           \
-            GF__PFOR(n->nthreads, total > 65536, b, 0, (total + blk - 1) / blk, {         \
-                int64_t lo = b * blk, len = total - lo < blk ? total - lo : blk;          \
-                RUN(pg + lo, 1, pv + lo, 1, po + lo, len);                                \
-            });                                                                           \
+            int64_t total = O->numel, nb = (total + GF__BWD_BLK - 1) / GF__BWD_BLK;       \
+            NAME##_args args = {pg, pv, po, total};                                       \
+            if (GF__PAR_WORTH(&n->par, total > 65536))                                    \
+                gf__par_for(&n->par, nb, gf__par_grain(nb, GF__BWD_BLK, 16384),           \
+                            NAME##_blocks, &args);                                        \
+            else                                                                          \
+                NAME##_blocks(&args, 0, nb);                                              \
             return;                                                                       \
         }                                                                                 \
         int64_t sg[GF_MAX_DIMS], sv[GF_MAX_DIMS], so[GF_MAX_DIMS];                        \
