@@ -183,9 +183,13 @@ static GF_T GF_FN(dot)(int64_t k, const GF_T *a, int64_t inca, const GF_T *x, in
  * form when M's rows are contiguous (or nothing is), otherwise axpy form
  * down M's contiguous columns into a stack chunk of y. Each y(i) is computed
  * by one thread in an order fixed by the shape and strides. */
-static void GF_FN(gemv_rows)(int64_t i0, int64_t i1, int64_t k, const GF_T *M, int64_t rsm,
-                             int64_t csm, const GF_T *x, int64_t incx, GF_T beta, GF_T *y,
-                             int64_t incy) {
+static void GF_FN(gemv_rows)(const GF_BLK *bk, int64_t i0, int64_t i1, int64_t k,
+                             const GF_T *M, int64_t rsm, int64_t csm, const GF_T *x,
+                             int64_t incx, GF_T beta, GF_T *y, int64_t incy) {
+    if (bk->gemv && csm == 1 && incx == 1) {
+        bk->gemv(i0, i1, k, M, rsm, x, beta, y, incy); /* the variant's vector rows */
+        return;
+    }
     if (csm == 1 || rsm != 1) {
         for (int64_t i = i0; i < i1; i++) {
             GF_T s = GF_FN(dot)(k, M + i * rsm, csm, x, incx);
@@ -211,6 +215,7 @@ static void GF_FN(gemv_rows)(int64_t i0, int64_t i1, int64_t k, const GF_T *M, i
 
 /* gemv's operands, for its row chunks as tiles. */
 typedef struct {
+    const GF_BLK *bk;
     int64_t k;
     const GF_T *M;
     int64_t rsm, csm;
@@ -223,18 +228,20 @@ typedef struct {
 
 static void GF_FN(gemv_tile)(void *arg, int64_t i0, int64_t i1) {
     const GF_FN(gemv_args) *g = arg;
-    GF_FN(gemv_rows)(i0, i1, g->k, g->M, g->rsm, g->csm, g->x, g->incx, g->beta, g->y, g->incy);
+    GF_FN(gemv_rows)(g->bk, i0, i1, g->k, g->M, g->rsm, g->csm, g->x, g->incx, g->beta, g->y,
+                     g->incy);
 }
 
 /* y = beta*y + M x for m rows, in tiles of whole chunks over par's threads. */
-static void GF_FN(gemv)(int64_t m, int64_t k, const GF_T *M, int64_t rsm, int64_t csm,
+static void GF_FN(gemv)(const GF_BLK *bk, int64_t m, int64_t k, const GF_T *M, int64_t rsm,
+                        int64_t csm,
                         const GF_T *x, int64_t incx, GF_T beta, GF_T *y, int64_t incy,
                         const gf__par *par) {
     if (!GF__PAR_WORTH(par, m * k >= GF__GEMM_PAR_MIN && m >= 2 * GF__GEMV_CHUNK)) {
-        GF_FN(gemv_rows)(0, m, k, M, rsm, csm, x, incx, beta, y, incy);
+        GF_FN(gemv_rows)(bk, 0, m, k, M, rsm, csm, x, incx, beta, y, incy);
         return;
     }
-    GF_FN(gemv_args) g = {k, M, rsm, csm, x, incx, beta, y, incy};
+    GF_FN(gemv_args) g = {bk, k, M, rsm, csm, x, incx, beta, y, incy};
     gf__par_for(par, m, GF__GEMV_CHUNK, GF_FN(gemv_tile), &g);
 }
 
@@ -646,10 +653,10 @@ static void GF_FN(driver)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, con
         } else if (n == 1) {
             /* C(:,0) = A B(:,0): a matrix-vector product; packing B would
              * pad one column out to nr. */
-            GF_FN(gemv)(m, k, A, rsa, csa, B, rsb, beta, C, rsc, par);
+            GF_FN(gemv)(bk, m, k, A, rsa, csa, B, rsb, beta, C, rsc, par);
         } else if (m == 1) {
             /* C(0,:) = A(0,:) B, i.e. C(0,:)^T = B^T A(0,:)^T. */
-            GF_FN(gemv)(n, k, B, csb, rsb, A, csa, beta, C, csc, par);
+            GF_FN(gemv)(bk, n, k, B, csb, rsb, A, csa, beta, C, csc, par);
         } else {
             GF_FN(blocked)(bk, m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc,
                            work < GF__GEMM_PAR_MIN ? NULL : par, ep);

@@ -66,11 +66,22 @@ typedef int (*gf__dpack_fn)(int64_t mn, int64_t kc, const double *X, int64_t rs,
  * kc x nc panel of packed B in L3. mc is a multiple of mr, nc of nr.
  * pack_a / pack_b may be NULL (portable packing only), ukr_pb NULL (B
  * packed in a pass of its own). */
+/* Matrix-vector rows [i0, i1): y(i*incy) = beta*y(i*incy) + sum_p M[i*ldm + p] x[p]
+ * (beta 0 or 1; 0 never reads y), M's rows and x contiguous. A row's bits
+ * depend on k alone (not on i0, i1 or its neighbours). Optional per variant
+ * (NULL: the driver's portable dot). */
+typedef void (*gf__sgemv_rows_fn)(int64_t i0, int64_t i1, int64_t k, const float *M, int64_t ldm,
+                                  const float *x, float beta, float *y, int64_t incy);
+typedef void (*gf__dgemv_rows_fn)(int64_t i0, int64_t i1, int64_t k, const double *M,
+                                  int64_t ldm, const double *x, double beta, double *y,
+                                  int64_t incy);
+
 typedef struct {
     int mr, nr, mc, kc, nc;
     gf__sgemm_ukr_fn ukr;
     gf__spack_fn pack_a, pack_b;
     gf__sgemm_ukr_pb_fn ukr_pb;
+    gf__sgemv_rows_fn gemv;
 } gf__sgemm_blk;
 
 typedef struct {
@@ -78,6 +89,7 @@ typedef struct {
     gf__dgemm_ukr_fn ukr;
     gf__dpack_fn pack_a, pack_b;
     gf__dgemm_ukr_pb_fn ukr_pb;
+    gf__dgemv_rows_fn gemv;
 } gf__dgemm_blk;
 
 /* One ISA variant: its name (what GF_ISA matches), its kernels, and the
@@ -112,6 +124,11 @@ int gf__dpack_a_avx2(int64_t mc, int64_t kc, const double *A, int64_t rsa, int64
 int gf__dpack_b_avx2(int64_t nc, int64_t kc, const double *B, int64_t rsb, int64_t csb,
                      double *restrict bp);
 #endif
+/* avx2/gemv_avx2.c; the avx512 variant uses them too */
+void gf__sgemv_rows_avx2(int64_t i0, int64_t i1, int64_t k, const float *M, int64_t ldm,
+                         const float *x, float beta, float *y, int64_t incy);
+void gf__dgemv_rows_avx2(int64_t i0, int64_t i1, int64_t k, const double *M, int64_t ldm,
+                         const double *x, double beta, double *y, int64_t incy);
 #ifdef GF_HAVE_AVX512
 extern const gf__gemm_variant gf__gemm_avx512;
 #endif

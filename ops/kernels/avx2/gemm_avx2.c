@@ -284,9 +284,11 @@ static void gf__dgemm_ukr_pb_avx2(int64_t k, const double *restrict a, const dou
 const gf__gemm_variant gf__gemm_avx2 = {
     .name = "avx2",
     .s = {.mr = S_MR, .nr = S_NR, .mc = 144, .kc = 256, .nc = 4080, .ukr = gf__sgemm_ukr_avx2,
-          .pack_a = gf__spack_a_avx2, .pack_b = gf__spack_b_avx2, .ukr_pb = gf__sgemm_ukr_pb_avx2},
+          .pack_a = gf__spack_a_avx2, .pack_b = gf__spack_b_avx2, .ukr_pb = gf__sgemm_ukr_pb_avx2,
+          .gemv = gf__sgemv_rows_avx2},
     .d = {.mr = D_MR, .nr = D_NR, .mc = 72, .kc = 256, .nc = 4080, .ukr = gf__dgemm_ukr_avx2,
-          .pack_a = gf__dpack_a_avx2, .pack_b = gf__dpack_b_avx2, .ukr_pb = gf__dgemm_ukr_pb_avx2},
+          .pack_a = gf__dpack_a_avx2, .pack_b = gf__dpack_b_avx2, .ukr_pb = gf__dgemm_ukr_pb_avx2,
+          .gemv = gf__dgemv_rows_avx2},
     /* tuned on a Zen 3 VM whose hwloc reports 512 KiB of L2 and 32 MiB of
      * L3 for 2 cores */
     .l2_ref = 512 << 10,

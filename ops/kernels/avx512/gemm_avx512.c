@@ -155,8 +155,11 @@ static void gf__dgemm_ukr_avx512(int64_t m, int64_t n, int64_t k, const double *
  * micro-panel 256x16 = 32 KiB; B panels 3-6 MiB (L3). */
 const gf__gemm_variant gf__gemm_avx512 = {
     .name = "avx512",
-    .s = {.mr = S_MR, .nr = S_NR, .mc = 480, .kc = 256, .nc = 3072, .ukr = gf__sgemm_ukr_avx512},
-    .d = {.mr = D_MR, .nr = D_NR, .mc = 224, .kc = 256, .nc = 3072, .ukr = gf__dgemm_ukr_avx512},
+    /* matrix-vector rows: the AVX2 ones (bound by reading M, not by the FMA width) */
+    .s = {.mr = S_MR, .nr = S_NR, .mc = 480, .kc = 256, .nc = 3072, .ukr = gf__sgemm_ukr_avx512,
+          .gemv = gf__sgemv_rows_avx2},
+    .d = {.mr = D_MR, .nr = D_NR, .mc = 224, .kc = 256, .nc = 3072, .ukr = gf__dgemm_ukr_avx512,
+          .gemv = gf__dgemv_rows_avx2},
     /* BLIS's values are for Skylake-SP: 1 MiB of L2, 1.375 MiB of L3 per core */
     .l2_ref = 1 << 20,
     .l3_ref = 1408 << 10,
