@@ -44,6 +44,7 @@
 #define GF__RC 1024     /* output elements per unit in column mode (stack buffers: <= 32 KiB) */
 #define GF__SPLIT 64    /* below this many units, long reductions split over blocks too */
 #define GF__PAR 32768   /* elements read below which a kernel stays on one thread */
+#define GF__TILE 16384  /* least elements read by one tile of a split loop */
 
 typedef struct {
     int nk;                                /* kept dims (>= 1) */
@@ -127,6 +128,18 @@ static inline int64_t gf__blen(const gf__rgeom *g, int64_t b) {
  * a long reduced dim. A function of the shape only. */
 static inline bool gf__split(const gf__rgeom *g) {
     return g->nout * g->n > GF__PAR && g->nblk > 1 && g->nunits < GF__SPLIT;
+}
+
+/* fn(arg, lo, hi) over [0, n), an iteration reading about `cost` elements:
+ * tiles cut from the sizes alone on the kernel's threads when `cond` makes
+ * splitting worth it, else one call on this thread. Iterations write their
+ * own outputs, so the bits are the same either way. */
+static void gf__rfor(const gf__par *par, bool cond, int64_t n, int64_t cost, gf__range_fn fn,
+                     void *arg) {
+    if (GF__PAR_WORTH(par, cond))
+        gf__par_for(par, n, gf__par_grain(n, cost, GF__TILE), fn, arg);
+    else
+        fn(arg, 0, n);
 }
 
 /* ------------------------------------------------------------ sum / mean */
@@ -240,6 +253,82 @@ static inline bool gf__sum_i64_part4(const int64_t *const p[4], uint64_t q[4]) {
         for (int64_t j = 0; j < w; j++)                                                     \
             out[o + j] = mean ? (T)((double)tot[j] / (double)g->n) : (T)tot[j];             \
     }                                                                                       \
+    /* What the tiles below read (the kernel waits for them: &g may be taken). */           \
+    typedef struct {                                                                        \
+        const gf__rgeom *g;                                                                 \
+        const T *x;                                                                         \
+        T *out;                                                                             \
+        A *sc;         /* split path: the partials of every (unit, block) pair */           \
+        int64_t nt, G; /* pairs (split path); groups of four G apart */                     \
+        bool mean;                                                                          \
+    } NAME##_args;                                                                          \
+    /* Split path: groups [lo, hi) of four pairs G apart, partials into sc. */              \
+    static void NAME##_pairs(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        for (int64_t t = lo; t < hi; t++) NAME##_group(c->g, c->x, t, c->G, c->nt, c->sc);  \
+    }                                                                                       \
+    /* Short rows [lo, hi): one partial is the result. */                                   \
+    static void NAME##_short(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__rgeom *g = c->g;                                                          \
+        const T *x = c->x;                                                                  \
+        T *out = c->out;                                                                    \
+        const bool mean = c->mean;                                                          \
+        for (int64_t u = lo; u < hi; u++) {                                                 \
+            A tot = 0, part = 0;                                                            \
+            NAME##_part(g, x, u, 0, &part);                                                 \
+            tot += part; /* as below: 0 + partial */                                        \
+            out[u] = mean ? (T)((double)tot / (double)g->n) : (T)tot;                       \
+        }                                                                                   \
+    }                                                                                       \
+    /* Long rows: groups [lo, hi) of four rows G apart, read side by side. */               \
+    static void NAME##_rows4(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__rgeom *g = c->g;                                                          \
+        const T *x = c->x;                                                                  \
+        T *out = c->out;                                                                    \
+        const int64_t G = c->G;                                                             \
+        const bool mean = c->mean;                                                          \
+        for (int64_t j = lo; j < hi; j++) {                                                 \
+            int64_t us[4], n4 = 0;                                                          \
+            for (int i = 0; i < 4; i++)                                                     \
+                if (j + i * G < g->nunits) us[n4++] = j + i * G;                            \
+            A tot[4] = {0, 0, 0, 0}, q[4];                                                  \
+            for (int64_t b = 0; b < g->nblk; b++) {                                         \
+                const T *p[4];                                                              \
+                bool full = n4 == 4;                                                        \
+                for (int i = 0; full && i < 4; i++)                                         \
+                    full = NAME##_full(g, x, us[i] * g->nblk + b, &p[i]);                   \
+                if (full && NAME##_part4(p, q)) {                                           \
+                    for (int i = 0; i < 4; i++) tot[i] += q[i];                             \
+                    continue;                                                               \
+                }                                                                           \
+                for (int64_t i = 0; i < n4; i++) {                                          \
+                    NAME##_part(g, x, us[i], b, &q[0]);                                     \
+                    tot[i] += q[0];                                                         \
+                }                                                                           \
+            }                                                                               \
+            for (int64_t i = 0; i < n4; i++) NAME##_fin(g, us[i], 1, &tot[i], out, mean);   \
+        }                                                                                   \
+    }                                                                                       \
+    /* Units [lo, hi), block by block. */                                                   \
+    static void NAME##_units(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__rgeom *g = c->g;                                                          \
+        const T *x = c->x;                                                                  \
+        T *out = c->out;                                                                    \
+        const bool mean = c->mean;                                                          \
+        for (int64_t u = lo; u < hi; u++) {                                                 \
+            A tot[GF__RC], part[GF__RC];                                                    \
+            int64_t w, off, o = gf__unit(g, u, &w, &off);                                   \
+            for (int64_t j = 0; j < w; j++) tot[j] = 0;                                     \
+            for (int64_t b = 0; b < g->nblk; b++) {                                         \
+                NAME##_part(g, x, u, b, part);                                              \
+                for (int64_t j = 0; j < w; j++) tot[j] += part[j];                          \
+            }                                                                               \
+            NAME##_fin(g, o, w, tot, out, mean);                                            \
+        }                                                                                   \
+    }                                                                                       \
     static void NAME(gf__node *nd, bool mean) {                                             \
         const gf_tensor *X = nd->in[0];                                                     \
         gf__rgeom g;                                                                        \
@@ -256,7 +345,8 @@ static inline bool gf__sum_i64_part4(const int64_t *const p[4], uint64_t q[4]) {
                     : NULL;                                                                 \
         if (sc) { /* partials of every (unit, block) in parallel, then in order */          \
             const int64_t nt = g.nunits * g.nblk, G = (nt + 3) / 4;                         \
-            GF__PFOR(nd->nthreads, true, t, 0, G, { NAME##_group(&g, x, t, G, nt, sc); });   \
+            NAME##_args c = {&g, x, out, sc, nt, G, mean};                                  \
+            gf__rfor(&nd->par, true, G, 4 * g.width * GF__RB, NAME##_pairs, &c);            \
             for (int64_t u = 0; u < g.nunits; u++) {                                        \
                 A tot[GF__RC];                                                              \
                 int64_t w, off, o = gf__unit(&g, u, &w, &off);                              \
@@ -270,50 +360,17 @@ static inline bool gf__sum_i64_part4(const int64_t *const p[4], uint64_t q[4]) {
             return;                                                                         \
         }                                                                                   \
         bool par = g.nout * g.n > GF__PAR;                                                  \
+        NAME##_args c = {&g, x, out, NULL, 0, 0, mean};                                     \
         if (!g.col && g.nblk == 1) { /* short rows: one partial is the result */            \
-            GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                   \
-                A tot = 0, part = 0;                                                        \
-                NAME##_part(&g, x, u, 0, &part);                                            \
-                tot += part; /* as below: 0 + partial */                                    \
-                out[u] = mean ? (T)((double)tot / (double)g.n) : (T)tot;                    \
-            });                                                                             \
+            gf__rfor(&nd->par, par, g.nunits, g.n, NAME##_short, &c);                       \
             return;                                                                         \
         }                                                                                   \
-        if (!g.col && g.nunits >= 4) { /* long rows: four rows G apart side by side */     \
-            const int64_t G = (g.nunits + 3) / 4;                                           \
-            GF__PFOR(nd->nthreads, par, j, 0, G, {                                          \
-                int64_t us[4], n4 = 0;                                                      \
-                for (int i = 0; i < 4; i++)                                                 \
-                    if (j + i * G < g.nunits) us[n4++] = j + i * G;                         \
-                A tot[4] = {0, 0, 0, 0}, q[4];                                              \
-                for (int64_t b = 0; b < g.nblk; b++) {                                      \
-                    const T *p[4];                                                          \
-                    bool full = n4 == 4;                                                    \
-                    for (int i = 0; full && i < 4; i++)                                     \
-                        full = NAME##_full(&g, x, us[i] * g.nblk + b, &p[i]);               \
-                    if (full && NAME##_part4(p, q)) {                                       \
-                        for (int i = 0; i < 4; i++) tot[i] += q[i];                         \
-                        continue;                                                           \
-                    }                                                                       \
-                    for (int64_t i = 0; i < n4; i++) {                                      \
-                        NAME##_part(&g, x, us[i], b, &q[0]);                                \
-                        tot[i] += q[0];                                                     \
-                    }                                                                       \
-                }                                                                           \
-                for (int64_t i = 0; i < n4; i++) NAME##_fin(&g, us[i], 1, &tot[i], out, mean); \
-            });                                                                             \
+        if (!g.col && g.nunits >= 4) { /* long rows: four rows G apart side by side */      \
+            c.G = (g.nunits + 3) / 4;                                                       \
+            gf__rfor(&nd->par, par, c.G, 4 * g.n, NAME##_rows4, &c);                        \
             return;                                                                         \
         }                                                                                   \
-        GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                       \
-            A tot[GF__RC], part[GF__RC];                                                    \
-            int64_t w, off, o = gf__unit(&g, u, &w, &off);                                  \
-            for (int64_t j = 0; j < w; j++) tot[j] = 0;                                     \
-            for (int64_t b = 0; b < g.nblk; b++) {                                          \
-                NAME##_part(&g, x, u, b, part);                                             \
-                for (int64_t j = 0; j < w; j++) tot[j] += part[j];                          \
-            }                                                                               \
-            NAME##_fin(&g, o, w, tot, out, mean);                                           \
-        });                                                                                 \
+        gf__rfor(&nd->par, par, g.nunits, g.width * g.n, NAME##_units, &c);                 \
     }
 
 #define gf__sum_f32_colsum gf__colsum_f32
@@ -428,6 +485,39 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
+    /* What the tiles below read (the kernel waits for them: &g may be taken). */           \
+    typedef struct {                                                                        \
+        const gf__rgeom *g;                                                                 \
+        const T *x;                                                                         \
+        T *sv, *vout, *mask; /* sv, si: split path, the best of each (unit, block) */       \
+        int64_t *si, *iout, minner;                                                         \
+    } NAME##_args;                                                                          \
+    /* Split path: the bests of (unit, block) pairs [lo, hi) into sv, si. */                \
+    static void NAME##_pairs(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__rgeom *g = c->g;                                                          \
+        for (int64_t t = lo; t < hi; t++)                                                   \
+            NAME##_part(g, c->x, t / g->nblk, t % g->nblk, c->sv + t * g->width,            \
+                        c->si + t * g->width);                                              \
+    }                                                                                       \
+    /* Units [lo, hi), block by block. */                                                   \
+    static void NAME##_units(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__rgeom *g = c->g;                                                          \
+        const T *x = c->x;                                                                  \
+        T *vout = c->vout, *mask = c->mask;                                                 \
+        int64_t *iout = c->iout, minner = c->minner;                                        \
+        for (int64_t u = lo; u < hi; u++) {                                                 \
+            T bv[GF__RC], pv[GF__RC];                                                       \
+            int64_t bi[GF__RC], pi[GF__RC], w, off, o = gf__unit(g, u, &w, &off);           \
+            for (int64_t b = 0; b < g->nblk; b++) {                                         \
+                NAME##_part(g, x, u, b, pv, pi);                                            \
+                for (int64_t j = 0; j < w; j++)                                             \
+                    if (b == 0 || GT(pv[j], bv[j])) bv[j] = pv[j], bi[j] = pi[j];           \
+            }                                                                               \
+            NAME##_fin(g, o, w, bv, bi, vout, iout, mask, minner);                          \
+        }                                                                                   \
+    }                                                                                       \
     static void NAME(gf__node *nd, T *vout, int64_t *iout, T *mask, int64_t minner) {       \
         const gf_tensor *X = nd->in[0];                                                     \
         gf__rgeom g;                                                                        \
@@ -444,10 +534,8 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
         int64_t *si = sv ? gf__kscratch(3, per * sizeof *si) : NULL;                                 \
         if (si) { /* per-block bests in parallel, then in block order */                    \
             int64_t nt = g.nunits * g.nblk;                                                 \
-            GF__PFOR(nd->nthreads, true, t, 0, nt, {                                        \
-                NAME##_part(&g, x, t / g.nblk, t % g.nblk, sv + t * g.width,                \
-                            si + t * g.width);                                              \
-            });                                                                             \
+            NAME##_args c = {&g, x, sv, vout, mask, si, iout, minner};                      \
+            gf__rfor(&nd->par, true, nt, g.width * GF__RB, NAME##_pairs, &c);               \
             for (int64_t u = 0; u < g.nunits; u++) {                                        \
                 T bv[GF__RC];                                                               \
                 int64_t bi[GF__RC], w, off, o = gf__unit(&g, u, &w, &off);                  \
@@ -462,16 +550,8 @@ void gf__fwd_mean_dim(gf__node *n) { gf__sum_any(n, true); }
             return;                                                                         \
         }                                                                                   \
         bool par = g.nout * g.n > GF__PAR;                                                  \
-        GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                       \
-            T bv[GF__RC], pv[GF__RC];                                                       \
-            int64_t bi[GF__RC], pi[GF__RC], w, off, o = gf__unit(&g, u, &w, &off);          \
-            for (int64_t b = 0; b < g.nblk; b++) {                                          \
-                NAME##_part(&g, x, u, b, pv, pi);                                           \
-                for (int64_t j = 0; j < w; j++)                                             \
-                    if (b == 0 || GT(pv[j], bv[j])) bv[j] = pv[j], bi[j] = pi[j];           \
-            }                                                                               \
-            NAME##_fin(&g, o, w, bv, bi, vout, iout, mask, minner);                         \
-        });                                                                                 \
+        NAME##_args c = {&g, x, NULL, vout, mask, NULL, iout, minner};                      \
+        gf__rfor(&nd->par, par, g.nunits, g.width * g.n, NAME##_units, &c);                 \
     }
 
 GF__MAX_KERNEL(gf__max_f32, float, GF__GT_F, GF__GTV_F, GF__ISNAN_F)
@@ -525,6 +605,85 @@ GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
             out[o + j] = v;                                                                 \
         }                                                                                   \
     }                                                                                       \
+    /* What the tiles below read (the kernel waits for them: &g may be taken). */           \
+    typedef struct {                                                                        \
+        const gf__vmath *vm;                                                                \
+        const gf__rgeom *g;                                                                 \
+        const T *x;                                                                         \
+        T *out, *sv; /* sv, sn: split path, the maxima of each (unit, block) */             \
+        U *sn;                                                                              \
+        int64_t G; /* groups of four rows G apart */                                        \
+    } NAME##_args;                                                                          \
+    /* Split path: the maxima of (unit, block) pairs [lo, hi) into sv, sn. */               \
+    static void NAME##_pairs(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__rgeom *g = c->g;                                                          \
+        for (int64_t t = lo; t < hi; t++)                                                   \
+            NAME##_part(c->vm, g, c->x, t / g->nblk, t % g->nblk, c->sv + t * g->width,     \
+                        c->sn + t * g->width);                                              \
+    }                                                                                       \
+    /* Long contiguous rows: groups [lo, hi) of four rows G apart (rowmax4). */             \
+    static void NAME##_rows4(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__vmath *vm = c->vm;                                                        \
+        const gf__rgeom *g = c->g;                                                          \
+        const T *x = c->x;                                                                  \
+        T *out = c->out;                                                                    \
+        const int64_t G = c->G;                                                             \
+        for (int64_t j = lo; j < hi; j++) {                                                 \
+            int64_t us[4], n4 = 0;                                                          \
+            for (int i = 0; i < 4; i++)                                                     \
+                if (j + i * G < g->nunits) us[n4++] = j + i * G;                            \
+            T bv[4];                                                                        \
+            U bn[4];                                                                        \
+            if (n4 == 4) {                                                                  \
+                const T *p[4];                                                              \
+                int nan[4] = {0, 0, 0, 0};                                                  \
+                for (int i = 0; i < 4; i++) {                                               \
+                    int64_t w, off;                                                         \
+                    gf__unit(g, us[i], &w, &off);                                           \
+                    p[i] = x + off;                                                         \
+                }                                                                           \
+                NAME##_max4(vm, p, g->n, bv, nan);                                          \
+                for (int i = 0; i < 4; i++) bn[i] = (U)nan[i];                              \
+            } else {                                                                        \
+                for (int64_t i = 0; i < n4; i++) {                                          \
+                    T pv;                                                                   \
+                    U pn;                                                                   \
+                    NAME##_part(vm, g, x, us[i], 0, &bv[i], &bn[i]);                        \
+                    for (int64_t b = 1; b < g->nblk; b++) {                                 \
+                        NAME##_part(vm, g, x, us[i], b, &pv, &pn);                          \
+                        bv[i] = pv > bv[i] ? pv : bv[i];                                    \
+                        bn[i] |= pn;                                                        \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+            for (int64_t i = 0; i < n4; i++) NAME##_fin(g, x, us[i], &bv[i], &bn[i], out);  \
+        }                                                                                   \
+    }                                                                                       \
+    /* Units [lo, hi), block by block. */                                                   \
+    static void NAME##_units(void *arg, int64_t lo, int64_t hi) {                           \
+        const NAME##_args *c = arg;                                                         \
+        const gf__vmath *vm = c->vm;                                                        \
+        const gf__rgeom *g = c->g;                                                          \
+        const T *x = c->x;                                                                  \
+        T *out = c->out;                                                                    \
+        for (int64_t u = lo; u < hi; u++) {                                                 \
+            T bv[GF__RC], pv[GF__RC];                                                       \
+            U bn[GF__RC], pn[GF__RC];                                                       \
+            int64_t w, off;                                                                 \
+            gf__unit(g, u, &w, &off);                                                       \
+            NAME##_part(vm, g, x, u, 0, bv, bn);                                            \
+            for (int64_t b = 1; b < g->nblk; b++) {                                         \
+                NAME##_part(vm, g, x, u, b, pv, pn);                                        \
+                for (int64_t j = 0; j < w; j++) {                                           \
+                    bv[j] = pv[j] > bv[j] ? pv[j] : bv[j];                                  \
+                    bn[j] |= pn[j];                                                         \
+                }                                                                           \
+            }                                                                               \
+            NAME##_fin(g, x, u, bv, bn, out);                                               \
+        }                                                                                   \
+    }                                                                                       \
     static void NAME(gf__node *nd, T *out) {                                                \
         const gf_tensor *X = nd->in[0];                                                     \
         gf__rgeom g;                                                                        \
@@ -537,10 +696,8 @@ GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
         U *sn = sv ? gf__kscratch(3, per * sizeof *sn) : NULL;                              \
         if (sn) { /* per-block maxima in parallel, then combined per unit */                \
             int64_t nt = g.nunits * g.nblk;                                                 \
-            GF__PFOR(nd->nthreads, true, t, 0, nt, {                                        \
-                NAME##_part(vm, &g, x, t / g.nblk, t % g.nblk, sv + t * g.width,            \
-                            sn + t * g.width);                                              \
-            });                                                                             \
+            NAME##_args c = {vm, &g, x, out, sv, sn, 0};                                    \
+            gf__rfor(&nd->par, true, nt, g.width * GF__RB, NAME##_pairs, &c);               \
             for (int64_t u = 0; u < g.nunits; u++) {                                        \
                 T *bv = sv + u * g.nblk * g.width;                                          \
                 U *bn = sn + u * g.nblk * g.width;                                          \
@@ -557,56 +714,13 @@ GF__MAX_KERNEL(gf__max_i64, int64_t, GF__GT_I, GF__GTV_I, GF__ISNAN_I)
             return;                                                                         \
         }                                                                                   \
         bool par = g.nout * g.n > GF__PAR;                                                  \
-        if (!g.col && g.sd == 1 && g.nunits >= 4 && NAME##_has4()) {                       \
-            /* long contiguous rows: four rows G apart side by side (rowmax4) */           \
-            const int64_t G = (g.nunits + 3) / 4;                                           \
-            GF__PFOR(nd->nthreads, par, j, 0, G, {                                          \
-                int64_t us[4], n4 = 0;                                                      \
-                for (int i = 0; i < 4; i++)                                                 \
-                    if (j + i * G < g.nunits) us[n4++] = j + i * G;                         \
-                T bv[4];                                                                    \
-                U bn[4];                                                                    \
-                if (n4 == 4) {                                                              \
-                    const T *p[4];                                                          \
-                    int nan[4] = {0, 0, 0, 0};                                              \
-                    for (int i = 0; i < 4; i++) {                                           \
-                        int64_t w, off;                                                     \
-                        gf__unit(&g, us[i], &w, &off);                                      \
-                        p[i] = x + off;                                                     \
-                    }                                                                       \
-                    NAME##_max4(vm, p, g.n, bv, nan);                                       \
-                    for (int i = 0; i < 4; i++) bn[i] = (U)nan[i];                          \
-                } else {                                                                    \
-                    for (int64_t i = 0; i < n4; i++) {                                      \
-                        T pv;                                                               \
-                        U pn;                                                               \
-                        NAME##_part(vm, &g, x, us[i], 0, &bv[i], &bn[i]);                   \
-                        for (int64_t b = 1; b < g.nblk; b++) {                              \
-                            NAME##_part(vm, &g, x, us[i], b, &pv, &pn);                     \
-                            bv[i] = pv > bv[i] ? pv : bv[i];                                \
-                            bn[i] |= pn;                                                    \
-                        }                                                                   \
-                    }                                                                       \
-                }                                                                           \
-                for (int64_t i = 0; i < n4; i++) NAME##_fin(&g, x, us[i], &bv[i], &bn[i], out); \
-            });                                                                             \
+        NAME##_args c = {vm, &g, x, out, NULL, NULL, (g.nunits + 3) / 4};                   \
+        if (!g.col && g.sd == 1 && g.nunits >= 4 && NAME##_has4()) {                        \
+            /* long contiguous rows: four rows G apart side by side (rowmax4) */            \
+            gf__rfor(&nd->par, par, c.G, 4 * g.n, NAME##_rows4, &c);                        \
             return;                                                                         \
         }                                                                                   \
-        GF__PFOR(nd->nthreads, par, u, 0, g.nunits, {                                       \
-            T bv[GF__RC], pv[GF__RC];                                                       \
-            U bn[GF__RC], pn[GF__RC];                                                       \
-            int64_t w, off;                                                                 \
-            gf__unit(&g, u, &w, &off);                                                      \
-            NAME##_part(vm, &g, x, u, 0, bv, bn);                                           \
-            for (int64_t b = 1; b < g.nblk; b++) {                                          \
-                NAME##_part(vm, &g, x, u, b, pv, pn);                                       \
-                for (int64_t j = 0; j < w; j++) {                                           \
-                    bv[j] = pv[j] > bv[j] ? pv[j] : bv[j];                                  \
-                    bn[j] |= pn[j];                                                         \
-                }                                                                           \
-            }                                                                               \
-            NAME##_fin(&g, x, u, bv, bn, out);                                              \
-        });                                                                                 \
+        gf__rfor(&nd->par, par, g.nunits, g.width * g.n, NAME##_units, &c);                 \
     }
 
 /* The four-row max (f32 only: gf__vmath's rowmax4; max is exact in any
