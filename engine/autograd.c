@@ -336,7 +336,7 @@ void gf__fwd_accum_grad_(gf__node *n) {
     gf__grad_view(t, l->grad, &dst);
     gf_tensor *ins[2] = {&dst, g};
     gf__node k = {.op = fresh ? GF__OP_copy_ : GF__OP_axpy_, .n_in = 2, .in = ins, .out = &dst,
-                  .nthreads = n->nthreads, .par = n->par, .a = {.s = 1.0}};
+                  .par = n->par, .a = {.s = 1.0}};
     gf__op_fwd[k.op](&k);
     atomic_fetch_add(&l->grad->version, 1);
     pthread_mutex_unlock(&l->mu);
@@ -375,7 +375,8 @@ static gf_status gf__prepare_leaves(gf_ctx *ctx, const gf__tvec *leaves) {
         gf_tensor dst;
         gf__grad_view(t, st, &dst);
         gf_tensor *ins[2] = {&dst, h};
-        gf__node cp = {.op = GF__OP_copy_, .n_in = 2, .in = ins, .out = &dst, .nthreads = 1, .par = {.nthreads = 1}};
+        gf__node cp = {.op = GF__OP_copy_, .n_in = 2, .in = ins, .out = &dst,
+                       .par = {.nthreads = 1}};
         gf__op_fwd[GF__OP_copy_](&cp);
         t->grad = NULL;
         gf__unref(h);

@@ -74,7 +74,6 @@ static bool gf__run_node(gf_ctx *ctx, gf__node *nd, int errs0) {
             return false;
         }
         nd->par = gf__engine_par(ctx->eng);
-        nd->nthreads = nd->par.nthreads;
         gf__op_fwd[op](nd);
         if (atomic_load_explicit(&ctx->errors, memory_order_relaxed) != errs0) {
             gf__node_set_done(nd); /* its output is defined (the kernel says what) */

@@ -389,7 +389,6 @@ gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *cons
     n.in = ins;
     n.out = dst;
     n.par = gf__engine_par(ctx->eng);
-    n.nthreads = n.par.nthreads;
     if (a) n.a = *a;
     int errs = atomic_load(&ctx->errors);
     gf__op_fwd[op](&n);

@@ -99,7 +99,6 @@ typedef struct gf__node {
     uint64_t *in_version;         /* storage versions at record time (requires_grad) */
     uint64_t in_version_small[GF__MAX_IN_SMALL];
     gf_tensor *out;               /* weak: the node lives inside its output */
-    int nthreads;                 /* thread budget handed by the executor to the kernel */
     gf__par par;                  /* how the kernel may split its loops (par.h) */
     gf__attrs a;
     /* pending list of the ctx */

@@ -68,61 +68,9 @@ bool gf__linear_act_fused(void);
  * gf__sum_to, gf_reshape, gf_expand). */
 #define GF__DIMS(t) gf_ndim(t), gf_shape(t)
 
-/* Whether a kernel should open an OpenMP region: only with a budget of
- * several threads and enough work. A region libgomp runs on one thread (an
- * `if` clause that is false, or num_threads(1)) still allocates a team with
- * malloc and wakes through a futex on exit: about 1 µs and a system call per
- * op, which is the whole cost of a small op. Kernels branch on this and run a
- * plain (simd) loop otherwise. */
-#define GF__OMP_WORTH(nthreads, cond) ((nthreads) > 1 && (cond))
-
-/* for (int64_t i = lo; i < hi; i++) { body }: split over nt threads by an
- * OpenMP `parallel for schedule(static)` when GF__OMP_WORTH(nt, cond), else a
- * plain loop on the calling thread with no OpenMP call at all. Iterations
- * must be independent (each writes its own outputs), so which branch runs
- * never changes a bit of the result. The body may hold commas. */
-#define GF__PFOR(nt, cond, i, lo, hi, ...)                                                 \
-    do {                                                                                   \
-        const int gf__pnt_ = (nt);                                                         \
-        const int64_t gf__plo_ = (lo), gf__phi_ = (hi);                                    \
-        if (GF__OMP_WORTH(gf__pnt_, cond)) {                                               \
-            _Pragma("omp parallel for schedule(static) num_threads(gf__pnt_)")             \
-            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
-        } else {                                                                           \
-            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
-        }                                                                                  \
-    } while (0)
-
-/* GF__PFOR for elementwise loops the compiler should vectorize: `parallel
- * for simd` across threads, `omp simd` on the calling thread. */
-#define GF__PFOR_SIMD(nt, cond, i, lo, hi, ...)                                            \
-    do {                                                                                   \
-        const int gf__pnt_ = (nt);                                                         \
-        const int64_t gf__plo_ = (lo), gf__phi_ = (hi);                                    \
-        if (GF__OMP_WORTH(gf__pnt_, cond)) {                                               \
-            _Pragma("omp parallel for simd schedule(static) num_threads(gf__pnt_)")        \
-            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
-        } else {                                                                           \
-            _Pragma("omp simd")                                                            \
-            for (int64_t i = gf__plo_; i < gf__phi_; i++) { __VA_ARGS__ }                  \
-        }                                                                                  \
-    } while (0)
-
-/* { body } run by a team of nt threads (`omp parallel`) when
- * GF__OMP_WORTH(nt, cond), else once on the calling thread outside any
- * region. There an orphaned `omp for` in the body runs every iteration on
- * this thread in order, its closing barrier does nothing, and
- * omp_get_thread_num() / omp_get_num_threads() give 0 / 1, so per-thread
- * scratch taken at the top of the body works in both branches. */
-#define GF__PBLOCK(nt, cond, ...)                                                          \
-    do {                                                                                   \
-        const int gf__pnt_ = (nt);                                                         \
-        if (GF__OMP_WORTH(gf__pnt_, cond)) {                                               \
-            _Pragma("omp parallel num_threads(gf__pnt_)") { __VA_ARGS__ }                  \
-        } else {                                                                           \
-            __VA_ARGS__                                                                    \
-        }                                                                                  \
-    } while (0)
+/* Kernels split their loops with gf__par_for / gf__par_team on the node's
+ * `par` (engine/par.h), behind GF__PAR_WORTH(&n->par, cond): below their
+ * cut-off, or on one thread, they run a plain loop with no scheduler call. */
 
 /* Fused softmax / log_softmax backward along dim (ops/softmax_grad.c; NODIFF,
  * recorded by a plain backward): y * (g - sum_d(g * y)) and

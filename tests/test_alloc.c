@@ -191,7 +191,12 @@ Test(alloc, one_thread_engine_enters_no_openmp_region) {
 }
 
 Test(alloc, tiny_ops_enter_no_openmp_region_on_two_threads) {
-    gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = 2});
+#if defined(__SANITIZE_THREAD__)
+    /* it opens OpenMP regions on purpose; libgomp is not instrumented */
+    cr_skip_test("OpenMP backend under ThreadSanitizer");
+#endif
+    gf_engine *eng =
+        gf_engine_create(&(gf_engine_opts){.num_threads = 2, .intraop = GF_INTRAOP_OPENMP});
     gf_ctx *c = gf_ctx_create(eng);
     gf_manual_seed(c, 6);
     gf_tensor *x = gf_requires_grad(gf_randn(c, GF_F32, 2, (int64_t[]){2, 2}), true);
@@ -205,4 +210,43 @@ Test(alloc, tiny_ops_enter_no_openmp_region_on_two_threads) {
     cr_assert_gt(n, 0, "no OpenMP region counted for 400x300 tensors on 2 threads");
     gf_ctx_destroy(c);
     gf_engine_destroy(eng);
+}
+
+/* On the pool backend no kernel opens an OpenMP region, however large its
+ * tensors: their tiles run on the engine's own threads (the threads of one
+ * scheduler never compete with a second team). The same ops and MLP+Adam
+ * steps as above, on 2 and 3 threads. */
+Test(alloc, pool_backend_enters_no_openmp_region_at_any_size) {
+    for (int nt = 2; nt <= 3; nt++) {
+        gf_engine *eng =
+            gf_engine_create(&(gf_engine_opts){.num_threads = nt, .intraop = GF_INTRAOP_POOL});
+        gf_ctx *c = gf_ctx_create(eng);
+        gf_manual_seed(c, 7);
+        const int64_t shapes[][2] = {{2, 2}, {400, 300}, {3000, 20}, {2, 40000}};
+        enum { NX = sizeof shapes / sizeof shapes[0] };
+        gf_tensor *xs[NX], *labs[NX];
+        for (int i = 0; i < NX; i++) {
+            xs[i] = gf_requires_grad(gf_randn(c, GF_F32, 2, shapes[i]), true);
+            labs[i] = labels_of(c, shapes[i][0], shapes[i][1]);
+        }
+        long n = count_regions(c, xs, labs, NX, 2);
+        cr_assert_eq(n, 0, "%ld OpenMP regions in 2 op steps on the pool (%d threads)", n, nt);
+        gf_module *m = gf_mlp(c, 4, (int64_t[]){64, 256, 256, 10}, GF_ACT_RELU, GF_F32);
+        gf_optimizer *opt = gf_module_adam(m, NULL);
+        gf_tensor *x = gf_randn(c, GF_F32, 2, (int64_t[]){512, 64});
+        gf_tensor *y = labels_of(c, 512, 10);
+        for (int i = 0; i < 2; i++) mlp_step(c, m, opt, x, y);
+        atomic_store(&n_regions, 0);
+        atomic_store(&counting, true);
+        for (int i = 0; i < 5; i++) mlp_step(c, m, opt, x, y);
+        atomic_store(&counting, false);
+        cr_assert_null(gf_ctx_error(c), "%s", gf_ctx_error(c));
+        n = atomic_load(&n_regions);
+        cr_assert_eq(n, 0, "%ld OpenMP regions in 5 MLP+Adam steps on the pool (%d threads)", n,
+                     nt);
+        gf_optimizer_free(opt);
+        gf_module_free(m);
+        gf_ctx_destroy(c);
+        gf_engine_destroy(eng);
+    }
 }
