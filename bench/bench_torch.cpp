@@ -5,20 +5,23 @@
 // "impl":"libtorch":
 //   train: 784-256-256-10 at batch 64 and 784-1024-1024-10 at batch 256,
 //          forward + cross-entropy + zero_grad + backward + Adam or SGD step,
-//          intra-op threads 1 and 2 (at::set_num_threads); best window of
-//          >= 5 steps and ~0.3 s.
+//          intra-op threads from --threads (at::set_num_threads); best window
+//          of >= 5 steps and ~0.3 s. OpenBLAS's thread count is fixed when it
+//          loads: run it with OPENBLAS_NUM_THREADS set (run_sched.sh tries
+//          every split of the cores) and the line reports it.
 //   serve: K std::threads (1, 2, 4) each answering requests of batch 1 and
 //          64 (forward, softmax, the result read back) under InferenceMode on
 //          one shared model, each thread's intra-op pool at 1 thread (the
 //          best setting for K >= 1 request threads on 2 cores, measured);
 //          requests/s, p50, p99.
-// Usage: bench_torch train|serve|all [--seconds S]
+// Usage: bench_torch train|serve|all [--seconds S] [--threads 1,2]
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -70,9 +73,10 @@ static void train(int64_t h, int64_t batch, bool sgd, int threads) {
         best = std::min(best, (now() - t0) / steps);
     }
     std::printf("{\"bench\":\"train\",\"impl\":\"libtorch\",\"model\":\"784-%lld-%lld-10\","
-                "\"batch\":%lld,\"optim\":\"%s\",\"threads\":%d,\"ms_per_step\":%.4f,"
-                "\"samples_per_s\":%.1f}\n",
+                "\"batch\":%lld,\"optim\":\"%s\",\"torch_threads\":%d,\"blas_threads\":\"%s\","
+                "\"ms_per_step\":%.4f,\"samples_per_s\":%.1f}\n",
                 (long long)h, (long long)h, (long long)batch, sgd ? "sgd" : "adam", threads,
+                std::getenv("OPENBLAS_NUM_THREADS") ? std::getenv("OPENBLAS_NUM_THREADS") : "",
                 best * 1e3, batch / best);
     std::fflush(stdout);
 }
@@ -131,8 +135,18 @@ static void serve(int K, int64_t batch, double seconds, double *base) {
 int main(int argc, char **argv) {
     std::string what = argc > 1 ? argv[1] : "all";
     double seconds = 1.0;
-    for (int i = 2; i + 1 < argc; i++)
+    std::vector<int> threads = {1, 2};
+    for (int i = 2; i + 1 < argc; i++) {
         if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[++i]);
+        else if (!std::strcmp(argv[i], "--threads")) {
+            threads.clear();
+            for (const char *p = argv[++i]; *p;) {
+                threads.push_back(std::atoi(p));
+                while (*p && *p != ',') p++;
+                if (*p == ',') p++;
+            }
+        }
+    }
     if (what != "train" && what != "serve" && what != "all") {
         std::fprintf(stderr, "usage: bench_torch train|serve|all [--seconds S]\n");
         return what == "--help" || what == "-h" ? 0 : 2;
@@ -140,8 +154,7 @@ int main(int argc, char **argv) {
     if (what != "serve")
         for (int cfg = 0; cfg < 2; cfg++)
             for (int sgd = 0; sgd <= 1; sgd++)
-                for (int t = 1; t <= 2; t++)
-                    train(cfg ? 1024 : 256, cfg ? 256 : 64, sgd, t);
+                for (int t : threads) train(cfg ? 1024 : 256, cfg ? 256 : 64, sgd, t);
     if (what != "train")
         for (int64_t b : {1, 64}) {
             double base = 0;

@@ -22,7 +22,15 @@ grep -q ' avx512f' /proc/cpuinfo && core=SkylakeX
   if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     /usr/bin/python3 "$here/compare_pytorch.py" --threads 1,2 --config all --optim all --windows 3
   fi
-  [ -x "$b/bench_torch" ] && "$b/bench_torch" all --seconds 1
+  if [ -x "$b/bench_torch" ]; then
+    # every (torch threads, OpenBLAS threads) split of 1 and 2 cores
+    for split in "1 1" "2 2" "2 1" "1 2"; do
+      set -- $split
+      OPENBLAS_CORETYPE=$core OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$1 \
+        "$b/bench_torch" train --threads "$1"
+    done
+    OPENBLAS_CORETYPE=$core OPENBLAS_NUM_THREADS=1 "$b/bench_torch" serve --seconds 1
+  fi
   for io in pool openmp; do "$b/bench_serve" --threads 1,2,4 --batch 1,64 --intraop "$io"; done
   GF_INTRAOP=pool BENCH_REPS=4 "$b/bench_branches"
   GF_INTRAOP=openmp BENCH_REPS=4 "$b/bench_branches"

@@ -32,6 +32,13 @@ void gf__par_team(const gf__par *par, int team, gf__team_fn fn, void *arg) {
     gf__pool_team(par->pool, team, fn, arg);
 }
 
+int gf__par_plan_threads(const gf__par *par) {
+    const int nt = gf__par_threads(par);
+    if (nt <= 1 || par->omp || !par->pool) return nt;
+    const int b = gf__pool_budget(par->pool);
+    return b < nt ? b : nt;
+}
+
 typedef struct {
     gf__range_fn fn;
     void *arg;

@@ -28,6 +28,13 @@ static inline int gf__par_threads(const gf__par *par) {
     return par && par->nthreads > 1 ? par->nthreads : 1;
 }
 
+/* How many threads a kernel starting now should plan its tiles for: on the
+ * pool, the threads not busy with other tasks (at least 1, at most
+ * nthreads: a racy hint, read once); on OpenMP, nthreads. Planning only
+ * sizes the tiles (fewer, larger ones when the others are busy, so less
+ * repacking); it never changes a result bit. */
+int gf__par_plan_threads(const gf__par *par);
+
 /* Whether a loop of this much work should be split at all: several threads
  * and `cond` (the kernel's own work cut-off). Otherwise a kernel runs its
  * plain loop with no call into the scheduler. */

@@ -569,7 +569,10 @@ static void GF_FN(blocked)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, co
                            GF_T beta, GF_T *C, int64_t rsc, int64_t csc, const gf__par *par,
                            const GF_FN(epi) *ep) {
     const int mr = bk->mr, nr = bk->nr;
-    int nt = gf__par_threads(par);
+    /* The grid is planned for the threads free now: with every other
+     * thread busy on its own node (independent branches), one task per nc
+     * block packs each operand once instead of repacking it per chunk. */
+    int nt = gf__par_plan_threads(par);
     GF_FN(job) x = {.bk = bk, .m = m, .n = n, .k = k, .A = A, .B = B, .rsa = rsa, .csa = csa,
                     .rsb = rsb, .csb = csb, .beta = beta, .C = C, .rsc = rsc, .csc = csc,
                     .ep = ep};
