@@ -156,12 +156,10 @@ static gf_tensor *labels_of(gf_ctx *c, int64_t r, int64_t classes) {
     return y;
 }
 
-Test(alloc, one_thread_engine_enters_no_openmp_region) {
-    gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = 1});
-    gf_ctx *c = gf_ctx_create(eng);
-    gf_manual_seed(c, 5);
-    /* tiny; above every kernel threshold (32768 elements) with long rows,
-     * short rows (< 128 classes), and few long columns (split reductions) */
+/* OpenMP regions in `steps` op steps (after warm-up) over tensors that are
+ * tiny and above every kernel threshold (32768 elements) with long rows,
+ * short rows (< 128 classes), and few long columns (split reductions). */
+static long op_step_regions(gf_ctx *c, int steps) {
     const int64_t shapes[][2] = {{2, 2}, {400, 300}, {3000, 20}, {2, 40000}};
     enum { NX = sizeof shapes / sizeof shapes[0] };
     gf_tensor *xs[NX], *labs[NX];
@@ -169,23 +167,35 @@ Test(alloc, one_thread_engine_enters_no_openmp_region) {
         xs[i] = gf_requires_grad(gf_randn(c, GF_F32, 2, shapes[i]), true);
         labs[i] = labels_of(c, shapes[i][0], shapes[i][1]);
     }
-    long n = count_regions(c, xs, labs, NX, 3);
-    cr_assert_eq(n, 0, "%ld OpenMP regions in 3 op steps on a 1-thread engine", n);
+    return count_regions(c, xs, labs, NX, steps);
+}
 
+/* OpenMP regions in `steps` steps of a 64-256-256-10 MLP with Adam on batch
+ * 512, after `warm` steps. */
+static long mlp_step_regions(gf_ctx *c, int warm, int steps) {
     gf_module *m = gf_mlp(c, 4, (int64_t[]){64, 256, 256, 10}, GF_ACT_RELU, GF_F32);
     gf_optimizer *opt = gf_module_adam(m, NULL);
     gf_tensor *x = gf_randn(c, GF_F32, 2, (int64_t[]){512, 64});
     gf_tensor *y = labels_of(c, 512, 10);
-    for (int i = 0; i < 3; i++) mlp_step(c, m, opt, x, y);
+    for (int i = 0; i < warm; i++) mlp_step(c, m, opt, x, y);
     atomic_store(&n_regions, 0);
     atomic_store(&counting, true);
-    for (int i = 0; i < 10; i++) mlp_step(c, m, opt, x, y);
+    for (int i = 0; i < steps; i++) mlp_step(c, m, opt, x, y);
     atomic_store(&counting, false);
     cr_assert_null(gf_ctx_error(c), "%s", gf_ctx_error(c));
-    n = atomic_load(&n_regions);
-    cr_assert_eq(n, 0, "%ld OpenMP regions in 10 MLP+Adam steps on a 1-thread engine", n);
     gf_optimizer_free(opt);
     gf_module_free(m);
+    return atomic_load(&n_regions);
+}
+
+Test(alloc, one_thread_engine_enters_no_openmp_region) {
+    gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = 1});
+    gf_ctx *c = gf_ctx_create(eng);
+    gf_manual_seed(c, 5);
+    long n = op_step_regions(c, 3);
+    cr_assert_eq(n, 0, "%ld OpenMP regions in 3 op steps on a 1-thread engine", n);
+    n = mlp_step_regions(c, 3, 10);
+    cr_assert_eq(n, 0, "%ld OpenMP regions in 10 MLP+Adam steps on a 1-thread engine", n);
     gf_ctx_destroy(c);
     gf_engine_destroy(eng);
 }
@@ -222,30 +232,11 @@ Test(alloc, pool_backend_enters_no_openmp_region_at_any_size) {
             gf_engine_create(&(gf_engine_opts){.num_threads = nt, .intraop = GF_INTRAOP_POOL});
         gf_ctx *c = gf_ctx_create(eng);
         gf_manual_seed(c, 7);
-        const int64_t shapes[][2] = {{2, 2}, {400, 300}, {3000, 20}, {2, 40000}};
-        enum { NX = sizeof shapes / sizeof shapes[0] };
-        gf_tensor *xs[NX], *labs[NX];
-        for (int i = 0; i < NX; i++) {
-            xs[i] = gf_requires_grad(gf_randn(c, GF_F32, 2, shapes[i]), true);
-            labs[i] = labels_of(c, shapes[i][0], shapes[i][1]);
-        }
-        long n = count_regions(c, xs, labs, NX, 2);
+        long n = op_step_regions(c, 2);
         cr_assert_eq(n, 0, "%ld OpenMP regions in 2 op steps on the pool (%d threads)", n, nt);
-        gf_module *m = gf_mlp(c, 4, (int64_t[]){64, 256, 256, 10}, GF_ACT_RELU, GF_F32);
-        gf_optimizer *opt = gf_module_adam(m, NULL);
-        gf_tensor *x = gf_randn(c, GF_F32, 2, (int64_t[]){512, 64});
-        gf_tensor *y = labels_of(c, 512, 10);
-        for (int i = 0; i < 2; i++) mlp_step(c, m, opt, x, y);
-        atomic_store(&n_regions, 0);
-        atomic_store(&counting, true);
-        for (int i = 0; i < 5; i++) mlp_step(c, m, opt, x, y);
-        atomic_store(&counting, false);
-        cr_assert_null(gf_ctx_error(c), "%s", gf_ctx_error(c));
-        n = atomic_load(&n_regions);
+        n = mlp_step_regions(c, 2, 5);
         cr_assert_eq(n, 0, "%ld OpenMP regions in 5 MLP+Adam steps on the pool (%d threads)", n,
                      nt);
-        gf_optimizer_free(opt);
-        gf_module_free(m);
         gf_ctx_destroy(c);
         gf_engine_destroy(eng);
     }
