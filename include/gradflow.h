@@ -23,6 +23,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* libgradflow.so is compiled with hidden visibility: what these headers
+ * declare is its whole exported interface. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
 #define GF_VERSION_MAJOR 0
 #define GF_VERSION_MINOR 1
@@ -285,6 +290,9 @@ typedef gf_tensor *(*gf_fn)(gf_ctx *ctx, int n, gf_tensor *const *inputs, void *
 gf_status gf_gradcheck(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *inputs, void *user,
                        double eps, double atol, double rtol);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* libgradflow.so is compiled with hidden visibility: what these headers
+ * declare is its whole exported interface. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
 /* ---------------------------------------------------------------- modules */
 typedef struct gf_module gf_module;
@@ -120,6 +125,9 @@ gf_status gf_dataset_batch(gf_dataset *d, int64_t b, int64_t batch_size, gf_tens
                            gf_tensor **y);
 void gf_dataset_free(gf_dataset *d);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif
