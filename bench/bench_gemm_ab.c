@@ -7,7 +7,8 @@
  *
  * Each LIB is a libgradflow.so (e.g. build/libgradflow.so of two
  * checkouts; copy a file first to load the same build twice, which is the
- * control: two copies of one build should agree to ~1%). Every shape runs
+ * control: two copies of one build should agree to ~1%), configured with
+ * -DGF_EXPORT_INTERNALS=ON so that it exports gf__sgemm. Every shape runs
  * BENCH_CALLS rounds (default 60); a round times OpenBLAS once (when built
  * with it) and then each library once, in an order that alternates between
  * rounds, so a slow phase of the machine lands on all of them. Reported per
@@ -156,7 +157,10 @@ int main(int argc, char **argv) {
         *(void **)&ec = dlsym(h, "gf_engine_create");
         *(void **)&ep = dlsym(h, "gf__engine_par");
         if (!f[i] || !ec || !ep) {
-            fprintf(stderr, "bench_gemm_ab: %s has no gf__sgemm taking a gf__par\n", path);
+            fprintf(stderr,
+                    "bench_gemm_ab: %s has no gf__sgemm taking a gf__par (build it with "
+                    "-DGF_EXPORT_INTERNALS=ON)\n",
+                    path);
             return 1;
         }
         const char *te = getenv("BENCH_THREADS");
