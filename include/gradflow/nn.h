@@ -11,6 +11,7 @@
 
 #include "../gradflow.h"
 
+#include <math.h> /* NAN, in GF_SGD_DEFAULTS */
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -70,12 +71,29 @@ typedef struct {
     double lr, beta1, beta2, eps, weight_decay;
     bool decoupled; /* true: AdamW (decoupled weight decay) */
 } gf_adam_opts;
+/* Initializers with PyTorch's defaults, for changing a few fields:
+ *   gf_adam_opts o = GF_ADAM_DEFAULTS; o.lr = 1e-2;
+ * A designated initializer such as (gf_adam_opts){.lr = 1e-2} sets the
+ * fields it does not name to 0, and eps 0 is refused. SGD has no default
+ * learning rate (as in PyTorch): GF_SGD_DEFAULTS leaves lr NaN, which
+ * gf_sgd refuses until it is set. */
+#define GF_ADAM_DEFAULTS \
+    {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0, .decoupled = false}
+#define GF_SGD_DEFAULTS \
+    {.lr = NAN, .momentum = 0, .dampening = 0, .weight_decay = 0, .nesterov = false}
 /* The optimizer updates the n parameters (not owned) in place, one fused
  * kernel per parameter per step, under no_grad. Update rules are
  * torch.optim's; a parameter whose .grad is NULL is skipped. gf_sgd needs
  * opts (lr has no default); gf_adam with opts NULL uses PyTorch's defaults
- * (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay). State tensors
- * live outside every scope, created at a parameter's first step. */
+ * (GF_ADAM_DEFAULTS: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight
+ * decay). Options are checked as torch.optim checks them (lr >= 0, momentum
+ * >= 0, weight_decay >= 0, 0 <= beta < 1, Nesterov needs momentum > 0 and
+ * dampening 0), every value finite, and eps > 0 (stricter than PyTorch:
+ * eps 0 divides 0 by 0 on a zero gradient). Every NULL return leaves an
+ * error on the parameters' ctx naming the function: GF_EINVAL for bad
+ * options or parameters (a module without parameters included), GF_ENOMEM
+ * when out of memory. State tensors live outside every scope, created at a
+ * parameter's first step. */
 gf_optimizer *gf_sgd(int n, gf_tensor *const *params, const gf_sgd_opts *o);
 gf_optimizer *gf_adam(int n, gf_tensor *const *params, const gf_adam_opts *o);
 gf_optimizer *gf_module_sgd(gf_module *m, const gf_sgd_opts *o);
