@@ -55,8 +55,7 @@ typedef struct {
     FILE *f;
     unsigned char *in;
     bool gz, zinit;
-    bool ended;     /* gzip: the last member ended and nothing follows */
-    bool new_member; /* gzip: a member just ended; no byte of the next one yet */
+    bool ended; /* gzip: the last member ended and nothing follows */
     z_stream z;
 } gf__idx_file;
 
@@ -68,6 +67,16 @@ static bool gf__idx_refill(gf__idx_file *h) {
     if (h->z.avail_in > 0) return true;
     h->z.next_in = h->in;
     h->z.avail_in = (uInt)fread(h->in, 1, GF__IDX_CHUNK, h->f);
+    return !ferror(h->f);
+}
+
+/* Makes at least 2 unread bytes available if the file has them (to look
+ * for gzip's magic); false with errno on a read error. */
+static bool gf__idx_fill2(gf__idx_file *h) {
+    if (h->z.avail_in >= 2) return true;
+    memmove(h->in, h->z.next_in, h->z.avail_in);
+    h->z.next_in = h->in;
+    h->z.avail_in += (uInt)fread(h->in + h->z.avail_in, 1, GF__IDX_CHUNK - h->z.avail_in, h->f);
     return !ferror(h->f);
 }
 
@@ -83,7 +92,8 @@ static gf_status gf__idx_open_(gf_ctx *ctx, gf__idx_file *h, const char *path) {
     if (!h->in)
         return gf_ctx_set_error(ctx, GF_ENOMEM, "gf_idx_load: %s: out of memory for the read "
                                 "buffer", path);
-    if (!gf__idx_refill(h))
+    h->z.next_in = h->in;
+    if (!gf__idx_fill2(h))
         return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: read error: %s", path,
                                 strerror(errno));
     h->gz = h->z.avail_in >= 2 && h->in[0] == 0x1f && h->in[1] == 0x8b;
@@ -134,31 +144,27 @@ static gf_status gf__idx_pull(gf_ctx *ctx, gf__idx_file *h, unsigned char *dst, 
             *got += k;
             continue;
         }
-        if (h->z.avail_in == 0) {
-            if (h->new_member) { /* the previous member was the last */
-                h->ended = true;
-                return GF_OK;
-            }
+        if (h->z.avail_in == 0)
             return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: truncated gzip stream: it "
                                     "ends while reading %s, before the end of its compressed "
                                     "data and its trailer (CRC-32 and length)", h->path, what);
-        }
         h->z.next_out = dst + *got;
         h->z.avail_out = want;
-        const uInt in_before = h->z.avail_in;
         int r = inflate(&h->z, Z_NO_FLUSH);
         *got += want - h->z.avail_out;
-        if (r == Z_DATA_ERROR && h->new_member)
-            return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: trailing garbage after the "
-                                    "gzip stream (%s)", h->path, h->z.msg ? h->z.msg : "");
         if (r == Z_STREAM_END) {
-            /* zlib has checked this member's trailer; another member may
-             * follow (gzip allows concatenation). */
-            inflateReset(&h->z);
-            h->new_member = true;
-        } else if (r == Z_OK || r == Z_BUF_ERROR) {
-            if (h->z.avail_in != in_before) h->new_member = false; /* a next member began */
-        } else {
+            /* zlib has checked this member's trailer. Another member may
+             * follow (gzip allows concatenation), or nothing. */
+            if (!gf__idx_fill2(h))
+                return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: read error while "
+                                        "reading %s: %s", h->path, what, strerror(errno));
+            if (h->z.avail_in == 0) h->ended = true;
+            else if (h->z.avail_in < 2 || h->z.next_in[0] != 0x1f || h->z.next_in[1] != 0x8b)
+                return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: trailing garbage after "
+                                        "the gzip stream (bytes that do not start another "
+                                        "gzip member)", h->path);
+            else inflateReset(&h->z);
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
             return gf_ctx_set_error(ctx, r == Z_MEM_ERROR ? GF_ENOMEM : GF_EIO,
                                     "gf_idx_load: %s: corrupt gzip data while reading %s: %s",
                                     h->path, what, h->z.msg ? h->z.msg : zError(r));
