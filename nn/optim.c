@@ -1,7 +1,8 @@
 /*
  * optim.c - SGD (momentum, dampening, Nesterov, L2 weight decay), Adam and
  * AdamW, with the update rules of torch.optim (1.13, single-tensor path),
- * and the step and cosine learning-rate schedules.
+ * the checks of their options (shared with gf_load), and the step and
+ * cosine learning-rate schedules.
  *
  * Each parameter's update is one fused in-place op under no_grad
  * (gf_sgd_step_, gf_adam_step_: one pass over the parameter, its gradient

@@ -110,9 +110,11 @@ double gf_lr_cosine(double base_lr, int64_t t, int64_t t_max, double eta_min);
 
 /* ------------------------------------------------------------- checkpoints */
 /* Versioned binary format with a checksum (docs/checkpoint.md). Writes are
- * atomic (temp file + rename). A truncated, corrupted or mismatched file gives
- * GF_EIO with a clear message on the ctx and leaves model and optimizer as
- * they were. opt may be NULL. */
+ * atomic: "<path>.tmp" (one per target, locked while written, reused after
+ * a crash) renamed over path. A truncated, corrupted or mismatched file, or
+ * optimizer state its constructor would refuse, gives GF_EIO with a clear
+ * message on the ctx and leaves model and optimizer as they were. opt may
+ * be NULL. */
 gf_status gf_save(const char *path, gf_module *m, gf_optimizer *opt);
 gf_status gf_load(const char *path, gf_module *m, gf_optimizer *opt);
 
@@ -120,12 +122,15 @@ gf_status gf_load(const char *path, gf_module *m, gf_optimizer *opt);
 typedef struct gf_dataset gf_dataset;
 /* Reads an IDX image file and its label file (gzip or raw). Images become
  * f32 [n, rows*cols] scaled to [0,1] then normalized (x - mean) / std;
- * labels i64 [n]. GF_EIO with the path and the reason on failure. */
+ * labels i64 [n], any byte value (IDX does not give a class count). GF_EIO
+ * with the path and the reason on a bad file (a gzip stream must be whole,
+ * trailer included); GF_EINVAL unless mean is finite and std finite > 0. */
 gf_dataset *gf_idx_load(gf_ctx *ctx, const char *images_path, const char *labels_path,
                         double mean, double std);
 /* Fashion-MNIST from dir (NULL: /usr/share/datasets/fashion-mnist, from the
  * Debian package dataset-fashion-mnist); train or test split. A missing file
- * is an error naming the package that provides it. */
+ * is an error naming the package that provides it; a label outside its 10
+ * classes (0..9) is GF_EIO. */
 gf_dataset *gf_fashion_mnist(gf_ctx *ctx, const char *dir, bool train);
 int64_t gf_dataset_size(const gf_dataset *d);
 int64_t gf_dataset_features(const gf_dataset *d);
@@ -133,7 +138,9 @@ int64_t gf_dataset_features(const gf_dataset *d);
 void gf_dataset_shuffle(gf_dataset *d, uint64_t seed, uint64_t epoch);
 /* Batch b of the current order: new tensors x [bs, features] f32 and
  * y [bs] i64 in the current scope (the last batch may be short). Returns
- * GF_OK, or GF_EINVAL past the end. */
+ * GF_OK, or GF_EINVAL past the end (b * batch_size >= size, overflow
+ * included; no error recorded), or GF_EINVAL with an error for b < 0,
+ * batch_size < 1 or NULL outputs. */
 gf_status gf_dataset_batch(gf_dataset *d, int64_t b, int64_t batch_size, gf_tensor **x,
                            gf_tensor **y);
 void gf_dataset_free(gf_dataset *d);
