@@ -2,46 +2,48 @@
  * checkpoint.c - gf_save / gf_load: a model's parameters and an optimizer's
  * state in the versioned, checksummed binary format of docs/checkpoint.md.
  *
- * Saving writes "<path>.tmp.<pid>", fsyncs it and renames it over path, so
- * a reader sees the old file or the new one, never half of one. Loading
- * reads the whole file, checks magic, version, length, CRC-32 and every
- * count, dtype and shape against the model (and optimizer) before it
- * touches any tensor: a bad file changes nothing.
+ * Saving writes "<path>.tmp" (one name per target, locked while in use),
+ * fsyncs it and renames it over path, so a reader sees the old file or the
+ * new one, never half of one, and a crashed save leaves at most one temp
+ * file, which the next save reuses. Loading reads the whole file, checks
+ * magic, version, reserved field, length, CRC-32, every count, dtype and
+ * shape against the model (and optimizer), the optimizer's hyperparameters
+ * and step counts as its constructor would, and that nothing follows the
+ * last section, before it touches any tensor: a bad file changes nothing.
  */
 #include "nn_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define GF__CK_MAGIC "GFCKPT\0\1"
-#define GF__CK_VERSION 1u
+/* Version 2 puts the header under the CRC; version 1 files (CRC over the
+ * payload only) still load. */
+#define GF__CK_VERSION 2u
 #define GF__CK_HEADER 24 /* magic[8], u32 version, u32 reserved, u64 payload bytes */
 
 /* ------------------------------------------------------------------ CRC-32 */
 
-static uint32_t gf__crc_table[256];
-static pthread_once_t gf__crc_once = PTHREAD_ONCE_INIT;
-
-static void gf__crc_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        gf__crc_table[i] = c;
-    }
-}
-
+/* zlib's crc32 (the same values as the table-driven loop it replaces, about
+ * six times faster), fed in pieces its uInt length can hold. */
 uint32_t gf__crc32(uint32_t crc, const void *p, size_t n) {
-    pthread_once(&gf__crc_once, gf__crc_init);
-    const uint8_t *b = p;
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) crc = gf__crc_table[(crc ^ b[i]) & 0xFF] ^ (crc >> 8);
-    return ~crc;
+    const Bytef *b = p;
+    uLong c = crc;
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        c = crc32(c, b, k);
+        b += k;
+        n -= k;
+    }
+    return (uint32_t)c;
 }
 
 /* ------------------------------------------------------ little-endian I/O */
@@ -193,30 +195,66 @@ static void gf__sync_dir(const char *path) {
     free(copy);
 }
 
+/* Opens tmp for writing under an exclusive flock and returns the locked
+ * descriptor (-1 with errno on failure). The name is fixed per target, so
+ * a crashed save leaves at most one temp file and the next save truncates
+ * and reuses it; the lock makes concurrent saves of one path take turns.
+ * A lock won on a file that the previous holder has renamed away in the
+ * meantime is dropped and taken again on the file now at tmp. */
+static int gf__lock_tmp(const char *tmp) {
+    for (;;) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) return -1;
+        int rc;
+        while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) continue;
+        struct stat a, b;
+        if (rc != 0 || fstat(fd, &a) != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (stat(tmp, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            if (ftruncate(fd, 0) == 0) return fd;
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        close(fd);
+    }
+}
+
 gf_status gf_save(const char *path, gf_module *m, gf_optimizer *opt) {
     if (!m) return GF_EINVAL;
     gf_ctx *ctx = gf__module_ctx(m);
     if (!ctx) return GF_EINVAL;
     if (!path) return gf_ctx_set_error(ctx, GF_EINVAL, "gf_save: path is NULL");
-    size_t len = strlen(path) + 32;
+    size_t len = strlen(path) + 8;
     char *tmp = malloc(len);
     if (!tmp) return gf_ctx_set_error(ctx, GF_ENOMEM, "gf_save: out of memory");
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    gf__writer w = {.f = fopen(tmp, "wb"), .ok = true};
+    snprintf(tmp, len, "%s.tmp", path);
+    /* The FILE gets a duplicate of the locked descriptor, so that closing
+     * it (and seeing its errors) keeps the lock until after the rename. */
+    int lock = gf__lock_tmp(tmp);
+    int fd = lock >= 0 ? dup(lock) : -1;
+    gf__writer w = {.f = fd >= 0 ? fdopen(fd, "wb") : NULL, .ok = true};
     if (!w.f) {
         gf_status s = gf_ctx_set_error(ctx, GF_EIO, "gf_save: %s: cannot create %s: %s", path,
                                        tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+        if (lock >= 0) close(lock);
         free(tmp);
         return s;
     }
-    /* The header is outside the checksum; its payload length lets a reader
-     * tell a truncated file from a corrupted one. */
+    /* The CRC covers the header too (format version 2); the header's
+     * payload length lets a reader tell a truncated file from a corrupted
+     * one before it computes the CRC. */
     uint64_t payload = gf__payload_size(m, opt);
     gf__put(&w, GF__CK_MAGIC, 8);
     gf__put_u32(&w, GF__CK_VERSION);
     gf__put_u32(&w, 0);
     gf__put_u64(&w, payload);
-    w.crc = 0;
     gf_status s = GF_OK;
     gf__put_u32(&w, (uint32_t)gf_module_num_parameters(m));
     gf__put_u32(&w, opt ? 1u : 0u);
@@ -226,14 +264,16 @@ gf_status gf_save(const char *path, gf_module *m, gf_optimizer *opt) {
     uint32_t crc = w.crc;
     gf__put_u32(&w, crc);
     int err = 0;
-    if (s == GF_OK && (!w.ok || fflush(w.f) != 0 || fsync(fileno(w.f)) != 0)) err = errno;
-    if (fclose(w.f) != 0 && s == GF_OK && !err) err = errno;
+    if (s == GF_OK && (!w.ok || fflush(w.f) != 0 || fsync(fileno(w.f)) != 0))
+        err = errno ? errno : EIO;
+    if (fclose(w.f) != 0 && s == GF_OK && !err) err = errno ? errno : EIO;
     if (s == GF_OK && !err && rename(tmp, path) != 0) err = errno;
     if (s == GF_OK && err)
         s = gf_ctx_set_error(ctx, GF_EIO, "gf_save: %s: writing %s failed: %s", path, tmp,
-                             strerror(err ? err : EIO));
+                             strerror(err));
     if (s != GF_OK) remove(tmp);
     else gf__sync_dir(path);
+    close(lock);
     free(tmp);
     return s;
 }
@@ -318,6 +358,8 @@ static bool gf__get_record(gf__reader *r, gf__record *rec) {
         return gf__fail(r, "byte count does not match the shape");
     if (gf__pad8(rec->nbytes) > r->size - r->at) return gf__fail(r, "tensor data past the end");
     rec->data = r->buf + r->at;
+    for (size_t k = (size_t)rec->nbytes; k < gf__pad8(rec->nbytes); k++)
+        if (r->buf[r->at + k] != 0) return gf__fail(r, "nonzero padding after tensor data");
     r->at += (size_t)gf__pad8(rec->nbytes);
     return true;
 }
@@ -388,8 +430,8 @@ static gf_status gf__read_file(gf_ctx *ctx, const char *path, uint8_t **buf, siz
 typedef struct {
     uint32_t kind, n;
     int64_t steps;
-    double h[5];
-    uint32_t flag;
+    gf_sgd_opts sgd;
+    gf_adam_opts adam;
     int64_t *pstep;
     uint32_t *nstate;
     gf__record *st; /* 2 per parameter */
@@ -399,15 +441,89 @@ static const char *gf__kind_name(uint32_t k) {
     return k == GF__OPT_SGD ? "SGD" : k == GF__OPT_ADAM ? "Adam" : "an unknown optimizer";
 }
 
-/* Parses and validates the optimizer section against opt. */
-static bool gf__get_optimizer(gf__reader *r, gf_optimizer *opt, gf__opt_file *of) {
+/* A step count of the file as an int64_t, or an error naming it. */
+static bool gf__get_steps(gf__reader *r, int64_t *out, const char *what, int64_t i) {
+    uint64_t v = gf__get_u64(r, what);
+    if (r->s != GF_OK) return false;
+    if (v > (uint64_t)INT64_MAX) {
+        char which[48] = "";
+        if (i >= 0) snprintf(which, sizeof which, " of parameter %lld", (long long)i);
+        r->s = gf_ctx_set_error(r->ctx, GF_EIO,
+                                "gf_load: %s: invalid optimizer state: %s%s %llu (expected "
+                                "0..%lld)", r->path, what, which, (unsigned long long)v,
+                                (long long)INT64_MAX);
+        return false;
+    }
+    *out = (int64_t)v;
+    return true;
+}
+
+/* Parses the optimizer section and checks it on its own, as the
+ * constructors check their options: a known kind, valid hyperparameters
+ * (gf__sgd_opts_invalid / gf__adam_opts_invalid), step counts that fit an
+ * int64_t, zero reserved fields, and the state count the hyperparameters
+ * imply. Matching it against an optimizer is gf__match_optimizer's job. */
+static bool gf__get_optimizer(gf__reader *r, gf__opt_file *of) {
     of->kind = gf__get_u32(r, "optimizer kind");
     of->n = gf__get_u32(r, "optimizer parameter count");
-    of->steps = (int64_t)gf__get_u64(r, "optimizer steps");
-    for (int k = 0; k < 5; k++) of->h[k] = gf__get_f64(r, "optimizer hyperparameters");
-    of->flag = gf__get_u32(r, "optimizer flags");
-    gf__get_u32(r, "optimizer padding");
+    if (!gf__get_steps(r, &of->steps, "step count", -1)) return false;
+    double h[5];
+    for (int k = 0; k < 5; k++) h[k] = gf__get_f64(r, "optimizer hyperparameters");
+    uint32_t flags = gf__get_u32(r, "optimizer flags");
+    uint32_t reserved = gf__get_u32(r, "optimizer reserved field");
     if (r->s != GF_OK) return false;
+    if (of->kind != GF__OPT_SGD && of->kind != GF__OPT_ADAM)
+        return gf__fail(r, "unknown optimizer kind");
+    if (flags > 1 || reserved != 0) return gf__fail(r, "nonzero reserved optimizer bits");
+    const char *bad;
+    char vals[160];
+    if (of->kind == GF__OPT_SGD) {
+        of->sgd = (gf_sgd_opts){.lr = h[0], .momentum = h[1], .dampening = h[2],
+                                .weight_decay = h[4], .nesterov = flags & 1};
+        bad = h[3] != 0 ? "the unused fourth hyperparameter of SGD is not 0"
+                        : gf__sgd_opts_invalid(&of->sgd);
+        snprintf(vals, sizeof vals, "SGD: lr %g, momentum %g, dampening %g, weight_decay %g",
+                 h[0], h[1], h[2], h[4]);
+    } else {
+        of->adam = (gf_adam_opts){.lr = h[0], .beta1 = h[1], .beta2 = h[2], .eps = h[3],
+                                  .weight_decay = h[4], .decoupled = flags & 1};
+        bad = gf__adam_opts_invalid(&of->adam);
+        snprintf(vals, sizeof vals, "Adam: lr %g, betas (%g, %g), eps %g, weight_decay %g",
+                 h[0], h[1], h[2], h[3], h[4]);
+    }
+    if (bad) {
+        r->s = gf_ctx_set_error(r->ctx, GF_EIO, "gf_load: %s: invalid optimizer state: %s (%s)",
+                                r->path, bad, vals);
+        return false;
+    }
+    /* Each parameter takes at least 16 bytes: a count the rest of the file
+     * cannot hold is refused before it sizes an allocation. */
+    if (of->n > (r->size - r->at) / 16) return gf__fail(r, "optimizer parameter count too large");
+    of->pstep = calloc((size_t)of->n + 1, sizeof *of->pstep);
+    of->nstate = calloc((size_t)of->n + 1, sizeof *of->nstate);
+    of->st = calloc(2 * (size_t)of->n + 1, sizeof *of->st);
+    if (!of->pstep || !of->nstate || !of->st) {
+        r->s = gf_ctx_set_error(r->ctx, GF_ENOMEM, "gf_load: %s: out of memory", r->path);
+        return false;
+    }
+    const uint32_t want = of->kind == GF__OPT_ADAM ? 2 : of->sgd.momentum != 0 ? 1 : 0;
+    for (uint32_t i = 0; i < of->n; i++) {
+        if (!gf__get_steps(r, &of->pstep[i], "step count", i)) return false;
+        of->nstate[i] = gf__get_u32(r, "state count");
+        uint32_t pad = gf__get_u32(r, "state reserved field");
+        if (r->s != GF_OK) return false;
+        if (pad != 0) return gf__fail(r, "nonzero reserved field of a parameter's state");
+        if (of->nstate[i] != 0 && of->nstate[i] != want)
+            return gf__fail(r, "state count does not match the optimizer's hyperparameters");
+        for (uint32_t k = 0; k < of->nstate[i]; k++)
+            if (!gf__get_record(r, &of->st[2 * i + k])) return false;
+    }
+    return true;
+}
+
+/* The parsed section fits opt: same kind, parameter count, and state
+ * tensors of its parameters' dtypes and shapes. */
+static bool gf__match_optimizer(gf__reader *r, const gf__opt_file *of, gf_optimizer *opt) {
     if (of->kind != (uint32_t)opt->kind) {
         r->s = gf_ctx_set_error(r->ctx, GF_EIO,
                                 "gf_load: %s: the file holds %s state, the optimizer is %s",
@@ -420,19 +536,8 @@ static bool gf__get_optimizer(gf__reader *r, gf_optimizer *opt, gf__opt_file *of
             r->path, of->n, opt->n);
         return false;
     }
-    of->pstep = calloc(of->n, sizeof *of->pstep);
-    of->nstate = calloc(of->n, sizeof *of->nstate);
-    of->st = calloc(2 * (size_t)of->n, sizeof *of->st);
-    if (!of->pstep || !of->nstate || !of->st) {
-        r->s = gf_ctx_set_error(r->ctx, GF_ENOMEM, "gf_load: %s: out of memory", r->path);
-        return false;
-    }
+    int want = gf__opt_state_count(opt->kind, opt);
     for (uint32_t i = 0; i < of->n; i++) {
-        of->pstep[i] = (int64_t)gf__get_u64(r, "parameter step count");
-        of->nstate[i] = gf__get_u32(r, "state count");
-        gf__get_u32(r, "state padding");
-        if (r->s != GF_OK) return false;
-        int want = gf__opt_state_count(opt->kind, opt);
         if (of->nstate[i] != 0 && (int)of->nstate[i] != want) {
             r->s = gf_ctx_set_error(
                 r->ctx, GF_EIO,
@@ -442,8 +547,8 @@ static bool gf__get_optimizer(gf__reader *r, gf_optimizer *opt, gf__opt_file *of
             return false;
         }
         for (uint32_t k = 0; k < of->nstate[i]; k++)
-            if (!gf__get_record(r, &of->st[2 * i + k]) ||
-                !gf__check_record(r, &of->st[2 * i + k], opt->params[i], "optimizer state of parameter", (int)i))
+            if (!gf__check_record(r, &of->st[2 * i + k], opt->params[i],
+                                  "optimizer state of parameter", (int)i))
                 return false;
     }
     return true;
@@ -460,7 +565,8 @@ static gf_tensor *gf__record_tensor(gf_ctx *ctx, gf__record *rec) {
     }
 }
 
-/* Checks the header, length and checksum; on success r covers the payload. */
+/* Checks the header (magic, a known version, reserved field 0), the length
+ * and the checksum; on success r covers header and payload. */
 static bool gf__check_envelope(gf__reader *r) {
     char msg[160];
     msg[0] = 0;
@@ -474,12 +580,15 @@ static bool gf__check_envelope(gf__reader *r) {
     if (!msg[0]) {
         r->at = 8;
         version = gf__get_u32(r, "version");
-        gf__get_u32(r, "reserved");
+        uint32_t reserved = gf__get_u32(r, "reserved");
         payload = gf__get_u64(r, "payload length");
         uint64_t total = GF__CK_HEADER + payload + 4;
-        if (version != GF__CK_VERSION)
-            snprintf(msg, sizeof msg, "unsupported format version %u (this build reads version %u)",
-                     version, GF__CK_VERSION);
+        if (version < 1 || version > GF__CK_VERSION)
+            snprintf(msg, sizeof msg,
+                     "unsupported format version %u (this build reads versions 1 to %u)", version,
+                     GF__CK_VERSION);
+        else if (reserved != 0)
+            snprintf(msg, sizeof msg, "reserved header field is %u (expected 0)", reserved);
         else if (payload > SIZE_MAX - GF__CK_HEADER - 4 || r->size < total)
             snprintf(msg, sizeof msg, "truncated at byte %zu (expected %llu)", r->size,
                      (unsigned long long)total);
@@ -488,10 +597,12 @@ static bool gf__check_envelope(gf__reader *r) {
                      r->size - (size_t)total, (unsigned long long)total);
     }
     if (!msg[0]) {
-        uint8_t *p = r->buf + GF__CK_HEADER;
-        uint32_t stored = (uint32_t)p[payload] | (uint32_t)p[payload + 1] << 8 |
-                          (uint32_t)p[payload + 2] << 16 | (uint32_t)p[payload + 3] << 24;
-        if (gf__crc32(0, p, (size_t)payload) != stored)
+        /* Version 1 left the header outside the checksum. */
+        const size_t from = version == 1 ? GF__CK_HEADER : 0;
+        const uint8_t *p = r->buf + GF__CK_HEADER + payload;
+        uint32_t stored = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                          (uint32_t)p[3] << 24;
+        if (gf__crc32(0, r->buf + from, GF__CK_HEADER + (size_t)payload - from) != stored)
             snprintf(msg, sizeof msg, "checksum mismatch (file corrupted)");
     }
     if (msg[0]) {
@@ -533,26 +644,37 @@ gf_status gf_load(const char *path, gf_module *m, gf_optimizer *opt) {
         if (!gf__get_record(&r, &recs[i]) ||
             !gf__check_record(&r, &recs[i], gf_module_parameter(m, i), "parameter", i))
             goto done;
+    if (has_opt > 1) {
+        gf__fail(&r, "bad optimizer flag");
+        goto done;
+    }
+    /* The optimizer section is parsed and checked even when opt is NULL,
+     * so that the payload's end is known and a bad section is not ignored. */
+    if (has_opt && !gf__get_optimizer(&r, &of)) goto done;
+    if (r.at != r.size) {
+        r.s = gf_ctx_set_error(ctx, GF_EIO,
+                               "gf_load: %s: %zu trailing bytes in the payload after its last "
+                               "section (it ends at byte %zu, the header says %zu)",
+                               path, r.size - r.at, r.at, r.size);
+        goto done;
+    }
     if (opt && !has_opt) {
         r.s = gf_ctx_set_error(ctx, GF_EIO,
                                "gf_load: %s: the file has no optimizer state (saved with opt NULL)",
                                path);
         goto done;
     }
-    if (has_opt > 1) {
-        gf__fail(&r, "bad optimizer flag");
-        goto done;
-    }
-    if (opt && !gf__get_optimizer(&r, opt, &of)) goto done;
+    if (opt && !gf__match_optimizer(&r, &of, opt)) goto done;
+    const uint32_t nopt = opt ? of.n : 0; /* state to adopt */
 
     /* 2. Build every temporary and every new state tensor before changing
      * anything, so that running out of memory also leaves all as it was. */
     gf_scope_begin(ctx);
-    gf_tensor **tmp = calloc((size_t)np + 2 * (size_t)of.n + 1, sizeof *tmp);
-    gf_tensor **fresh = calloc(2 * (size_t)of.n + 1, sizeof *fresh);
+    gf_tensor **tmp = calloc((size_t)np + 2 * (size_t)nopt + 1, sizeof *tmp);
+    gf_tensor **fresh = calloc(2 * (size_t)nopt + 1, sizeof *fresh);
     bool ok = tmp && fresh;
     for (int i = 0; ok && i < np; i++) ok = (tmp[i] = gf__record_tensor(ctx, &recs[i])) != NULL;
-    for (uint32_t i = 0; ok && i < of.n; i++)
+    for (uint32_t i = 0; ok && i < nopt; i++)
         for (uint32_t k = 0; ok && k < of.nstate[i]; k++) {
             gf_tensor *p = opt->params[i];
             gf_ctx *pc = gf_ctx_of(p);
@@ -567,7 +689,7 @@ gf_status gf_load(const char *path, gf_module *m, gf_optimizer *opt) {
     gf_no_grad_begin(ctx);
     for (int i = 0; ok && i < np; i++) ok = gf_copy_(gf_module_parameter(m, i), tmp[i]) == GF_OK;
     gf_no_grad_end(ctx);
-    for (uint32_t i = 0; ok && i < of.n; i++) {
+    for (uint32_t i = 0; ok && i < nopt; i++) {
         gf_ctx *pc = gf_ctx_of(opt->params[i]);
         gf_no_grad_begin(pc);
         for (uint32_t k = 0; ok && k < 2; k++) {
@@ -585,16 +707,11 @@ gf_status gf_load(const char *path, gf_module *m, gf_optimizer *opt) {
     }
     if (ok && opt) {
         opt->steps = of.steps;
-        if (opt->kind == GF__OPT_SGD)
-            opt->sgd = (gf_sgd_opts){.lr = of.h[0], .momentum = of.h[1], .dampening = of.h[2],
-                                     .weight_decay = of.h[4], .nesterov = of.flag & 1};
-        else
-            opt->adam = (gf_adam_opts){.lr = of.h[0], .beta1 = of.h[1], .beta2 = of.h[2],
-                                       .eps = of.h[3], .weight_decay = of.h[4],
-                                       .decoupled = of.flag & 1};
+        if (opt->kind == GF__OPT_SGD) opt->sgd = of.sgd;
+        else opt->adam = of.adam;
     }
-    for (uint32_t i = 0; fresh && i < 2 * of.n; i++) gf_release(fresh[i]);
-    for (size_t i = 0; tmp && i < (size_t)np + 2 * (size_t)of.n; i++) gf_release(tmp[i]);
+    for (uint32_t i = 0; fresh && i < 2 * nopt; i++) gf_release(fresh[i]);
+    for (size_t i = 0; tmp && i < (size_t)np + 2 * (size_t)nopt; i++) gf_release(tmp[i]);
     free(tmp);
     free(fresh);
     gf_scope_end(ctx);

@@ -12,6 +12,7 @@
 #include "gradflow/nn.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
  * reject a garbage header before it turns into a huge allocation. */
 #define GF_IDX_MAX_ITEMS (INT64_C(1) << 31)
 #define GF_IDX_MAX_FEATURES (INT64_C(1) << 24)
+#define GF_FASHION_MNIST_CLASSES 10
 
 struct gf_dataset {
     gf_ctx *ctx;       /* the caller's: errors and batch tensors */
@@ -41,21 +43,133 @@ struct gf_dataset {
 
 /* ------------------------------------------------------------ IDX files */
 
-/* An open IDX file: path and zlib handle (gzread reads raw files too). */
+/* An open IDX file, raw or gzip (told apart by gzip's magic bytes 1f 8b).
+ * gzip is inflated here rather than by gzread, which takes a stream cut
+ * inside its trailer, or one followed by garbage, for a whole one: here a
+ * stream must reach Z_STREAM_END, whose trailer (CRC-32 and length) zlib
+ * checks, and only further gzip members may follow it. `in` buffers the
+ * file; for a raw file it holds the first chunk, read to look for the
+ * magic. */
 typedef struct {
     const char *path;
-    gzFile f;
+    FILE *f;
+    unsigned char *in;
+    bool gz, zinit;
+    bool ended; /* gzip: the last member ended and nothing follows */
+    z_stream z;
 } gf__idx_file;
 
-/* Opens path; GF_EIO naming the path and errno's reason on failure. */
-static gf_status gf__idx_open(gf_ctx *ctx, gf__idx_file *h, const char *path) {
+#define GF__IDX_CHUNK (1u << 18)
+
+/* Refills the input buffer when it is empty; false with errno on a read
+ * error. At the end of the file avail_in stays 0. */
+static bool gf__idx_refill(gf__idx_file *h) {
+    if (h->z.avail_in > 0) return true;
+    h->z.next_in = h->in;
+    h->z.avail_in = (uInt)fread(h->in, 1, GF__IDX_CHUNK, h->f);
+    return !ferror(h->f);
+}
+
+/* Makes at least 2 unread bytes available if the file has them (to look
+ * for gzip's magic); false with errno on a read error. */
+static bool gf__idx_fill2(gf__idx_file *h) {
+    if (h->z.avail_in >= 2) return true;
+    memmove(h->in, h->z.next_in, h->z.avail_in);
+    h->z.next_in = h->in;
+    h->z.avail_in += (uInt)fread(h->in + h->z.avail_in, 1, GF__IDX_CHUNK - h->z.avail_in, h->f);
+    return !ferror(h->f);
+}
+
+/* Opens path and looks for gzip's magic; GF_EIO naming the path and
+ * errno's reason on failure. */
+static gf_status gf__idx_open_(gf_ctx *ctx, gf__idx_file *h, const char *path) {
     h->path = path;
-    errno = 0;
-    h->f = gzopen(path, "rb");
+    h->f = fopen(path, "rb");
     if (!h->f)
         return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: cannot open %s: %s", path,
-                                errno ? strerror(errno) : "out of memory");
-    gzbuffer(h->f, 1 << 18);
+                                strerror(errno));
+    h->in = malloc(GF__IDX_CHUNK);
+    if (!h->in)
+        return gf_ctx_set_error(ctx, GF_ENOMEM, "gf_idx_load: %s: out of memory for the read "
+                                "buffer", path);
+    h->z.next_in = h->in;
+    if (!gf__idx_fill2(h))
+        return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: read error: %s", path,
+                                strerror(errno));
+    h->gz = h->z.avail_in >= 2 && h->in[0] == 0x1f && h->in[1] == 0x8b;
+    if (h->gz) {
+        int r = inflateInit2(&h->z, 16 + MAX_WBITS); /* gzip wrapper only */
+        if (r != Z_OK)
+            return gf_ctx_set_error(ctx, r == Z_MEM_ERROR ? GF_ENOMEM : GF_EIO,
+                                    "gf_idx_load: %s: cannot start zlib: %s", path,
+                                    h->z.msg ? h->z.msg : zError(r));
+        h->zinit = true;
+    }
+    return GF_OK;
+}
+
+static void gf__idx_close(gf__idx_file *h) {
+    if (h->zinit) inflateEnd(&h->z);
+    if (h->f) fclose(h->f);
+    free(h->in);
+    h->zinit = false;
+    h->f = NULL;
+    h->in = NULL;
+}
+
+/* gf__idx_open_, closing what it opened when it fails. */
+static gf_status gf__idx_open(gf_ctx *ctx, gf__idx_file *h, const char *path) {
+    gf_status s = gf__idx_open_(ctx, h, path);
+    if (s) gf__idx_close(h);
+    return s;
+}
+
+/* Reads up to n bytes into dst and sets *got; fewer only at the end of the
+ * data. A read error, corrupt gzip data, a gzip stream cut before its
+ * trailer, or garbage after it: GF_EIO naming the path and `what`. */
+static gf_status gf__idx_pull(gf_ctx *ctx, gf__idx_file *h, unsigned char *dst, int64_t n,
+                              int64_t *got, const char *what) {
+    *got = 0;
+    while (*got < n && !(h->gz && h->ended)) {
+        if (!gf__idx_refill(h))
+            return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: read error while reading "
+                                    "%s: %s", h->path, what, strerror(errno));
+        uInt want = n - *got > (INT64_C(1) << 30) ? 1u << 30 : (uInt)(n - *got);
+        if (!h->gz) {
+            if (h->z.avail_in == 0) return GF_OK; /* end of the file */
+            uInt k = want < h->z.avail_in ? want : h->z.avail_in;
+            memcpy(dst + *got, h->z.next_in, k);
+            h->z.next_in += k;
+            h->z.avail_in -= k;
+            *got += k;
+            continue;
+        }
+        if (h->z.avail_in == 0)
+            return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: truncated gzip stream: it "
+                                    "ends while reading %s, before the end of its compressed "
+                                    "data and its trailer (CRC-32 and length)", h->path, what);
+        h->z.next_out = dst + *got;
+        h->z.avail_out = want;
+        int r = inflate(&h->z, Z_NO_FLUSH);
+        *got += want - h->z.avail_out;
+        if (r == Z_STREAM_END) {
+            /* zlib has checked this member's trailer. Another member may
+             * follow (gzip allows concatenation), or nothing. */
+            if (!gf__idx_fill2(h))
+                return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: read error while "
+                                        "reading %s: %s", h->path, what, strerror(errno));
+            if (h->z.avail_in == 0) h->ended = true;
+            else if (h->z.avail_in < 2 || h->z.next_in[0] != 0x1f || h->z.next_in[1] != 0x8b)
+                return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: trailing garbage after "
+                                        "the gzip stream (bytes that do not start another "
+                                        "gzip member)", h->path);
+            else inflateReset(&h->z);
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            return gf_ctx_set_error(ctx, r == Z_MEM_ERROR ? GF_ENOMEM : GF_EIO,
+                                    "gf_idx_load: %s: corrupt gzip data while reading %s: %s",
+                                    h->path, what, h->z.msg ? h->z.msg : zError(r));
+        }
+    }
     return GF_OK;
 }
 
@@ -64,20 +178,8 @@ static gf_status gf__idx_open(gf_ctx *ctx, gf__idx_file *h, const char *path) {
 static gf_status gf__idx_read(gf_ctx *ctx, gf__idx_file *h, void *dst, int64_t n,
                               const char *what) {
     int64_t got = 0;
-    while (got < n) {
-        int64_t want = n - got;
-        if (want > (INT64_C(1) << 30)) want = INT64_C(1) << 30;
-        int r = gzread(h->f, (unsigned char *)dst + got, (unsigned)want);
-        if (r < 0) {
-            int zerr = 0;
-            const char *msg = gzerror(h->f, &zerr);
-            return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: corrupt or unreadable "
-                                    "while reading %s: %s", h->path, what,
-                                    zerr == Z_ERRNO ? strerror(errno) : msg);
-        }
-        if (r == 0) break;
-        got += r;
-    }
+    gf_status s = gf__idx_pull(ctx, h, dst, n, &got, what);
+    if (s) return s;
     if (got < n)
         return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: truncated file: %s needs %lld "
                                 "bytes, only %lld present", h->path, what, (long long)n,
@@ -105,27 +207,19 @@ static gf_status gf__idx_header(gf_ctx *ctx, gf__idx_file *h, uint32_t magic, in
     return GF_OK;
 }
 
-/* Nothing may follow the data: trailing bytes mean the header lies. */
+/* Nothing may follow the data: trailing bytes mean the header lies. For
+ * gzip this also reads the stream to its end, so that its trailer is
+ * checked. */
 static gf_status gf__idx_expect_end(gf_ctx *ctx, gf__idx_file *h, int64_t data_bytes) {
     unsigned char c;
-    int r = gzread(h->f, &c, 1);
-    if (r > 0)
+    int64_t got = 0;
+    gf_status s = gf__idx_pull(ctx, h, &c, 1, &got, "the end of the data");
+    if (s) return s;
+    if (got > 0)
         return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: trailing bytes after the %lld "
                                 "bytes of data the header announces", h->path,
                                 (long long)data_bytes);
-    if (r < 0) {
-        int zerr = 0;
-        const char *msg = gzerror(h->f, &zerr);
-        return gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: corrupt or unreadable at the "
-                                "end of the data: %s", h->path,
-                                zerr == Z_ERRNO ? strerror(errno) : msg);
-    }
     return GF_OK;
-}
-
-static void gf__idx_close(gf__idx_file *h) {
-    if (h->f) gzclose(h->f);
-    h->f = NULL;
 }
 
 /* Reads the label file into a new malloc'd byte array of *n entries. */
@@ -182,9 +276,9 @@ gf_dataset *gf_idx_load(gf_ctx *ctx, const char *images_path, const char *labels
                          images_path ? "labels" : "images");
         return NULL;
     }
-    if (!(std > 0) || mean != mean) {
-        gf_ctx_set_error(ctx, GF_EINVAL, "gf_idx_load: normalization needs std > 0 and a "
-                         "finite mean, got mean %g std %g", mean, std);
+    if (!isfinite(mean) || !(std > 0) || !isfinite(std)) {
+        gf_ctx_set_error(ctx, GF_EINVAL, "gf_idx_load: normalization needs a finite mean and "
+                         "a finite std > 0, got mean %g std %g", mean, std);
         return NULL;
     }
 
@@ -201,21 +295,37 @@ gf_dataset *gf_idx_load(gf_ctx *ctx, const char *images_path, const char *labels
     gf_status s = gf__idx_open(ctx, &h, images_path);
     if (!s) s = gf__idx_header(ctx, &h, GF_IDX_IMAGES_MAGIC, 3, dims);
     if (!s) {
-        features = dims[1] * dims[2];
-        if (dims[0] > GF_IDX_MAX_ITEMS || features <= 0 || features > GF_IDX_MAX_FEATURES)
+        /* Sizes come from the file: every product is checked, so that a
+         * garbage header is an error rather than an overflow. */
+        if (__builtin_mul_overflow(dims[1], dims[2], &features))
             s = gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: implausible image header "
-                                 "[%lld, %lld, %lld]", images_path, (long long)dims[0],
-                                 (long long)dims[1], (long long)dims[2]);
+                                 "[%lld, %lld, %lld]: rows*cols overflows int64",
+                                 images_path, (long long)dims[0], (long long)dims[1],
+                                 (long long)dims[2]);
+        else if (dims[0] > GF_IDX_MAX_ITEMS || features <= 0 || features > GF_IDX_MAX_FEATURES)
+            s = gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s: implausible image header "
+                                 "[%lld, %lld, %lld] (expected at most %lld images of 1 to "
+                                 "%lld pixels)", images_path, (long long)dims[0],
+                                 (long long)dims[1], (long long)dims[2],
+                                 (long long)GF_IDX_MAX_ITEMS, (long long)GF_IDX_MAX_FEATURES);
         else if (dims[0] != nlab)
             s = gf_ctx_set_error(ctx, GF_EIO, "gf_idx_load: %s has %lld images but %s has "
                                  "%lld labels; the counts must match", images_path,
                                  (long long)dims[0], labels_path, (long long)nlab);
     }
-    const int64_t n = dims[0], bytes = n * features;
+    const int64_t n = dims[0];
+    int64_t bytes = 0;
+    size_t img_bytes = 0, lab_bytes = 0;
+    if (!s && (__builtin_mul_overflow(n, features, &bytes) ||
+               __builtin_mul_overflow((size_t)(bytes ? bytes : 1), sizeof(float), &img_bytes) ||
+               __builtin_mul_overflow((size_t)(n ? n : 1), sizeof(int64_t), &lab_bytes)))
+        s = gf_ctx_set_error(ctx, GF_ENOMEM, "gf_idx_load: %s: %lld images of %lld pixels do "
+                             "not fit in this machine's address space", images_path,
+                             (long long)n, (long long)features);
     if (!s) {
         raw = malloc((size_t)(bytes ? bytes : 1));
-        img = malloc(sizeof(float) * (size_t)(bytes ? bytes : 1));
-        labels = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+        img = malloc(img_bytes);
+        labels = malloc(lab_bytes);
         if (!raw || !img || !labels)
             s = gf_ctx_set_error(ctx, GF_ENOMEM, "gf_idx_load: %s: out of memory for %lld "
                                  "images of %lld pixels", images_path, (long long)n,
@@ -289,7 +399,20 @@ gf_dataset *gf_fashion_mnist(gf_ctx *ctx, const char *dir, bool train) {
         }
     }
     /* Fashion-MNIST's training-set pixel mean and standard deviation. */
-    return gf_idx_load(ctx, paths[0], paths[1], 0.2860, 0.3530);
+    gf_dataset *d = gf_idx_load(ctx, paths[0], paths[1], 0.2860, 0.3530);
+    /* gf_idx_load takes any byte as a label (IDX does not say how many
+     * classes there are); Fashion-MNIST has 10, and a label past them would
+     * only fail later, inside the loss. */
+    for (int64_t i = 0; d && i < d->n; i++)
+        if (d->y[i] >= GF_FASHION_MNIST_CLASSES) {
+            gf_ctx_set_error(ctx, GF_EIO, "gf_fashion_mnist: %s: label %lld of item %lld is out "
+                             "of range for Fashion-MNIST's %d classes (expected 0..%d)",
+                             paths[1], (long long)d->y[i], (long long)i,
+                             GF_FASHION_MNIST_CLASSES, GF_FASHION_MNIST_CLASSES - 1);
+            gf_dataset_free(d);
+            return NULL;
+        }
+    return d;
 }
 
 /* ------------------------------------------------------------- access */
@@ -328,7 +451,9 @@ void gf_dataset_shuffle(gf_dataset *d, uint64_t seed, uint64_t epoch) {
 }
 
 /* Past the end is how a loop over the batches stops, so it returns GF_EINVAL
- * without recording an error on the ctx; bad arguments do record one. */
+ * without recording an error on the ctx; bad arguments do record one. A
+ * batch starts past the end when b * batch_size is >= n or overflows: no
+ * arithmetic here can overflow, whatever the arguments. */
 gf_status gf_dataset_batch(gf_dataset *d, int64_t b, int64_t batch_size, gf_tensor **x,
                            gf_tensor **y) {
     if (x) *x = NULL;
@@ -338,8 +463,8 @@ gf_status gf_dataset_batch(gf_dataset *d, int64_t b, int64_t batch_size, gf_tens
         return gf_ctx_set_error(d->ctx, GF_EINVAL, "gf_dataset_batch: needs x and y outputs, "
                                 "batch_size > 0 and b >= 0, got batch_size %lld, b %lld",
                                 (long long)batch_size, (long long)b);
-    if (b >= (d->n + batch_size - 1) / batch_size) return GF_EINVAL;
-    const int64_t start = b * batch_size;
+    int64_t start;
+    if (__builtin_mul_overflow(b, batch_size, &start) || start >= d->n) return GF_EINVAL;
     const int64_t rows = d->n - start < batch_size ? d->n - start : batch_size;
     if (rows > d->buf_rows) {
         float *xb = realloc(d->xbuf, sizeof(float) * (size_t)(rows * d->features));

@@ -1,7 +1,8 @@
 /*
  * nn_internal.h - what the files of nn/ share and users do not see: the
- * optimizer's layout (the checkpoint writer saves its state) and the CRC-32
- * the checkpoint format uses. Built on include/gradflow.h only.
+ * optimizer's layout (the checkpoint writer saves its state), the
+ * validation of optimizer options (constructors and checkpoints share it)
+ * and the CRC-32 the checkpoint format uses. Built on include/gradflow.h only.
  */
 #ifndef GF_NN_INTERNAL_H
 #define GF_NN_INTERNAL_H
@@ -36,8 +37,14 @@ int gf__opt_state_count(gf__opt_kind k, const gf_optimizer *opt);
  * go there). */
 gf_ctx *gf__module_ctx(const gf_module *m);
 
-/* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's crc32):
- * crc = gf__crc32(0, p, n) starts; feeding the previous value continues. */
+/* Why the options are invalid (a phrase for an error message), or NULL if
+ * they are valid: the one rule set of the constructors and of gf_load. */
+const char *gf__sgd_opts_invalid(const gf_sgd_opts *o);
+const char *gf__adam_opts_invalid(const gf_adam_opts *o);
+
+/* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320): zlib's crc32 for
+ * any length. crc = gf__crc32(0, p, n) starts; feeding the previous value
+ * continues. */
 uint32_t gf__crc32(uint32_t crc, const void *p, size_t n);
 
 #endif /* GF_NN_INTERNAL_H */

@@ -1,7 +1,8 @@
 /*
  * optim.c - SGD (momentum, dampening, Nesterov, L2 weight decay), Adam and
  * AdamW, with the update rules of torch.optim (1.13, single-tensor path),
- * and the step and cosine learning-rate schedules.
+ * the checks of their options (shared with gf_load), and the step and
+ * cosine learning-rate schedules.
  *
  * Each parameter's update is one fused in-place op under no_grad
  * (gf_sgd_step_, gf_adam_step_: one pass over the parameter, its gradient
@@ -12,6 +13,7 @@
 #include "nn_internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,76 +71,126 @@ static gf_optimizer *gf__opt_new(const char *fn, gf__opt_kind kind, int n,
     return o;
 }
 
-gf_optimizer *gf_sgd(int n, gf_tensor *const *params, const gf_sgd_opts *opts) {
+/* The one rule set for SGD's options, shared by the constructors and
+ * gf_load: PyTorch's ranges, and every number finite. */
+const char *gf__sgd_opts_invalid(const gf_sgd_opts *o) {
+    if (isnan(o->lr))
+        return "lr is not set (NaN; SGD has no default learning rate, as in PyTorch: set lr "
+               "after GF_SGD_DEFAULTS)";
+    if (!(o->lr >= 0 && isfinite(o->lr))) return "lr must be >= 0 and finite";
+    if (!(o->momentum >= 0 && isfinite(o->momentum))) return "momentum must be >= 0 and finite";
+    if (!isfinite(o->dampening)) return "dampening must be finite";
+    if (!(o->weight_decay >= 0 && isfinite(o->weight_decay)))
+        return "weight_decay must be >= 0 and finite";
+    if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
+        return "Nesterov momentum requires a momentum and zero dampening";
+    return NULL;
+}
+
+/* Adam's: PyTorch's ranges, except that eps must be > 0 (PyTorch allows 0,
+ * which divides 0 by 0 on a zero gradient). A zero eps is what a designated
+ * initializer that names only some fields leaves, so the message says so. */
+const char *gf__adam_opts_invalid(const gf_adam_opts *o) {
+    if (!(o->lr >= 0 && isfinite(o->lr))) return "lr must be >= 0 and finite";
+    if (!(o->beta1 >= 0 && o->beta1 < 1)) return "beta1 must be in [0, 1)";
+    if (!(o->beta2 >= 0 && o->beta2 < 1)) return "beta2 must be in [0, 1)";
+    if (o->eps == 0)
+        return "eps must be > 0; it is 0, which is what a designated initializer leaves in "
+               "the fields it does not name: start from GF_ADAM_DEFAULTS (or pass NULL) and "
+               "change the fields you need";
+    if (!(o->eps > 0 && isfinite(o->eps))) return "eps must be > 0 and finite";
+    if (!(o->weight_decay >= 0 && isfinite(o->weight_decay)))
+        return "weight_decay must be >= 0 and finite";
+    return NULL;
+}
+
+/* gf_sgd under the name fn (errors name the function the user called). */
+static gf_optimizer *gf__sgd_new(const char *fn, int n, gf_tensor *const *params,
+                                 const gf_sgd_opts *opts) {
     gf_ctx *ctx = gf__params_ctx(n, params);
     if (!opts) {
-        if (ctx) gf_ctx_set_error(ctx, GF_EINVAL, "gf_sgd: options are NULL (lr is required)");
+        if (ctx)
+            gf_ctx_set_error(ctx, GF_EINVAL,
+                             "%s: options are NULL (lr is required: SGD has no default learning "
+                             "rate, as in PyTorch; start from GF_SGD_DEFAULTS and set lr)", fn);
         return NULL;
     }
     const gf_sgd_opts o = *opts;
-    const char *bad = NULL;
-    if (!(o.lr >= 0)) bad = "lr must be >= 0";
-    else if (!(o.momentum >= 0)) bad = "momentum must be >= 0";
-    else if (!(o.weight_decay >= 0)) bad = "weight_decay must be >= 0";
-    else if (!isfinite(o.dampening)) bad = "dampening must be finite";
-    else if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
-        bad = "Nesterov momentum requires a momentum and zero dampening";
+    const char *bad = gf__sgd_opts_invalid(&o);
     if (bad) {
         if (ctx)
             gf_ctx_set_error(ctx, GF_EINVAL,
-                             "gf_sgd: %s (lr %g, momentum %g, dampening %g, weight_decay %g)", bad,
-                             o.lr, o.momentum, o.dampening, o.weight_decay);
+                             "%s: %s (lr %g, momentum %g, dampening %g, weight_decay %g, "
+                             "nesterov %d)", fn, bad, o.lr, o.momentum, o.dampening,
+                             o.weight_decay, (int)o.nesterov);
         return NULL;
     }
-    gf_optimizer *opt = gf__opt_new("gf_sgd", GF__OPT_SGD, n, params);
+    gf_optimizer *opt = gf__opt_new(fn, GF__OPT_SGD, n, params);
     if (opt) opt->sgd = o;
     return opt;
 }
 
-gf_optimizer *gf_adam(int n, gf_tensor *const *params, const gf_adam_opts *opts) {
+/* gf_adam under the name fn. */
+static gf_optimizer *gf__adam_new(const char *fn, int n, gf_tensor *const *params,
+                                  const gf_adam_opts *opts) {
     gf_ctx *ctx = gf__params_ctx(n, params);
-    gf_adam_opts o = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
-    if (opts) o = *opts;
-    const char *bad = NULL;
-    if (!(o.lr >= 0)) bad = "lr must be >= 0";
-    else if (!(o.beta1 >= 0 && o.beta1 < 1)) bad = "beta1 must be in [0, 1)";
-    else if (!(o.beta2 >= 0 && o.beta2 < 1)) bad = "beta2 must be in [0, 1)";
-    else if (!(o.eps >= 0)) bad = "eps must be >= 0";
-    else if (!(o.weight_decay >= 0)) bad = "weight_decay must be >= 0";
+    const gf_adam_opts o = opts ? *opts : (gf_adam_opts)GF_ADAM_DEFAULTS;
+    const char *bad = gf__adam_opts_invalid(&o);
     if (bad) {
         if (ctx)
             gf_ctx_set_error(ctx, GF_EINVAL,
-                             "%s: %s (lr %g, betas (%g, %g), eps %g, weight_decay %g)",
-                             o.decoupled ? "gf_adamw" : "gf_adam", bad, o.lr, o.beta1, o.beta2,
-                             o.eps, o.weight_decay);
+                             "%s: %s (lr %g, betas (%g, %g), eps %g, weight_decay %g%s)", fn, bad,
+                             o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
+                             o.decoupled ? ", decoupled (AdamW)" : "");
         return NULL;
     }
-    gf_optimizer *opt = gf__opt_new("gf_adam", GF__OPT_ADAM, n, params);
+    gf_optimizer *opt = gf__opt_new(fn, GF__OPT_ADAM, n, params);
     if (opt) opt->adam = o;
     return opt;
 }
 
-/* The module's parameters, in gf_module_parameter order. */
-static gf_tensor **gf__module_params(gf_module *m, int *n) {
+gf_optimizer *gf_sgd(int n, gf_tensor *const *params, const gf_sgd_opts *o) {
+    return gf__sgd_new("gf_sgd", n, params, o);
+}
+
+gf_optimizer *gf_adam(int n, gf_tensor *const *params, const gf_adam_opts *o) {
+    return gf__adam_new("gf_adam", n, params, o);
+}
+
+/* The module's parameters, in gf_module_parameter order, or NULL with the
+ * error (no parameters, out of memory) on the module's ctx. */
+static gf_tensor **gf__module_params(const char *fn, gf_module *m, int *n) {
     *n = gf_module_num_parameters(m);
-    if (*n <= 0) return NULL;
+    if (!m) return NULL;
+    if (*n <= 0) {
+        gf_ctx_set_error(gf__module_ctx(m), GF_EINVAL,
+                         "%s: the module has no parameters (expected >= 1)", fn);
+        return NULL;
+    }
     gf_tensor **p = malloc((size_t)*n * sizeof *p);
-    for (int i = 0; p && i < *n; i++) p[i] = gf_module_parameter(m, i);
+    if (!p) {
+        gf_ctx_set_error(gf__module_ctx(m), GF_ENOMEM,
+                         "%s: out of memory for a list of %d parameters", fn, *n);
+        return NULL;
+    }
+    for (int i = 0; i < *n; i++) p[i] = gf_module_parameter(m, i);
     return p;
 }
 
 gf_optimizer *gf_module_sgd(gf_module *m, const gf_sgd_opts *o) {
     int n;
-    gf_tensor **p = gf__module_params(m, &n);
-    gf_optimizer *opt = gf_sgd(n, p, o);
+    gf_tensor **p = gf__module_params("gf_module_sgd", m, &n);
+    if (!p) return NULL;
+    gf_optimizer *opt = gf__sgd_new("gf_module_sgd", n, p, o);
     free(p);
     return opt;
 }
 
 gf_optimizer *gf_module_adam(gf_module *m, const gf_adam_opts *o) {
     int n;
-    gf_tensor **p = gf__module_params(m, &n);
-    gf_optimizer *opt = gf_adam(n, p, o);
+    gf_tensor **p = gf__module_params("gf_module_adam", m, &n);
+    if (!p) return NULL;
+    gf_optimizer *opt = gf__adam_new("gf_module_adam", n, p, o);
     free(p);
     return opt;
 }
@@ -204,6 +256,14 @@ static gf_status gf__adam_param(gf_optimizer *opt, int i, gf_tensor *p, gf_tenso
 
 gf_status gf_optimizer_step(gf_optimizer *opt) {
     if (!opt) return GF_EINVAL;
+    /* Only a loaded checkpoint can bring a count this close to the limit;
+     * counting past it would overflow. */
+    bool full = opt->steps == INT64_MAX;
+    for (int i = 0; !full && i < opt->n; i++) full = opt->pstep[i] == INT64_MAX;
+    if (full)
+        return gf_ctx_set_error(gf_ctx_of(opt->params[0]), GF_ESTATE,
+                                "gf_optimizer_step: a step count is %lld, the largest an "
+                                "int64_t holds (expected fewer steps)", (long long)INT64_MAX);
     gf_status first = GF_OK;
     for (int i = 0; i < opt->n; i++) {
         gf_tensor *p = opt->params[i];
@@ -231,9 +291,9 @@ double gf_optimizer_lr(const gf_optimizer *opt) {
 
 void gf_optimizer_set_lr(gf_optimizer *opt, double lr) {
     if (!opt) return;
-    if (!(lr >= 0)) {
+    if (!(lr >= 0 && isfinite(lr))) {
         gf_ctx_set_error(gf_ctx_of(opt->params[0]), GF_EINVAL,
-                         "gf_optimizer_set_lr: lr %g (expected >= 0)", lr);
+                         "gf_optimizer_set_lr: lr %g (expected >= 0 and finite)", lr);
         return;
     }
     if (opt->kind == GF__OPT_SGD) opt->sgd.lr = lr;

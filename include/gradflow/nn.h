@@ -11,6 +11,7 @@
 
 #include "../gradflow.h"
 
+#include <math.h> /* NAN, in GF_SGD_DEFAULTS */
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -75,12 +76,29 @@ typedef struct {
     double lr, beta1, beta2, eps, weight_decay;
     bool decoupled; /* true: AdamW (decoupled weight decay) */
 } gf_adam_opts;
+/* Initializers with PyTorch's defaults, for changing a few fields:
+ *   gf_adam_opts o = GF_ADAM_DEFAULTS; o.lr = 1e-2;
+ * A designated initializer such as (gf_adam_opts){.lr = 1e-2} sets the
+ * fields it does not name to 0, and eps 0 is refused. SGD has no default
+ * learning rate (as in PyTorch): GF_SGD_DEFAULTS leaves lr NaN, which
+ * gf_sgd refuses until it is set. */
+#define GF_ADAM_DEFAULTS \
+    {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0, .decoupled = false}
+#define GF_SGD_DEFAULTS \
+    {.lr = NAN, .momentum = 0, .dampening = 0, .weight_decay = 0, .nesterov = false}
 /* The optimizer updates the n parameters (not owned) in place, one fused
  * kernel per parameter per step, under no_grad. Update rules are
  * torch.optim's; a parameter whose .grad is NULL is skipped. gf_sgd needs
  * opts (lr has no default); gf_adam with opts NULL uses PyTorch's defaults
- * (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay). State tensors
- * live outside every scope, created at a parameter's first step. */
+ * (GF_ADAM_DEFAULTS: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight
+ * decay). Options are checked as torch.optim checks them (lr >= 0, momentum
+ * >= 0, weight_decay >= 0, 0 <= beta < 1, Nesterov needs momentum > 0 and
+ * dampening 0), every value finite, and eps > 0 (stricter than PyTorch:
+ * eps 0 divides 0 by 0 on a zero gradient). Every NULL return leaves an
+ * error on the parameters' ctx naming the function: GF_EINVAL for bad
+ * options or parameters (a module without parameters included), GF_ENOMEM
+ * when out of memory. State tensors live outside every scope, created at a
+ * parameter's first step. */
 gf_optimizer *gf_sgd(int n, gf_tensor *const *params, const gf_sgd_opts *o);
 gf_optimizer *gf_adam(int n, gf_tensor *const *params, const gf_adam_opts *o);
 gf_optimizer *gf_module_sgd(gf_module *m, const gf_sgd_opts *o);
@@ -97,9 +115,11 @@ double gf_lr_cosine(double base_lr, int64_t t, int64_t t_max, double eta_min);
 
 /* ------------------------------------------------------------- checkpoints */
 /* Versioned binary format with a checksum (docs/checkpoint.md). Writes are
- * atomic (temp file + rename). A truncated, corrupted or mismatched file gives
- * GF_EIO with a clear message on the ctx and leaves model and optimizer as
- * they were. opt may be NULL. */
+ * atomic: "<path>.tmp" (one per target, locked while written, reused after
+ * a crash) renamed over path. A truncated, corrupted or mismatched file, or
+ * optimizer state its constructor would refuse, gives GF_EIO with a clear
+ * message on the ctx and leaves model and optimizer as they were. opt may
+ * be NULL. */
 gf_status gf_save(const char *path, gf_module *m, gf_optimizer *opt);
 gf_status gf_load(const char *path, gf_module *m, gf_optimizer *opt);
 
@@ -107,12 +127,15 @@ gf_status gf_load(const char *path, gf_module *m, gf_optimizer *opt);
 typedef struct gf_dataset gf_dataset;
 /* Reads an IDX image file and its label file (gzip or raw). Images become
  * f32 [n, rows*cols] scaled to [0,1] then normalized (x - mean) / std;
- * labels i64 [n]. GF_EIO with the path and the reason on failure. */
+ * labels i64 [n], any byte value (IDX does not give a class count). GF_EIO
+ * with the path and the reason on a bad file (a gzip stream must be whole,
+ * trailer included); GF_EINVAL unless mean is finite and std finite > 0. */
 gf_dataset *gf_idx_load(gf_ctx *ctx, const char *images_path, const char *labels_path,
                         double mean, double std);
 /* Fashion-MNIST from dir (NULL: /usr/share/datasets/fashion-mnist, from the
  * Debian package dataset-fashion-mnist); train or test split. A missing file
- * is an error naming the package that provides it. */
+ * is an error naming the package that provides it; a label outside its 10
+ * classes (0..9) is GF_EIO. */
 gf_dataset *gf_fashion_mnist(gf_ctx *ctx, const char *dir, bool train);
 int64_t gf_dataset_size(const gf_dataset *d);
 int64_t gf_dataset_features(const gf_dataset *d);
@@ -120,7 +143,9 @@ int64_t gf_dataset_features(const gf_dataset *d);
 void gf_dataset_shuffle(gf_dataset *d, uint64_t seed, uint64_t epoch);
 /* Batch b of the current order: new tensors x [bs, features] f32 and
  * y [bs] i64 in the current scope (the last batch may be short). Returns
- * GF_OK, or GF_EINVAL past the end. */
+ * GF_OK, or GF_EINVAL past the end (b * batch_size >= size, overflow
+ * included; no error recorded), or GF_EINVAL with an error for b < 0,
+ * batch_size < 1 or NULL outputs. */
 gf_status gf_dataset_batch(gf_dataset *d, int64_t b, int64_t batch_size, gf_tensor **x,
                            gf_tensor **y);
 void gf_dataset_free(gf_dataset *d);
