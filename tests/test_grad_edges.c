@@ -281,8 +281,8 @@ Test(grad_edges, strided_and_broadcast_operands) {
             gf_tensor *g = GF_T(ctx, gf_reshape(vec(ctx, dt, (double[]){1, INFINITY, 2, NAN}, 4,
                                                     cg), 2, (int64_t[]){2, 2}));
             gf_tensor *z = GF_T(ctx, gf_relu(gf_transpose(x2, 0, 1))), *gx = NULL;
-            GF_OK_OR_FAIL(ctx, gf_grad_of(z, 1, &x, &gx, &(gf_backward_opts){
-                                                             .grad_output = g, .create_graph = cg}));
+            gf_backward_opts o = {.grad_output = g, .create_graph = cg};
+            GF_OK_OR_FAIL(ctx, gf_grad_of(z, 1, &x, &gx, &o));
             where_t w = {&(edge_case){"relu (transposed)", 0, 4, false,
                                       .x = {NAN, -0.0, 0, -INFINITY}, .g = {1, 2, INFINITY, NAN}},
                          dt, false, cg ? "create_graph" : "plain"};
