@@ -280,13 +280,39 @@ gf_status gf_sgd_step_(gf_tensor *p, gf_tensor *g, gf_tensor *buf, double lr, do
                        double dampening, double weight_decay, bool nesterov, bool first);
 
 /* ---------------------------------------------------------- gradient check */
-/* Compares the analytic gradient of sum(fn(inputs) * r) (r fixed random
- * weights) for every floating input that requires grad against central
+/* torch.autograd.gradcheck: the analytic derivatives of fn's output with
+ * respect to every floating input that requires grad, against central
  * differences with step eps, computed in float64 on copies of the inputs.
- * Passes when |analytic - numeric| <= atol + rtol*|numeric| everywhere.
- * Returns GF_OK, or GF_EINVAL with the first failing element described on
- * the ctx. */
+ * A compared value passes when |analytic - numeric| <= atol + rtol*|numeric|
+ * (a NaN fails). Returns GF_OK, or GF_EINVAL with the count of failing
+ * values and the WORST one (largest difference relative to its allowed
+ * difference: input index, element index and multi-index, output element or
+ * product, both values, the allowed difference) on the ctx; errors of fn or
+ * of backward are returned as they are. fn is called 1 + 2 * (checked input
+ * elements) times and must build its result from the inputs it is given. */
 typedef gf_tensor *(*gf_fn)(gf_ctx *ctx, int n, gf_tensor *const *inputs, void *user);
+typedef enum {
+    GF_GRADCHECK_AUTO = 0, /* FULL up to 65536 Jacobian entries and 4096 output elements,
+                              else VJP */
+    GF_GRADCHECK_FULL,     /* every Jacobian entry, one backward per output element
+                              (torch's default, fast_mode=False) */
+    GF_GRADCHECK_VJP       /* n_vjp products w^T J per input element, w random in [0.5, 1.5) */
+} gf_gradcheck_mode;
+/* A zero field (or NULL opts) takes its default: torch.autograd.gradcheck's
+ * eps 1e-6, atol 1e-5, rtol 1e-3; mode AUTO; n_vjp 4; a fixed seed. The VJP
+ * weights are gf_rand(out's shape) + 0.5 after gf_manual_seed(seed) (the
+ * ctx's generator state is restored). Negative or non-finite values:
+ * GF_EINVAL. */
+typedef struct {
+    double eps, atol, rtol;
+    gf_gradcheck_mode mode;
+    int n_vjp;
+    uint64_t seed;
+} gf_gradcheck_opts;
+gf_status gf_gradcheck_ex(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *inputs, void *user,
+                          const gf_gradcheck_opts *opts);
+/* gf_gradcheck_ex in AUTO mode with atol and rtol as given (0 is 0); eps <= 0
+ * takes the default 1e-6. */
 gf_status gf_gradcheck(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *inputs, void *user,
                        double eps, double atol, double rtol);
 

@@ -160,11 +160,19 @@ gf_status gf__bwd_div(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin
     return GF_OK;
 }
 
+/* PyTorch 1.13's pow_backward_self and pow_backward_exponent, operation by
+ * operation: d/da a^b = b a^(b-1), but 0 where b == 0 (0^0 included, where
+ * the formula gives 0 * inf); d/db a^b = a^b log a, but 0 where a == 0 and
+ * b >= 0 (log 0 = -inf times 0^b). */
 gf_status gf__bwd_pow(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     gf_tensor *a = n->in[0], *b = n->in[1];
-    /* d/da a^b = b a^(b-1); d/db a^b = a^b log a (defined where a > 0) */
-    if (gf__needs_grad(n, 0))
-        gin[0] = gf__sum_to(gf_mul(g, gf_mul(b, gf_pow(a, gf_add_scalar(b, -1.0)))), GF__DIMS(a));
-    if (gf__needs_grad(n, 1)) gin[1] = gf__sum_to(gf_mul(g, gf_mul(out, gf_log(a))), GF__DIMS(b));
+    if (gf__needs_grad(n, 0)) {
+        gf_tensor *d = gf_mul(g, gf_mul(b, gf_pow(a, gf_add_scalar(b, -1.0))));
+        gin[0] = gf__sum_to(gf__zero_where(d, b, NULL, GF__ZW_EQ0), GF__DIMS(a));
+    }
+    if (gf__needs_grad(n, 1)) {
+        gf_tensor *d = gf__zero_where(gf_mul(out, gf_log(a)), a, b, GF__ZW_EQ0_GE0);
+        gin[1] = gf__sum_to(gf_mul(g, d), GF__DIMS(b));
+    }
     return GF_OK;
 }

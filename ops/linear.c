@@ -136,15 +136,14 @@ gf_tensor *gf_linear_act(gf_tensor *x, gf_tensor *w, gf_tensor *b, gf_activation
 /* ------------------------------------------------------------- backward */
 
 /* gz = g * act'(pre-activation), from out. Plain backward: the one-pass
- * ops of unary.c (what the unfused activation's rule records; relu's mask
- * x > 0 is out > 0). create_graph: public ops (unary.c's composed rules;
- * relu's mask from a detached out, as relu's step mask carries no
- * gradient). */
+ * ops of unary.c (what the unfused activation's rule records; relu's
+ * condition x <= 0 is out <= 0, NaN included). create_graph: unary.c's
+ * composed rules (relu's zero_where gives out no gradient). */
 static gf_tensor *gf__la_act_grad(gf__act act, gf_tensor *out, gf_tensor *g) {
     const bool plain = !gf_is_grad_enabled(out->ctx) && g->dtype == out->dtype;
     switch (act) {
     case GF__ACT_RELU:
-        return plain ? gf__relu_backward(g, out) : gf_mul(g, gf_sign(gf_detach(out)));
+        return plain ? gf__relu_backward(g, out) : gf__zero_where(g, out, NULL, GF__ZW_LE0);
     case GF__ACT_TANH:
         return plain ? gf__tanh_backward(g, out)
                      : gf_mul(g, gf_add_scalar(gf_neg(gf_mul(out, out)), 1.0));

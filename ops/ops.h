@@ -53,10 +53,21 @@ static inline bool gf__next_row(int ndim, const int64_t *shape, int64_t *idx, in
 void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
 
 /* Fused one-pass activation backward (ops/unary.c; NODIFF, recorded by a
- * plain backward): g * (1 - out^2), g * out * (1 - out), g * (x > 0). */
+ * plain backward): g * (1 - out^2), g * out * (1 - out), x <= 0 ? 0 : g. */
 gf_tensor *gf__tanh_backward(gf_tensor *g, gf_tensor *out);
 gf_tensor *gf__sigmoid_backward(gf_tensor *g, gf_tensor *out);
 gf_tensor *gf__relu_backward(gf_tensor *g, gf_tensor *x);
+
+/* zero_where (ops/where.c): v with zeros where the condition pred holds on
+ * c (and c2, for GF__ZW_EQ0_GE0; else c2 is ignored and may be NULL),
+ * broadcasting all three; differentiable in v only. What the backward rules
+ * use where PyTorch's formulas use torch.where(cond, 0, v). */
+enum {
+    GF__ZW_LE0,    /* c <= 0 (relu: NaN is not masked) */
+    GF__ZW_EQ0,    /* c == 0 (pow's d/dbase at exponent 0) */
+    GF__ZW_EQ0_GE0 /* c == 0 and c2 >= 0 (pow's d/dexponent at base 0) */
+};
+gf_tensor *gf__zero_where(gf_tensor *v, gf_tensor *c, gf_tensor *c2, int pred);
 
 /* Whether gf_linear_act records its fused op (ops/linear.c; default on).
  * Off, it records the unfused ops nn's layers record (tests compare the

@@ -2,10 +2,11 @@
  * unary.c - elementwise unary ops and the scalar forms of the arithmetic
  * ops: add_scalar, mul_scalar, pow_scalar, neg, exp, log, sqrt, abs, relu,
  * sigmoid, tanh, gelu (exact erf form), and the helpers their backward rules
- * are built from: gelu_grad (d gelu/dx), sign and step (both NODIFF); and
- * the one-pass backward kernels of tanh, sigmoid and relu (tanh_backward,
+ * are built from: gelu_grad (d gelu/dx) and sign (zero gradient); and the
+ * one-pass backward kernels of tanh, sigmoid and relu (tanh_backward,
  * sigmoid_backward, relu_backward, NODIFF) that a plain backward records
- * instead of the composed rules.
+ * instead of the composed rules. Gradients at 0, +-inf and NaN are
+ * PyTorch 1.13's (tests/test_grad_edges.c).
  *
  * Dtypes follow PyTorch: i64 inputs to the transcendental ops (exp, log,
  * sqrt, sigmoid, tanh, gelu) are cast to f32 first; add/mul/pow with a
@@ -45,15 +46,18 @@ static inline double gf__s_gelu_grad(double x) {
     return 0.5 * (1.0 + erf(x * GF__INV_SQRT2)) + x * GF__INV_SQRT2PI * exp(-0.5 * x * x);
 }
 
-/* x^p with the common small exponents as multiplications (exact where pow
- * is, and vectorizable). */
+/* x^p with the exponents PyTorch 1.13 special-cases computed as it does
+ * (vectorizable, and with its values at the edges: x^-0.5 is 1/sqrt(x), so
+ * -inf gives NaN and -0 gives -inf, where pow gives 0 and +inf). */
 static inline float gf__s_powsf(float x, float p) {
     return p == 2.0f ? x * x : p == 1.0f ? x : p == 3.0f ? x * x * x
-         : p == 0.5f ? sqrtf(x) : powf(x, p);
+         : p == 0.5f ? sqrtf(x) : p == -0.5f ? 1.0f / sqrtf(x) : p == -1.0f ? 1.0f / x
+         : p == -2.0f ? 1.0f / (x * x) : powf(x, p);
 }
 static inline double gf__s_pows(double x, double p) {
     return p == 2.0 ? x * x : p == 1.0 ? x : p == 3.0 ? x * x * x
-         : p == 0.5 ? sqrt(x) : pow(x, p);
+         : p == 0.5 ? sqrt(x) : p == -0.5 ? 1.0 / sqrt(x) : p == -1.0 ? 1.0 / x
+         : p == -2.0 ? 1.0 / (x * x) : pow(x, p);
 }
 
 /* x^p for i64 x and integral p >= 0 (the constructor rejects p < 0). */
@@ -258,25 +262,24 @@ GF__UN_OP_F(gelu, GF__M(gf__s_gelu, x))
 GF__UN_OP_F(gelu_grad, GF__M(gf__s_gelu_grad, x))
 /* Comparisons give 0 for NaN, as torch.sign does. */
 GF__UN_OP_FI(sign, (x > 0) - (x < 0), (x > 0) - (x < 0))
-GF__UN_OP_FI(step, x > 0, x > 0)
 
 /* ------------------------------------------------ fused backward kernels */
-/* out (contiguous, the broadcast shape of g and v) = g * D(v), g and v read
- * through broadcast strides (a gradient is often an expanded view). D and
- * the product are the composed rules' operations in their order, each
- * rounded to T as the separate ops round it, so a plain backward gives the
- * same bits as create_graph's composed rule (NaNs aside: the compiler may
- * turn -(v*v) + 1 into 1 - v*v, the same number, but a NaN's sign bit can
- * then differ; IEEE 754 leaves it unspecified):
+/* out (contiguous, the broadcast shape of g and v) = g * D(v), or for relu
+ * a selection of g, with g and v read through broadcast strides (a gradient
+ * is often an expanded view). D and the product are the composed rules'
+ * operations in their order, each rounded to T as the separate ops round
+ * it, so a plain backward gives the same bits as create_graph's composed
+ * rule (NaNs aside: the compiler may turn -(v*v) + 1 into 1 - v*v, the same
+ * number, but a NaN's sign bit can then differ; IEEE 754 leaves it
+ * unspecified):
  *   tanh:    D = -(v*v) + 1     (mul, neg, add_scalar; then mul), v = tanh's output
  *   sigmoid: D = v * (-v + 1)   (neg, add_scalar, mul; then mul), v = sigmoid's output
- *   relu:    D = (v > 0)        (step; then mul), v = relu's input: a NaN x gives g * 0
- * A run of len elements is one loop for tanh and sigmoid. relu's is done in
- * chunks, D into a stack buffer and then the products: in one loop GCC
- * turns g * (v > 0) into v > 0 ? g : g*0 and, with g*0 on one branch only
- * (it could raise an FP flag), leaves the loop scalar with a branch that
- * random signs mispredict (5.6 ns per element instead of 0.3). The chunked
- * form costs tanh twice its one loop in cache, hence the two forms. */
+ *   relu:    v <= 0 ? 0 : g     (zero_where), v = relu's input: a NaN x passes g
+ *                               and a masked inf or NaN g gives 0, as torch's
+ *                               threshold_backward
+ * A run of len elements is one loop. relu's has no arithmetic on either
+ * side of its select, so it vectorizes as a compare and a mask (a product
+ * g * mask would leave g * 0 on one branch, which GCC keeps scalar). */
 #define GF__BWD_RUN1(NAME, T, D)                                                           \
     static inline void NAME(const T *g, int64_t ig, const T *pv, int64_t iv, T *o,         \
                             int64_t len) {                                                 \
@@ -285,25 +288,20 @@ GF__UN_OP_FI(step, x > 0, x > 0)
             o[i] = g[i * ig] * (D);                                                        \
         }                                                                                  \
     }
-#define GF__BWD_CHUNK 256
-#define GF__BWD_RUN2(NAME, T, D)                                                           \
+/* The same where D is the condition under which the result is 0, else g. */
+#define GF__BWD_RUN_ZERO(NAME, T, D)                                                       \
     static inline void NAME(const T *g, int64_t ig, const T *pv, int64_t iv, T *o,         \
                             int64_t len) {                                                 \
-        T d[GF__BWD_CHUNK];                                                                \
-        for (int64_t i = 0; i < len; i += GF__BWD_CHUNK) {                                 \
-            int64_t m = len - i < GF__BWD_CHUNK ? len - i : GF__BWD_CHUNK;                 \
-            for (int64_t j = 0; j < m; j++) {                                              \
-                T v = pv[(i + j) * iv];                                                    \
-                d[j] = (D);                                                                \
-            }                                                                              \
-            for (int64_t j = 0; j < m; j++) o[i + j] = g[(i + j) * ig] * d[j];             \
+        for (int64_t i = 0; i < len; i++) {                                                \
+            T v = pv[i * iv], gi = g[i * ig];                                              \
+            o[i] = (D) ? (T)0 : gi;                                                        \
         }                                                                                  \
     }
 
-/* RUN (GF__BWD_RUN1/2) over the output: unit strides in fixed blocks (tiles
- * of whole blocks) when g and v are contiguous and of the output's size,
- * else row by row with the broadcast strides. */
-#define GF__BWD_BLK (GF__BWD_CHUNK * 16)
+/* RUN (GF__BWD_RUN1 or _ZERO) over the output: unit strides in fixed
+ * blocks (tiles of whole blocks) when g and v are contiguous and of the
+ * output's size, else row by row with the broadcast strides. */
+#define GF__BWD_BLK 4096
 #define GF__BWD_KERNEL(NAME, T, RUN)                                                       \
     typedef struct {                                                                      \
         const T *pg, *pv;                                                                 \
@@ -371,7 +369,7 @@ GF__UN_OP_FI(step, x > 0, x > 0)
 /* g: (S), v: (S) (or broadcastable to a common shape) -> out: that shape */
 GF__BWD_OP(tanh_backward, GF__BWD_RUN1, -(v * v) + 1)
 GF__BWD_OP(sigmoid_backward, GF__BWD_RUN1, v * (-v + 1))
-GF__BWD_OP(relu_backward, GF__BWD_RUN2, v > 0)
+GF__BWD_OP(relu_backward, GF__BWD_RUN_ZERO, v <= 0)
 
 /* ---------------------------------------------------------- constructors */
 
@@ -443,7 +441,6 @@ GF__FLOAT_OP(tanh)
 GF__FLOAT_OP(gelu)
 
 /* The internal helpers of the backward rules (not in the public API). */
-static gf_tensor *gf__step(gf_tensor *a) { return gf__unary(GF__OP_step, a, a->dtype, 0); }
 static gf_tensor *gf__gelu_grad(gf_tensor *a) {
     return gf__unary(GF__OP_gelu_grad, a, a->dtype, 0);
 }
@@ -549,11 +546,13 @@ static bool gf__fuse_bwd(const gf_tensor *g, const gf_tensor *v) {
     return !gf_is_grad_enabled(v->ctx) && g->dtype == v->dtype;
 }
 
+/* relu' as torch's threshold_backward: where(x <= 0, 0, g), so a NaN x
+ * passes g and a masked element is 0 even where g is inf or NaN. */
 gf_status gf__bwd_relu(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     (void)out;
     gf_tensor *x = n->in[0];
     if (gf__fuse_bwd(g, x)) gin[0] = gf__relu_backward(g, x);
-    else gin[0] = gf_mul(g, gf__step(x));
+    else gin[0] = gf__zero_where(g, x, NULL, GF__ZW_LE0);
     return GF_OK;
 }
 
@@ -591,17 +590,10 @@ gf_status gf__bwd_gelu_grad(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor
     return GF_OK;
 }
 
-/* sign and step are NODIFF: their outputs never require grad, so autograd
- * never calls these; they give no gradient. */
 /* sign is flat almost everywhere: its gradient is zeros (as torch.sign),
  * not an error for graphs that pass through it. */
 gf_status gf__bwd_sign(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
     (void)out, (void)g;
     gin[0] = gf_zeros_like(n->in[0]);
-    return GF_OK;
-}
-
-gf_status gf__bwd_step(gf__node *n, gf_tensor *out, gf_tensor *g, gf_tensor **gin) {
-    (void)n, (void)out, (void)g, (void)gin;
     return GF_OK;
 }
