@@ -66,7 +66,8 @@ gf_status gf__shape_check(gf_ctx *ctx, const char *pre, const char *op, gf_dtype
         if (shape[i] < 0)
             return gf__error(ctx, GF_ESHAPE,
                              "%s%s: negative size %lld in shape %s (expected sizes >= 0)", pre,
-                             op, (long long)shape[i], gf__shape_str((char[96]){0}, 96, ndim, shape));
+                             op, (long long)shape[i],
+                             gf__shape_str((char[96]){0}, 96, ndim, shape));
     /* The largest stride of a contiguous layout is the product of the other
      * sizes, a 0 counted as 1: bounding it bounds numel and the bytes too. */
     int64_t esize = (int64_t)gf__dtype_size(dt), span = esize;

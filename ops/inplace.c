@@ -8,9 +8,12 @@
 
 /* y OP x in the type of y: wrapping for i64 (ops.h), the plain operator for
  * floats. */
-#define GF__ADDW(y, x) _Generic((y), int64_t: gf__wadd((int64_t)(y), (int64_t)(x)), default: (y) + (x))
-#define GF__SUBW(y, x) _Generic((y), int64_t: gf__wsub((int64_t)(y), (int64_t)(x)), default: (y) - (x))
-#define GF__MULW(y, x) _Generic((y), int64_t: gf__wmul((int64_t)(y), (int64_t)(x)), default: (y) * (x))
+#define GF__ADDW(y, x) \
+    _Generic((y), int64_t: gf__wadd((int64_t)(y), (int64_t)(x)), default: (y) + (x))
+#define GF__SUBW(y, x) \
+    _Generic((y), int64_t: gf__wsub((int64_t)(y), (int64_t)(x)), default: (y) - (x))
+#define GF__MULW(y, x) \
+    _Generic((y), int64_t: gf__wmul((int64_t)(y), (int64_t)(x)), default: (y) * (x))
 
 /* dst(i) = f(dst(i), src(i)) with src broadcast to dst's shape; both strided.
  * src and alpha converted to dst's dtype on the fly (GF__CVT). */

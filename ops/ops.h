@@ -51,9 +51,15 @@ static inline bool gf__next_row(int ndim, const int64_t *shape, int64_t *idx, in
 /* i64 arithmetic wraps modulo 2^64 (docs/api.md, as PyTorch's CPU kernels
  * do): computed in uint64_t, where overflow is defined, and converted back
  * (GCC defines that conversion as modulo 2^64). */
-static inline int64_t gf__wadd(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
-static inline int64_t gf__wsub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
-static inline int64_t gf__wmul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+static inline int64_t gf__wadd(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+static inline int64_t gf__wsub(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+static inline int64_t gf__wmul(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a * (uint64_t)b);
+}
 static inline int64_t gf__wneg(int64_t a) { return (int64_t)(0 - (uint64_t)a); }
 /* x^p for p >= 0 by square-and-multiply, modulo 2^64: the same bits as p
  * wrapping multiplications, with no squaring past the last bit of p. */
