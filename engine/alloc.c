@@ -83,6 +83,9 @@ static void *gf__sys_alloc(size_t n) {
 
 void *gf__alloc_get(gf__alloc *a, size_t nbytes) {
     size_t r;
+    /* Larger than any tensor can be (gf__shape_check): refused before the
+     * signed byte counters see it. */
+    if (nbytes > (size_t)PTRDIFF_MAX) return NULL;
     if (nbytes > GF__MAX_CACHED) {
         void *p = gf__sys_alloc(nbytes);
         if (p) {

@@ -127,9 +127,11 @@ static int64_t gf__node_work(const gf__node *nd) {
     int64_t w = nd->out->numel;
     if ((nd->op == GF__OP_matmul || nd->op == GF__OP_linear_act) && nd->n_in >= 2) {
         const gf_tensor *a = nd->in[0];
-        w *= a->ndim ? a->shape[a->ndim - 1] : 1;
+        w = gf__mul_sat(w, a->ndim ? a->shape[a->ndim - 1] : 1);
     }
-    for (int k = 0; k < nd->n_in; k++) w += nd->in[k]->numel;
+    /* Saturating: an estimate past int64 only has to compare as large. */
+    for (int k = 0; k < nd->n_in; k++)
+        if (__builtin_add_overflow(w, nd->in[k]->numel, &w)) return INT64_MAX;
     return w;
 }
 
@@ -177,7 +179,9 @@ gf_status gf__exec_start(gf_ctx *ctx, gf__node **nodes, int64_t n, bool *started
     if (eng->min_par_work > 0) {
         int64_t work = 0;
         for (int64_t i = 0; i < n && work < eng->min_par_work; i++)
-            if (!(gf__op_flags[nodes[i]->op] & GF__OPF_VIEW)) work += gf__node_work(nodes[i]);
+            if (!(gf__op_flags[nodes[i]->op] & GF__OPF_VIEW) &&
+                __builtin_add_overflow(work, gf__node_work(nodes[i]), &work))
+                work = INT64_MAX;
         if (work < eng->min_par_work) return gf__exec_serial(ctx, nodes, n);
     }
 

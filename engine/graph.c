@@ -140,6 +140,7 @@ static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
 gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
                       gf_tensor *const *in, const gf__attrs *a) {
     gf_ctx *ctx = in[0]->ctx;
+    if (gf__shape_check(ctx, "gf_", gf__op_names[op], dt, ndim, shape) != GF_OK) return NULL;
     gf_tensor *out = gf__tensor_new(ctx, dt, ndim, shape);
     if (!out) return NULL;
     return gf__attach(ctx, out, op, n_in, in, a);
@@ -148,6 +149,8 @@ gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, in
 gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *shape,
                            const int64_t *strides, int64_t offset, const gf__attrs *a) {
     gf_ctx *ctx = in->ctx;
+    if (gf__shape_check(ctx, "gf_", gf__op_names[op], in->dtype, ndim, shape) != GF_OK)
+        return NULL;
     gf_tensor *out = gf__tensor_view(in, ndim, shape, strides, offset);
     if (!out) return NULL;
     bool pending = in->node && gf__node_pending(in->node);

@@ -194,6 +194,18 @@ gf__par gf__engine_par(gf_engine *eng);
 /* A reusable scratch buffer of at least n bytes (grown with realloc). */
 void *gf__scratch(void **buf, size_t *cap, size_t n);
 
+/* ------------------------------------------------------------- integers */
+/* Whether a double converts to i64 with defined behaviour: finite and in
+ * [-2^63, 2^63) (C leaves the conversion of anything else undefined). NaN
+ * fails both comparisons. */
+static inline bool gf__fits_i64(double v) { return v >= -0x1p63 && v < 0x1p63; }
+/* a * b for work estimates (a, b >= 0): INT64_MAX when the product does not
+ * fit, so that a cost comparison stays defined for any shape. */
+static inline int64_t gf__mul_sat(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 /* --------------------------------------------------------------- errors */
 /* Records the first error on ctx (later ones are dropped) and returns s.
  * Every error of the library passes through here: a good breakpoint. */
@@ -225,7 +237,17 @@ void gf__storage_release(gf__storage *s);
 
 /* --------------------------------------------------------------- tensor */
 size_t gf__dtype_size(gf_dtype dt);
+/* The product of the sizes, or -1 when it does not fit in int64. */
 int64_t gf__numel(int ndim, const int64_t *shape);
+/* Validates a shape for a tensor of dtype dt: ndim in 0..GF_MAX_DIMS
+ * (GF_EINVAL), no negative size (GF_ESHAPE), and the product of the sizes
+ * (a 0 counted as 1, as the strides count it) times the element size at
+ * most INT64_MAX, so that numel, every stride, offset and byte count of the
+ * tensor are representable (GF_ENOMEM otherwise). Every tensor passes it.
+ * Records the error as "<pre><op>: ..." and returns its status. */
+gf_status gf__shape_check(gf_ctx *ctx, const char *pre, const char *op, gf_dtype dt, int ndim,
+                          const int64_t *shape);
+/* Row-major strides of a shape that passed gf__shape_check. */
 void gf__contig_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool gf__is_contig(const gf_tensor *t);
 /* New tensor object in ctx with a fresh (unallocated) storage, registered as

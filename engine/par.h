@@ -63,7 +63,8 @@ void gf__par_for(const gf__par *par, int64_t n, int64_t grain, gf__range_fn fn, 
  * thread count). */
 static inline int64_t gf__par_grain(int64_t n, int64_t cost, int64_t min_work) {
     if (cost < 1) cost = 1;
-    int64_t g = (min_work + cost - 1) / cost;
+    /* cost may be a saturated estimate (INT64_MAX): no min_work + cost. */
+    int64_t g = cost >= min_work ? 1 : (min_work + cost - 1) / cost;
     int64_t cap = (n + 255) / 256;
     if (g < cap) g = cap;
     return g < 1 ? 1 : g;

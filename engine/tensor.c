@@ -52,8 +52,34 @@ const char *gf_dtype_name(gf_dtype dt) {
 
 int64_t gf__numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n)) return -1;
     return n;
+}
+
+gf_status gf__shape_check(gf_ctx *ctx, const char *pre, const char *op, gf_dtype dt, int ndim,
+                          const int64_t *shape) {
+    if (ndim < 0 || ndim > GF_MAX_DIMS)
+        return gf__error(ctx, GF_EINVAL, "%s%s: %d dims requested (expected 0..%d)", pre, op,
+                         ndim, GF_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return gf__error(ctx, GF_ESHAPE,
+                             "%s%s: negative size %lld in shape %s (expected sizes >= 0)", pre,
+                             op, (long long)shape[i],
+                             gf__shape_str((char[96]){0}, 96, ndim, shape));
+    /* The largest stride of a contiguous layout is the product of the other
+     * sizes, a 0 counted as 1: bounding it bounds numel and the bytes too. */
+    int64_t esize = (int64_t)gf__dtype_size(dt), span = esize;
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(span, shape[i] > 1 ? shape[i] : 1, &span))
+            return gf__error(ctx, GF_ENOMEM,
+                             "%s%s: shape %s of %s is too large (expected at most %lld elements, "
+                             "sizes multiplied as if 0 were 1: numel, strides and bytes must fit "
+                             "in int64)",
+                             pre, op, gf__shape_str((char[96]){0}, 96, ndim, shape),
+                             gf_dtype_name(dt), (long long)(INT64_MAX / esize));
+    return GF_OK;
 }
 
 void gf__contig_strides(int ndim, const int64_t *shape, int64_t *strides) {
@@ -126,17 +152,9 @@ static void gf__unlink(gf_ctx *ctx, gf_tensor *t) {
 }
 
 static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
-    if (ndim < 0 || ndim > GF_MAX_DIMS) {
-        gf__error(ctx, GF_EINVAL, "gradflow: %d dims requested (expected 0..%d)", ndim,
-                  GF_MAX_DIMS);
-        return NULL;
-    }
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) {
-            gf__error(ctx, GF_ESHAPE, "gradflow: negative size %lld in shape %s",
-                      (long long)shape[i], gf__shape_str((char[96]){0}, 96, ndim, shape));
-            return NULL;
-        }
+    /* The callers that know the op's name check first; this is the backstop
+     * that no tensor escapes. */
+    if (gf__shape_check(ctx, "", "gradflow", dt, ndim, shape) != GF_OK) return NULL;
     gf_tensor *t = ctx->free_tensors;
     if (t) {
         ctx->free_tensors = t->next;
@@ -338,6 +356,7 @@ static gf_tensor *gf__make(gf_ctx *ctx, const char *op, gf_dtype dt, int ndim,
         gf__error(ctx, GF_EINVAL, "%s: shape is NULL for ndim %d", op, ndim);
         return NULL;
     }
+    if (gf__shape_check(ctx, "", op, dt, ndim, shape) != GF_OK) return NULL;
     gf_tensor *t = gf__tensor_new(ctx, dt, ndim, shape);
     if (!t) return NULL;
     if (gf__storage_materialize(t->storage) != GF_OK) {
@@ -365,6 +384,8 @@ GF__FROM_DATA(gf_tensor_f32, float, GF_F32)
 GF__FROM_DATA(gf_tensor_f64, double, GF_F64)
 GF__FROM_DATA(gf_tensor_i64, int64_t, GF_I64)
 
+/* i64 takes v truncated toward zero, as a C cast (the caller checked that
+ * v fits). */
 static void gf__fill_raw(gf_tensor *t, double v) {
     void *p = t->storage->data;
     int64_t n = t->numel;
@@ -375,25 +396,39 @@ static void gf__fill_raw(gf_tensor *t, double v) {
     }
 }
 
-gf_tensor *gf_full(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape, double v) {
-    gf_tensor *t = gf__make(ctx, "gf_full", dt, ndim, shape);
+/* gf_full under the name of the function the user called. An i64 tensor
+ * cannot hold NaN, an infinity or |v| >= 2^63: an error, not INT64_MIN. */
+static gf_tensor *gf__full(gf_ctx *ctx, const char *op, gf_dtype dt, int ndim,
+                           const int64_t *shape, double v) {
+    if (ctx && dt == GF_I64 && !gf__fits_i64(v)) {
+        gf__error(ctx, GF_EINVAL,
+                  "%s: value %g is not representable in i64 (expected a finite value in "
+                  "[-2^63, 2^63))",
+                  op, v);
+        return NULL;
+    }
+    gf_tensor *t = gf__make(ctx, op, dt, ndim, shape);
     if (t) gf__fill_raw(t, v);
     return t;
 }
+
+gf_tensor *gf_full(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape, double v) {
+    return gf__full(ctx, "gf_full", dt, ndim, shape, v);
+}
 gf_tensor *gf_zeros(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
-    return gf_full(ctx, dt, ndim, shape, 0.0);
+    return gf__full(ctx, "gf_zeros", dt, ndim, shape, 0.0);
 }
 gf_tensor *gf_ones(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
-    return gf_full(ctx, dt, ndim, shape, 1.0);
+    return gf__full(ctx, "gf_ones", dt, ndim, shape, 1.0);
 }
 gf_tensor *gf_scalar(gf_ctx *ctx, gf_dtype dt, double v) {
-    return gf_full(ctx, dt, 0, NULL, v);
+    return gf__full(ctx, "gf_scalar", dt, 0, NULL, v);
 }
 gf_tensor *gf_zeros_like(gf_tensor *a) {
-    return a ? gf_zeros(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
+    return a ? gf__full(a->ctx, "gf_zeros_like", a->dtype, a->ndim, a->shape, 0.0) : NULL;
 }
 gf_tensor *gf_ones_like(gf_tensor *a) {
-    return a ? gf_ones(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
+    return a ? gf__full(a->ctx, "gf_ones_like", a->dtype, a->ndim, a->shape, 1.0) : NULL;
 }
 
 gf_tensor *gf_arange(gf_ctx *ctx, gf_dtype dt, int64_t n) {

@@ -79,21 +79,16 @@
     }
 
 /* Integer division and power follow PyTorch on i64 only where defined:
- * div of two i64 is promoted to f32 before it gets here. */
+ * div of two i64 is promoted to f32 before it gets here. i64 add, sub, mul
+ * and pow wrap modulo 2^64 (ops.h). */
 static inline int64_t gf__ipow(int64_t x, int64_t y) {
     if (y < 0) return x == 1 ? 1 : (x == -1 ? ((y & 1) ? -1 : 1) : 0);
-    int64_t r = 1;
-    while (y) {
-        if (y & 1) r *= x;
-        x *= x;
-        y >>= 1;
-    }
-    return r;
+    return gf__wpow(x, y);
 }
 
-GF__BIN_OP(add, x + y, x + y)
-GF__BIN_OP(sub, x - y, x - y)
-GF__BIN_OP(mul, x * y, x * y)
+GF__BIN_OP(add, x + y, gf__wadd(x, y))
+GF__BIN_OP(sub, x - y, gf__wsub(x, y))
+GF__BIN_OP(mul, x * y, gf__wmul(x, y))
 GF__BIN_OP(div, x / y, y ? x / y : 0)
 GF__BIN_OP(pow, _Generic(x, float: powf, default: pow)(x, y), gf__ipow(x, y))
 

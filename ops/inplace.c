@@ -6,19 +6,28 @@
  */
 #include "ops.h"
 
+/* y OP x in the type of y: wrapping for i64 (ops.h), the plain operator for
+ * floats. */
+#define GF__ADDW(y, x) \
+    _Generic((y), int64_t: gf__wadd((int64_t)(y), (int64_t)(x)), default: (y) + (x))
+#define GF__SUBW(y, x) \
+    _Generic((y), int64_t: gf__wsub((int64_t)(y), (int64_t)(x)), default: (y) - (x))
+#define GF__MULW(y, x) \
+    _Generic((y), int64_t: gf__wmul((int64_t)(y), (int64_t)(x)), default: (y) * (x))
+
 /* dst(i) = f(dst(i), src(i)) with src broadcast to dst's shape; both strided.
- * src converted to dst's dtype on the fly. */
+ * src and alpha converted to dst's dtype on the fly (GF__CVT). */
 #define GF__UPD_KERNEL(NAME, TD, TS, EXPR)                                                  \
     static void NAME(gf_tensor *D, const gf_tensor *S, double alpha) {                     \
         TD *pd = gf__ptr(D);                                                               \
         const TS *ps = S ? (const TS *)gf__ptr(S) : NULL;                                  \
-        TD al = (TD)alpha;                                                                 \
+        TD al = GF__CVT(TD, alpha);                                                        \
         (void)al;                                                                          \
         int nd = D->ndim;                                                                  \
         if (D->numel == 0) return;                                                         \
         if (nd == 0) {                                                                     \
             TD y = pd[0];                                                                  \
-            TD x = ps ? (TD)ps[0] : 0;                                                     \
+            TD x = ps ? GF__CVT(TD, ps[0]) : 0;                                            \
             (void)x, (void)y;                                                              \
             pd[0] = (EXPR);                                                                \
             return;                                                                        \
@@ -30,7 +39,7 @@
             int64_t total = D->numel;                                                      \
             for (int64_t i = 0; i < total; i++) {                                          \
                 TD y = pd[i];                                                              \
-                TD x = ps ? (TD)ps[i] : 0;                                                 \
+                TD x = ps ? GF__CVT(TD, ps[i]) : 0;                                        \
                 (void)x, (void)y;                                                          \
                 pd[i] = (EXPR);                                                            \
             }                                                                              \
@@ -44,7 +53,7 @@
             const TS *rs = ps ? ps + off[1] : NULL;                                        \
             for (int64_t i = 0; i < inner; i++) {                                          \
                 TD y = rd[i * id];                                                         \
-                TD x = rs ? (TD)rs[i * is] : 0;                                            \
+                TD x = rs ? GF__CVT(TD, rs[i * is]) : 0;                                   \
                 (void)x, (void)y;                                                          \
                 rd[i * id] = (EXPR);                                                       \
             }                                                                              \
@@ -69,15 +78,36 @@
         k[D->dtype][S ? S->dtype : D->dtype](D, S, alpha);                                 \
     }
 
-GF__UPD_ALL(upd_sub, y - x)
-GF__UPD_ALL(upd_axpy, y + al * x)
+GF__UPD_ALL(upd_sub, GF__SUBW(y, x))
+GF__UPD_ALL(upd_axpy, GF__ADDW(y, GF__MULW(al, x)))
 GF__UPD_ALL(upd_copy, x)
 GF__UPD_ALL(upd_fill, al)
-GF__UPD_ALL(upd_scale, y * al)
+GF__UPD_ALL(upd_scale, GF__MULW(y, al))
 
-void gf__fwd_sub_(gf__node *n) { gf__upd_sub(n->out, n->in[1], 0); }
-void gf__fwd_axpy_(gf__node *n) { gf__upd_axpy(n->out, n->in[1], n->a.s); }
-void gf__fwd_copy_(gf__node *n) { gf__upd_copy(n->out, n->in[1], 0); }
+/* A floating source of an i64 destination converts as gf_to_dtype does: a
+ * value i64 cannot hold is an error, found before anything is written. */
+static bool gf__src_fits(gf__node *n) {
+    const gf_tensor *D = n->out, *S = n->in[1];
+    double v;
+    int64_t i = D->dtype == GF_I64 ? gf__first_not_i64(S, &v) : -1;
+    if (i < 0) return true;
+    gf__kernel_error(n, GF_EINVAL,
+                     "gf_%s: element %lld of the %s source %s is %g, which the i64 destination "
+                     "%s cannot hold (expected finite values in [-2^63, 2^63))",
+                     gf__op_names[n->op], (long long)i, gf_dtype_name(S->dtype), GF__SHAPE(S),
+                     v, GF__SHAPE(D));
+    return false;
+}
+
+void gf__fwd_sub_(gf__node *n) {
+    if (gf__src_fits(n)) gf__upd_sub(n->out, n->in[1], 0);
+}
+void gf__fwd_axpy_(gf__node *n) {
+    if (gf__src_fits(n)) gf__upd_axpy(n->out, n->in[1], n->a.s);
+}
+void gf__fwd_copy_(gf__node *n) {
+    if (gf__src_fits(n)) gf__upd_copy(n->out, n->in[1], 0);
+}
 void gf__fwd_fill_(gf__node *n) { gf__upd_fill(n->out, NULL, n->a.s); }
 void gf__fwd_mul_scalar_(gf__node *n) { gf__upd_scale(n->out, NULL, n->a.s); }
 
@@ -93,11 +123,21 @@ GF__NO_BWD(copy_)
 GF__NO_BWD(fill_)
 GF__NO_BWD(mul_scalar_)
 
-/* Checks that src broadcasts to dst's shape, then runs the update. */
+/* Checks that src broadcasts to dst's shape, then runs the update. The
+ * scalar s of an i64 destination must fit in i64; fill_ truncates a
+ * fraction toward zero (as gf_full), while mul_scalar_ and axpy_ need an
+ * integer (a fraction would make a float result, which PyTorch refuses to
+ * write into an integer tensor too). */
 static gf_status gf__update(gf__op op, gf_tensor *dst, gf_tensor *src, double s) {
     if (!dst) return GF_EINVAL;
     gf_ctx *ctx = dst->ctx;
     const char *name = gf__op_names[op];
+    bool integral = op == GF__OP_mul_scalar_ || op == GF__OP_axpy_;
+    if (dst->dtype == GF_I64 && (!gf__fits_i64(s) || (integral && s != floor(s))))
+        return gf__error(ctx, GF_EINVAL,
+                         "gf_%s: scalar %g for the i64 destination %s (expected %s in "
+                         "[-2^63, 2^63))",
+                         name, s, GF__SHAPE(dst), integral ? "an integer" : "a finite value");
     if (src) {
         if (src->ctx != ctx)
             return gf__error(ctx, GF_EINVAL, "gf_%s: the source belongs to another ctx", name);

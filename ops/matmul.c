@@ -82,9 +82,10 @@ typedef struct {
         int64_t nbatch = gf__numel(nb, O->shape);                                            \
         const T *pa = gf__ptr(A), *pb = gf__ptr(B);                                          \
         T *po = gf__ptr(O);                                                                  \
-        if (nbatch > 1 && GF__PAR_WORTH(&n->par, M * N * K < GF__MM_SMALL_GEMM)) {           \
+        const int64_t mnk = gf__mul_sat(M * N, K); /* M * N <= numel; K need not be */      \
+        if (nbatch > 1 && GF__PAR_WORTH(&n->par, mnk < GF__MM_SMALL_GEMM)) {                 \
             gf__mm_args g = {nb, O->shape, sa, sb, M, N, K, rsa, csa, rsb, csb, pa, pb, po};  \
-            gf__par_for(&n->par, nbatch, gf__par_grain(nbatch, M * N * K, GF__MM_SMALL_GEMM), \
+            gf__par_for(&n->par, nbatch, gf__par_grain(nbatch, mnk, GF__MM_SMALL_GEMM),       \
                         NAME##_batches, &g);                                                 \
             return;                                                                          \
         }                                                                                    \
@@ -140,8 +141,10 @@ static void gf__mm_i64(gf__node *n) {
     gf__mm_args g = {nb, O->shape, sa, sb, M, N, K, rsa, csa, rsb, csb,
                      gf__ptr(A), gf__ptr(B), gf__ptr(O)};
     /* each (batch, row) of the output is independent: tiles of rows */
-    if (GF__PAR_WORTH(&n->par, rows * N * K > 32768))
-        gf__par_for(&n->par, rows, gf__par_grain(rows, N * K, 32768), gf__mm_i64_rows, &g);
+    /* rows * N is the output's numel; times K it may not fit (a cost only). */
+    if (GF__PAR_WORTH(&n->par, gf__mul_sat(rows * N, K) > 32768))
+        gf__par_for(&n->par, rows, gf__par_grain(rows, gf__mul_sat(N, K), 32768),
+                    gf__mm_i64_rows, &g);
     else
         gf__mm_i64_rows(&g, 0, rows);
 }

@@ -452,6 +452,8 @@ gf_tensor *gf_mse_loss(gf_tensor *pred, gf_tensor *target) {
     }
     gf_dtype dt = gf__promote(pred->dtype, target->dtype);
     if (dt == GF_I64) dt = GF_F32; /* a float-only op */
+    /* The kernel walks the broadcast shape: it must be countable too. */
+    if (gf__shape_check(ctx, "", "gf_mse_loss", dt, nd, shape) != GF_OK) return NULL;
     gf_scope_begin(ctx);
     gf_tensor *p = pred->dtype == dt ? pred : gf_to_dtype(pred, dt);
     gf_tensor *t = target->dtype == dt ? target : gf_to_dtype(target, dt);

@@ -48,9 +48,48 @@ static inline bool gf__next_row(int ndim, const int64_t *shape, int64_t *idx, in
     return false;
 }
 
+/* i64 arithmetic wraps modulo 2^64 (docs/api.md, as PyTorch's CPU kernels
+ * do): computed in uint64_t, where overflow is defined, and converted back
+ * (GCC defines that conversion as modulo 2^64). */
+static inline int64_t gf__wadd(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+static inline int64_t gf__wsub(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+static inline int64_t gf__wmul(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a * (uint64_t)b);
+}
+static inline int64_t gf__wneg(int64_t a) { return (int64_t)(0 - (uint64_t)a); }
+/* x^p for p >= 0 by square-and-multiply, modulo 2^64: the same bits as p
+ * wrapping multiplications, with no squaring past the last bit of p. */
+static inline int64_t gf__wpow(int64_t x, int64_t p) {
+    uint64_t r = 1, b = (uint64_t)x;
+    while (p) {
+        if (p & 1) r *= b;
+        p >>= 1;
+        if (p) b *= b;
+    }
+    return (int64_t)r;
+}
+
+/* v as i64 where gf__fits_i64, else 0: a conversion without undefined
+ * behaviour. The ops that convert floats to i64 check the values first
+ * (gf__first_not_i64) and report those that do not fit. */
+static inline int64_t gf__to_i64(double v) { return gf__fits_i64(v) ? (int64_t)v : 0; }
+/* v converted to type TD: through gf__to_i64 from a floating v to i64, a C
+ * cast otherwise. */
+#define GF__CVT(TD, v)                                                                      \
+    _Generic((TD)0, int64_t: _Generic((v), int64_t: (v), default: gf__to_i64(v)),          \
+             default: (TD)(v))
+
 /* dst = src elementwise, with src broadcast (by strides) to dst's shape and
- * converted to dst's dtype. Both may be strided. (ops/copy.c) */
+ * converted to dst's dtype (GF__CVT). Both may be strided. (ops/copy.c) */
 void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
+/* Row-major index of the first element of t that i64 cannot hold (NaN,
+ * +-inf, |v| >= 2^63), its value in *v; -1 if none (always for i64 t). t
+ * must be computed. (ops/copy.c) */
+int64_t gf__first_not_i64(const gf_tensor *t, double *v);
 
 /* Fused one-pass activation backward (ops/unary.c; NODIFF, recorded by a
  * plain backward): g * (1 - out^2), g * out * (1 - out), x <= 0 ? 0 : g. */

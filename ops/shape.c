@@ -31,8 +31,12 @@ gf_tensor *gf_reshape(gf_tensor *a, int ndim, const int64_t *shape) {
             gf__error(ctx, GF_ESHAPE, "gf_reshape: negative size in shape %s",
                       gf__shape_str((char[96]){0}, 96, ndim, shape));
             return NULL;
-        } else {
-            known *= shape[i];
+        } else if (__builtin_mul_overflow(known, shape[i], &known)) {
+            gf__error(ctx, GF_ENOMEM,
+                      "gf_reshape: shape %s is too large (expected sizes whose product fits "
+                      "in int64)",
+                      gf__shape_str((char[96]){0}, 96, ndim, shape));
+            return NULL;
         }
     }
     if (infer >= 0) {
@@ -44,6 +48,7 @@ gf_tensor *gf_reshape(gf_tensor *a, int ndim, const int64_t *shape) {
         }
         sh[infer] = a->numel / known;
     }
+    if (gf__shape_check(ctx, "", "gf_reshape", a->dtype, ndim, sh) != GF_OK) return NULL;
     if (gf__numel(ndim, sh) != a->numel) {
         gf__error(ctx, GF_ESHAPE, "gf_reshape: cannot reshape %s (%lld elements) into %s",
                   GF__SHAPE(a), (long long)a->numel, gf__shape_str((char[96]){0}, 96, ndim, sh));
@@ -170,15 +175,21 @@ gf_tensor *gf_slice(gf_tensor *a, int dim, int64_t start, int64_t end, int64_t s
     if (start > size) start = size;
     if (end > size) end = size;
     if (end < start) end = start;
-    int64_t len = (end - start + step - 1) / step;
+    /* ceil((end - start) / step) without end - start + step - 1, which
+     * overflows for a step near INT64_MAX (Python gives 1 element there). */
+    int64_t len = end > start ? (end - start - 1) / step + 1 : 0;
     int64_t sh[GF_MAX_DIMS], st[GF_MAX_DIMS];
     memcpy(sh, a->shape, sizeof sh);
     memcpy(st, a->strides, sizeof st);
     sh[d] = len;
-    st[d] = a->strides[d] * step;
+    /* With two or more elements step < size, so stride * step stays inside
+     * the input's span; with one or none the stride is never stepped and
+     * the product could overflow, so it is left as it is. Likewise an
+     * empty slice keeps the offset (start may be one past the end). */
+    st[d] = len > 1 ? a->strides[d] * step : a->strides[d];
+    int64_t off = len ? a->offset + start * a->strides[d] : a->offset;
     gf__attrs at = {.dim = d, .j = {start, step}};
-    return gf__record_view(GF__OP_slice, a, a->ndim, sh, st, a->offset + start * a->strides[d],
-                           &at);
+    return gf__record_view(GF__OP_slice, a, a->ndim, sh, st, off, &at);
 }
 
 void gf__fwd_slice(gf__node *n) { (void)n; }
@@ -207,7 +218,8 @@ void gf__fwd_slice_scatter(gf__node *n) {
     int d = n->a.dim;
     win.shape[d] = g->shape[d];
     win.offset = o->offset + n->a.j[0] * o->strides[d];
-    win.strides[d] = o->strides[d] * n->a.j[1];
+    /* As in gf_slice: one element is never stepped (stride * step could overflow). */
+    win.strides[d] = g->shape[d] > 1 ? o->strides[d] * n->a.j[1] : o->strides[d];
     win.numel = g->numel;
     gf__copy_into(&win, g);
 }
@@ -217,7 +229,9 @@ gf_status gf__bwd_slice_scatter(gf__node *n, gf_tensor *out, gf_tensor *g, gf_te
     int d = n->a.dim;
     int64_t start = n->a.j[0], step = n->a.j[1];
     int64_t len = n->in[0]->shape[d];
-    gin[0] = gf_slice(g, d, start, start + len * step, step);
+    /* end just past the last element: start + len * step could overflow. */
+    int64_t end = len ? start + (len - 1) * step + 1 : start;
+    gin[0] = gf_slice(g, d, start, end, step);
     if (gin[0] && gin[0]->shape[d] != len) /* end past the size: slice clamps, lengths agree */
         return gf__error(g->ctx, GF_ESTATE, "gf_backward: slice_scatter length mismatch");
     return GF_OK;
@@ -313,7 +327,13 @@ gf_tensor *gf_cat(int n, gf_tensor *const *ts, int dim) {
                       i, GF__SHAPE(t), GF__SHAPE(a), d);
             return NULL;
         }
-        sh[d] += t->shape[d];
+        if (__builtin_add_overflow(sh[d], t->shape[d], &sh[d])) {
+            gf__error(ctx, GF_ENOMEM,
+                      "gf_cat: the sizes in dim %d add up past int64 at input %d of shape %s "
+                      "(expected a total size that fits in int64)",
+                      d, i, GF__SHAPE(t));
+            return NULL;
+        }
         dt = gf__promote(dt, t->dtype);
     }
     gf__attrs at = {.dim = d};

@@ -11,7 +11,8 @@
  * Dtypes follow PyTorch: i64 inputs to the transcendental ops (exp, log,
  * sqrt, sigmoid, tanh, gelu) are cast to f32 first; add/mul/pow with a
  * scalar keep i64 when the scalar is integral (pow: and >= 0) and go to f32
- * otherwise; neg, abs, relu, sign keep i64. A cast node in front of the op
+ * otherwise (an integral scalar i64 cannot hold is an error); neg, abs,
+ * relu, sign keep i64. i64 arithmetic wraps modulo 2^64. A cast node in front of the op
  * does the promotion, so every kernel reads and writes one dtype.
  *
  * Kernels: out (contiguous, x's shape) = f(x). A contiguous x is one flat
@@ -60,17 +61,6 @@ static inline double gf__s_pows(double x, double p) {
          : p == -2.0 ? 1.0 / (x * x) : pow(x, p);
 }
 
-/* x^p for i64 x and integral p >= 0 (the constructor rejects p < 0). */
-static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
-    int64_t r = 1;
-    while (p) {
-        if (p & 1) r *= x;
-        x *= x;
-        p >>= 1;
-    }
-    return r;
-}
-
 /* One kernel: out (contiguous, shape of x) = EXPR(x, s), s = attrs.s in T.
  * x (shape S, any strides) is read flat when contiguous, in tiles of
  * elements, else row by row. */
@@ -98,7 +88,7 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         gf_tensor *O = n->out;                                                            \
         const T *px = gf__ptr(X);                                                         \
         T *po = gf__ptr(O);                                                               \
-        const T s = (T)n->a.s;                                                            \
+        const T s = GF__CVT(T, n->a.s);                                                   \
         (void)s;                                                                          \
         int64_t total = O->numel;                                                         \
         int nd = O->ndim;                                                                 \
@@ -245,15 +235,17 @@ static inline int64_t gf__ipow_s(int64_t x, int64_t p) {
         }                                                                                 \
     }
 
-/* x: (S) -> out: (S), same dtype. */
-GF__UN_OP_FI(add_scalar, x + s, x + s)
-GF__UN_OP_FI(mul_scalar, x * s, x * s)
-GF__UN_OP_FI(pow_scalar, GF__M2(gf__s_pows, x, s), gf__ipow_s(x, s))
-GF__UN_OP_FI(neg, -x, -x)
+/* x: (S) -> out: (S), same dtype. i64 wraps modulo 2^64 (ops.h); pow's
+ * p >= 0 (the constructor rejects p < 0). */
+GF__UN_OP_FI(add_scalar, x + s, gf__wadd(x, s))
+GF__UN_OP_FI(mul_scalar, x * s, gf__wmul(x, s))
+GF__UN_OP_FI(pow_scalar, GF__M2(gf__s_pows, x, s), gf__wpow(x, s))
+GF__UN_OP_FI(neg, -x, gf__wneg(x))
 GF__UN_VOP_F(exp, GF__VEXP)
 GF__UN_OP_F(log, GF__M(log, x))
 GF__UN_OP_F(sqrt, GF__M(sqrt, x))
-GF__UN_OP_FI(abs, GF__M(fabs, x), x < 0 ? -x : x)
+/* abs(INT64_MIN) wraps to INT64_MIN, as in PyTorch. */
+GF__UN_OP_FI(abs, GF__M(fabs, x), x < 0 ? gf__wneg(x) : x)
 /* x < 0 ? 0 : x (not x > 0 ? x : 0) so that NaN passes through, as in torch. */
 GF__UN_OP_FI(relu, x < 0 ? 0 : x, x < 0 ? 0 : x)
 GF__UN_VOP_F(sigmoid, GF__VSIGMOID)
@@ -391,29 +383,40 @@ static gf_tensor *gf__unary(gf__op op, gf_tensor *a, gf_dtype dt, double s) {
 /* i64 to f32 for the ops that are only defined on floats. */
 static gf_dtype gf__float_dt(const gf_tensor *a) { return a->dtype == GF_I64 ? GF_F32 : a->dtype; }
 
-/* A scalar that an i64 tensor can absorb without leaving the integers. */
-static bool gf__is_integral(double s) {
-    return isfinite(s) && s == floor(s) && fabs(s) < 9.2e18;
+/* Whether an i64 tensor keeps its dtype with scalar s: s is integral. A
+ * fraction, NaN or an infinity gives f32 (as a Python float scalar gives a
+ * float tensor in PyTorch). */
+static bool gf__is_integral(double s) { return isfinite(s) && s == floor(s); }
+
+/* The dtype of op(a, s) into *dt: a's, or f32 for i64 a with a
+ * non-integral s. An integral s that i64 cannot hold (|s| >= 2^63) is an
+ * error: false. */
+static bool gf__scalar_dt(gf_tensor *a, const char *op, double s, gf_dtype *dt) {
+    *dt = a->dtype == GF_I64 && !gf__is_integral(s) ? GF_F32 : a->dtype;
+    if (*dt != GF_I64 || gf__fits_i64(s)) return true;
+    gf__error(a->ctx, GF_EINVAL,
+              "%s: scalar %g is out of range for the i64 tensor %s (expected an integer in "
+              "[-2^63, 2^63), or a non-integral scalar, which gives f32)",
+              op, s, GF__SHAPE(a));
+    return false;
 }
 
 gf_tensor *gf_add_scalar(gf_tensor *a, double s) {
-    if (!a) return NULL;
-    gf_dtype dt = a->dtype == GF_I64 && !gf__is_integral(s) ? GF_F32 : a->dtype;
+    gf_dtype dt;
+    if (!a || !gf__scalar_dt(a, "gf_add_scalar", s, &dt)) return NULL;
     return gf__unary(GF__OP_add_scalar, a, dt, s);
 }
 
 gf_tensor *gf_mul_scalar(gf_tensor *a, double s) {
-    if (!a) return NULL;
-    gf_dtype dt = a->dtype == GF_I64 && !gf__is_integral(s) ? GF_F32 : a->dtype;
+    gf_dtype dt;
+    if (!a || !gf__scalar_dt(a, "gf_mul_scalar", s, &dt)) return NULL;
     return gf__unary(GF__OP_mul_scalar, a, dt, s);
 }
 
 gf_tensor *gf_pow_scalar(gf_tensor *a, double p) {
-    if (!a) return NULL;
-    gf_dtype dt = a->dtype;
-    if (dt == GF_I64 && !gf__is_integral(p)) {
-        dt = GF_F32;
-    } else if (dt == GF_I64 && p < 0) {
+    gf_dtype dt;
+    if (!a || !gf__scalar_dt(a, "gf_pow_scalar", p, &dt)) return NULL;
+    if (dt == GF_I64 && p < 0) {
         gf__error(a->ctx, GF_EINVAL,
                   "gf_pow_scalar: i64 tensor %s to the negative integer power %g (integers to "
                   "negative integer powers are not allowed; expected p >= 0, or convert to a "

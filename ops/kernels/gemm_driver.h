@@ -650,7 +650,10 @@ static void GF_FN(driver)(const GF_BLK *bk, int64_t m, int64_t n, int64_t k, con
                     *c = beta == 0 ? 0 : beta * *c;
                 }
     } else {
-        const int64_t work = m * n * k;
+        /* m * n is C's size; times k it may not fit (A and B may be
+         * broadcast views): the cost saturates. */
+        int64_t work;
+        if (__builtin_mul_overflow(m * n, k, &work)) work = INT64_MAX;
         if (work <= GF__GEMM_TINY) {
             GF_FN(direct)(m, n, k, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
         } else if (n == 1) {
