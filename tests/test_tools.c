@@ -78,6 +78,12 @@ Test(tools, print_small_tensors_of_each_dtype) {
                 "        12.0000, 13.5000, 15.0000, 16.5000, 18.0000, 19.5000, 21.0000, 22.5000,\n"
                 "        24.0000, 25.5000, 27.0000, 28.5000, 30.0000, 31.5000, 33.0000, 34.5000,\n"
                 "        36.0000, 37.5000, 39.0000, 40.5000, 42.0000, 43.5000])\n");
+    /* rows one level in: exactly 8 values of width 7 fill (80 - 8) columns */
+    expect_repr(seq(GF_F32, 2, (int64_t[]){2, 9}, f_half),
+                "tensor([[ 0.0000,  1.5000,  3.0000,  4.5000,  6.0000,  7.5000,  9.0000, 10.5000,\n"
+                "         12.0000],\n"
+                "        [13.5000, 15.0000, 16.5000, 18.0000, 19.5000, 21.0000, 22.5000, 24.0000,\n"
+                "         25.5000]])\n");
 }
 
 Test(tools, print_scalars) {
@@ -138,6 +144,15 @@ Test(tools, print_autograd_suffixes_views_and_pending_tensors) {
     /* suffixes that do not fit in 80 columns go on a line of their own */
     expect_repr(gf_requires_grad(seq(GF_F64, 1, (int64_t[]){6}, f_sin), true),
                 "tensor([ 0.0000,  2.5244,  2.7279,  0.4234, -2.2704, -2.8768], dtype=f64,\n"
+                "       requires_grad=True)\n");
+    /* at the line width: a last line of 58 columns takes the suffix (80 in
+     * all), one of 59 does not */
+    expect_repr(gf_requires_grad(gf_add_scalar(seq(GF_F32, 2, (int64_t[]){2, 7}, f_id), 1000), true),
+                "tensor([[1000., 1001., 1002., 1003., 1004., 1005., 1006.],\n"
+                "        [1007., 1008., 1009., 1010., 1011., 1012., 1013.]], requires_grad=True)\n");
+    expect_repr(gf_requires_grad(gf_add_scalar(seq(GF_F32, 2, (int64_t[]){2, 10}, f_id), 10), true),
+                "tensor([[10., 11., 12., 13., 14., 15., 16., 17., 18., 19.],\n"
+                "        [20., 21., 22., 23., 24., 25., 26., 27., 28., 29.]],\n"
                 "       requires_grad=True)\n");
     /* a transposed view prints its logical layout */
     expect_repr(gf_transpose(seq(GF_F32, 2, (int64_t[]){2, 3}, f_id), 0, 1),
