@@ -270,6 +270,12 @@ Test(tools, allclose_errors) {
     cr_assert(!gf_allclose(a, gf_zeros(other, GF_F32, 1, (int64_t[]){3}), 0, 0));
     gf_test_expect_error(ctx, "another ctx");
     gf_ctx_destroy(other);
+    gf_ctx_clear_error(ctx);
+    /* an operand whose computation fails: false, with the kernel's error */
+    gf_tensor *labels = gf_add_scalar(gf_tensor_i64(ctx, 1, (int64_t[]){3}, (int64_t[]){0, 1, 2}), 1);
+    cr_assert(!gf_allclose(gf_one_hot(labels, 3, GF_F32), gf_zeros(ctx, GF_F32, 2, (int64_t[]){3, 3}),
+                           1, 1));
+    gf_test_expect_error(ctx, "label 3 at index 2 is out of range for 3 classes");
 }
 
 /* --------------------------------------------------------------- randperm */
