@@ -5,7 +5,8 @@
  * The variant is the one gf__sgemm picks (GF_ISA=avx512|avx2|generic).
  *
  * The machine is shared and noisy, so each shape runs ROUNDS rounds
- * (--rounds N or the first argument, default 3; --help lists the options); in each round every configuration (ours 1t, ours
+ * (--rounds N or the first argument, default 3; --help lists the options);
+ * in each round every configuration (ours 1t, ours
  * 2t, OpenBLAS 1t, OpenBLAS 2t) is timed for a burst (best of >= 3 calls,
  * ~BENCH_BURST_S s, default 0.15), and the best over the rounds is kept.
  * Interleaving keeps a load spike from landing on one configuration only.

@@ -147,10 +147,13 @@ Test(tools, print_autograd_suffixes_views_and_pending_tensors) {
                 "       requires_grad=True)\n");
     /* at the line width: a last line of 58 columns takes the suffix (80 in
      * all), one of 59 does not */
-    expect_repr(gf_requires_grad(gf_add_scalar(seq(GF_F32, 2, (int64_t[]){2, 7}, f_id), 1000), true),
+    gf_tensor *w58 = gf_add_scalar(seq(GF_F32, 2, (int64_t[]){2, 7}, f_id), 1000);
+    gf_tensor *w59 = gf_add_scalar(seq(GF_F32, 2, (int64_t[]){2, 10}, f_id), 10);
+    expect_repr(gf_requires_grad(w58, true),
                 "tensor([[1000., 1001., 1002., 1003., 1004., 1005., 1006.],\n"
-                "        [1007., 1008., 1009., 1010., 1011., 1012., 1013.]], requires_grad=True)\n");
-    expect_repr(gf_requires_grad(gf_add_scalar(seq(GF_F32, 2, (int64_t[]){2, 10}, f_id), 10), true),
+                "        [1007., 1008., 1009., 1010., 1011., 1012., 1013.]], "
+                "requires_grad=True)\n");
+    expect_repr(gf_requires_grad(w59, true),
                 "tensor([[10., 11., 12., 13., 14., 15., 16., 17., 18., 19.],\n"
                 "        [20., 21., 22., 23., 24., 25., 26., 27., 28., 29.]],\n"
                 "       requires_grad=True)\n");
@@ -184,8 +187,8 @@ Test(tools, print_errors) {
     gf_test_expect_error(ctx, "gf_fprint: FILE is NULL");
     gf_ctx_clear_error(ctx);
     /* a tensor whose computation fails: the kernel's error, nothing printed */
-    gf_tensor *bad = gf_one_hot(gf_add_scalar(gf_tensor_i64(ctx, 1, (int64_t[]){1}, (int64_t[]){2}), 5), 3,
-                                GF_F32);
+    gf_tensor *label = gf_add_scalar(gf_tensor_i64(ctx, 1, (int64_t[]){1}, (int64_t[]){2}), 5);
+    gf_tensor *bad = gf_one_hot(label, 3, GF_F32);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -245,7 +248,8 @@ Test(tools, allclose_nan_inf_broadcasting_and_dtypes) {
     cr_assert(gf_allclose(gf_tensor_i64(ctx, 1, (int64_t[]){1}, (int64_t[]){3}),
                           gf_scalar(ctx, GF_F32, 3.0), 0, 0));
     /* empty shapes are close */
-    cr_assert(gf_allclose(gf_zeros(ctx, GF_F32, 1, (int64_t[]){0}), gf_scalar(ctx, GF_F32, 5), 0, 0));
+    gf_tensor *empty = gf_zeros(ctx, GF_F32, 1, (int64_t[]){0});
+    cr_assert(gf_allclose(empty, gf_scalar(ctx, GF_F32, 5), 0, 0));
     cr_assert_null(gf_ctx_error(ctx));
 }
 
@@ -272,9 +276,10 @@ Test(tools, allclose_errors) {
     gf_ctx_destroy(other);
     gf_ctx_clear_error(ctx);
     /* an operand whose computation fails: false, with the kernel's error */
-    gf_tensor *labels = gf_add_scalar(gf_tensor_i64(ctx, 1, (int64_t[]){3}, (int64_t[]){0, 1, 2}), 1);
-    cr_assert(!gf_allclose(gf_one_hot(labels, 3, GF_F32), gf_zeros(ctx, GF_F32, 2, (int64_t[]){3, 3}),
-                           1, 1));
+    gf_tensor *labels =
+        gf_add_scalar(gf_tensor_i64(ctx, 1, (int64_t[]){3}, (int64_t[]){0, 1, 2}), 1);
+    gf_tensor *zeros = gf_zeros(ctx, GF_F32, 2, (int64_t[]){3, 3});
+    cr_assert(!gf_allclose(gf_one_hot(labels, 3, GF_F32), zeros, 1, 1));
     gf_test_expect_error(ctx, "label 3 at index 2 is out of range for 3 classes");
 }
 
@@ -333,7 +338,8 @@ Test(tools, randperm_every_arrangement_about_equally_often) {
         count[code]++;
         gf_scope_end(ctx);
     }
-    for (int c = 0; c < 6; c++) cr_assert(count[c] > 850 && count[c] < 1150, "arrangement %d: %d", c, count[c]);
+    for (int c = 0; c < 6; c++)
+        cr_assert(count[c] > 850 && count[c] < 1150, "arrangement %d: %d", c, count[c]);
 }
 
 Test(tools, randperm_same_for_any_thread_count) {
@@ -388,7 +394,8 @@ static void check_select(gf_tensor *x, int dim, gf_tensor *ix) {
     double *xv = malloc(sizeof(double) * (size_t)gf_numel(x));
     int64_t *iv = malloc(sizeof(int64_t) * (size_t)(L ? L : 1));
     GF_OK_OR_FAIL(ctx, gf_copy_to_f64(x, xv, gf_numel(x)));
-    for (int64_t i = 0; i < L; i++) iv[i] = (int64_t)gf_item(gf_ndim(ix) ? gf_slice(ix, 0, i, i + 1, 1) : ix);
+    for (int64_t i = 0; i < L; i++)
+        iv[i] = (int64_t)gf_item(gf_ndim(ix) ? gf_slice(ix, 0, i, i + 1, 1) : ix);
     int64_t osh[GF_MAX_DIMS];
     memcpy(osh, sh, sizeof osh);
     osh[d] = L;
@@ -425,7 +432,8 @@ Test(tools, index_select_forward_every_dim_and_dtype) {
     }
     /* strided inputs: transposed, sliced, expanded; a strided index */
     check_select(gf_transpose(x, 0, 2), 1, ix);
-    check_select(gf_slice(x, 2, 1, 6, 2), -1, gf_tensor_i64(ctx, 1, (int64_t[]){2}, (int64_t[]){2, 0}));
+    check_select(gf_slice(x, 2, 1, 6, 2), -1,
+                 gf_tensor_i64(ctx, 1, (int64_t[]){2}, (int64_t[]){2, 0}));
     check_select(gf_expand(gf_slice(x, 0, 0, 1, 1), 3, (int64_t[]){4, 5, 6}), 0, ix);
     gf_tensor *long_ix = gf_tensor_i64(ctx, 1, (int64_t[]){6}, (int64_t[]){1, 9, 2, 9, 0, 9});
     check_select(x, 1, gf_slice(long_ix, 0, 0, 6, 2));
