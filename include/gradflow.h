@@ -257,8 +257,9 @@ gf_tensor *gf_randperm(gf_ctx *ctx, int64_t n);
  * values with 4 decimals or in scientific form, more than 1000 elements
  * summarised with "..." (3 edge items per dim), dtype shown unless f32 or
  * i64 ("dtype=f64"), then "requires_grad=True" or "grad_fn=<AddBackward>".
- * Realizes t. Returns GF_OK, or an error status (recorded on t's ctx for a
- * failed realization, a NULL f, a write error: GF_EIO). */
+ * Realizes t; f stays the caller's (flushed, not closed). Returns GF_OK, or
+ * an error status (recorded on t's ctx for a failed realization, a NULL f,
+ * a write error: GF_EIO). */
 gf_status gf_fprint(FILE *f, gf_tensor *t);
 gf_status gf_print(gf_tensor *t); /* gf_fprint(stdout, t) */
 /* torch.allclose: true when |a - b| <= atol + rtol * |b| for every element
