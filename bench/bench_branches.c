@@ -14,7 +14,8 @@
  * so that they see the same noise; speedup = 1T / 2T (target >= 1.8).
  * cores_used = process CPU time / wall time during the best batch (2T near
  * 1.0 means the second thread did not get a core: a loaded machine, see
- * loadavg, or serialization); argv[1] filters configs by name.
+ * loadavg, or serialization); --only NAME (or the first argument) runs the
+ * configs whose name contains NAME ("own", "shared", "own-lazy", ...).
  * BENCH_THREADS=1,2,4,8,16 instead times one engine per listed thread count
  * (for machines with more cores) and prints one "branches_scaling" line per
  * count with the speed-up over the first.
@@ -22,6 +23,7 @@
 #define _POSIX_C_SOURCE 199309L
 #include "include/gradflow.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,11 +176,44 @@ static void scaling(const char *name, int shared, int eager, const int *nts, int
     free(cs);
 }
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_branches [--only NAME | NAME]   (--only NAME or --only=NAME)\n"
+            "  --only NAME   only the configs whose name contains NAME: own-lazy,\n"
+            "                own-eager, shared-lazy, shared-eager (also the first\n"
+            "                argument alone)\n"
+            "  -h, --help    this text\n"
+            "Environment: BENCH_REPS (batches, best kept; default 4), BENCH_THREADS\n"
+            "(e.g. 1,2,4: one engine per count, \"branches_scaling\" lines). One JSON\n"
+            "line per config on stdout.\n");
+}
+
 int main(int argc, char **argv) {
+    static const struct option longs[] = {{"only", required_argument, NULL, 'o'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+    const char *only = NULL; /* e.g. "own", "shared", "own-lazy" */
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (ch != 'o') {
+            usage(stderr);
+            return 2;
+        }
+        only = optarg;
+    }
+    if (optind < argc && !only) only = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "bench_branches: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
     const char *e = getenv("BENCH_REPS");
     int R = e && atoi(e) > 0 ? atoi(e) : 4;
     int iters = 2;
-    const char *only = argc > 1 ? argv[1] : NULL; /* e.g. "own", "shared", "own-lazy" */
     for (int shared = 0; shared <= 1; shared++)
         for (int eager = 0; eager <= 1; eager++) {
             char name[32];

@@ -5,7 +5,8 @@
  * The variant is the one gf__sgemm picks (GF_ISA=avx512|avx2|generic).
  *
  * The machine is shared and noisy, so each shape runs ROUNDS rounds
- * (argv[1], default 3); in each round every configuration (ours 1t, ours
+ * (--rounds N or the first argument, default 3; --help lists the options);
+ * in each round every configuration (ours 1t, ours
  * 2t, OpenBLAS 1t, OpenBLAS 2t) is timed for a burst (best of >= 3 calls,
  * ~BENCH_BURST_S s, default 0.15), and the best over the rounds is kept.
  * Interleaving keeps a load spike from landing on one configuration only.
@@ -47,6 +48,7 @@
 #include "fma_peak.h"
 #include "gradflow/nn.h"
 
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,8 +291,42 @@ static void run_linear_act(int m, int n, int k, int nt, int rounds) {
     free(X), free(W), free(bias), free(C), free(F), free(U), free(opf), free(opu);
 }
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_gemm [--rounds N | N]   (--rounds N or --rounds=N)\n"
+            "  --rounds N    rounds per shape, the best kept (default 3; also the first\n"
+            "                argument alone)\n"
+            "  -h, --help    this text\n"
+            "Environment: BENCH_BURST_S (seconds per burst, default 0.15), BENCH_CASES\n"
+            "(i,j,... only those cases), BENCH_PAIRS (paired 1-thread calls, default 40),\n"
+            "GF_ISA, OPENBLAS_CORETYPE. One JSON line per shape on stdout.\n");
+}
+
 int main(int argc, char **argv) {
-    int rounds = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 3;
+    static const struct option longs[] = {{"rounds", required_argument, NULL, 'r'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+    const char *rounds_arg = NULL;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (ch != 'r') {
+            usage(stderr);
+            return 2;
+        }
+        rounds_arg = optarg;
+    }
+    if (optind < argc && !rounds_arg) rounds_arg = argv[optind++];
+    if (optind < argc || (rounds_arg && atoi(rounds_arg) < 1)) {
+        fprintf(stderr, "bench_gemm: expected one round count >= 1, got \"%s\"\n",
+                optind < argc ? argv[optind] : rounds_arg);
+        usage(stderr);
+        return 2;
+    }
+    int rounds = rounds_arg ? atoi(rounds_arg) : 3;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     const char *e = getenv("BENCH_BURST_S");
     if (e && atof(e) > 0) burst_s = atof(e);

@@ -25,6 +25,7 @@
  */
 #define _POSIX_C_SOURCE 199309L
 #include <dlfcn.h>
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,11 +135,27 @@ static void run(int m, int n, int k, int ta, int tb, int calls, int nt, int nlib
     free(to), free(r), free(A), free(B), free(C);
 }
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_gemm_ab LIB0.so [LIB1.so ...]   (1 to %d libraries)\n"
+            "  -h, --help    this text\n"
+            "Environment: BENCH_CALLS (rounds per shape, default 60), BENCH_THREADS\n"
+            "(default 1), BENCH_SHAPES=\"m,n,k,ta,tb;...\", OPENBLAS_CORETYPE. One JSON\n"
+            "line per shape on stdout.\n",
+            MAX_LIBS);
+}
+
 int main(int argc, char **argv) {
-    const int nlib = argc - 1;
+    static const struct option longs[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        usage(ch == 'h' ? stdout : stderr);
+        return ch == 'h' ? 0 : 2;
+    }
+    argv += optind - 1; /* the libraries from argv[1] on, as before */
+    const int nlib = argc - optind;
     if (nlib < 1 || nlib > MAX_LIBS) {
-        fprintf(stderr, "usage: bench_gemm_ab LIB0.so [LIB1.so ...] (1 to %d libraries)\n",
-                MAX_LIBS);
+        usage(stderr);
         return 2;
     }
     sgemm_fn f[MAX_LIBS];

@@ -36,6 +36,7 @@
 #include "include/gradflow.h"
 #include "fma_peak.h"
 
+#include <getopt.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -262,7 +263,25 @@ static void bench_ce(eng_t *es, int64_t N, int64_t C) {
     free(x), free(g), free(lab);
 }
 
-int main(void) {
+static void usage(FILE *f) {
+    fprintf(f, "usage: bench_kernels   (no options)\n"
+               "  -h, --help    this text\n"
+               "Environment: BENCH_REPS (repetitions, best kept; default 9). One JSON line\n"
+               "per case on stdout.\n");
+}
+
+int main(int argc, char **argv) {
+    static const struct option longs[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        usage(ch == 'h' ? stdout : stderr);
+        return ch == 'h' ? 0 : 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bench_kernels: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
     const char *e = getenv("BENCH_REPS");
     if (e && atoi(e) > 0) reps = atoi(e);
 

@@ -17,13 +17,16 @@
  *
  * Engines with 1 and 2 threads, lazy and eager ctx. us_per_op is the best of
  * BENCH_REPS (default 7) batches of ITERS iterations, each batch ~0.1 s.
- * Arguments [threads [lazy|eager]] run only the matching configurations.
+ * --threads N and --mode lazy|eager (or the arguments [threads [lazy|eager]])
+ * run only the matching configurations; --help lists the options.
  */
 #define _POSIX_C_SOURCE 199309L
 #include "include/gradflow.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define CHAIN 100
@@ -68,12 +71,50 @@ typedef struct {
     double loss;
 } config;
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_overhead [--threads N] [--mode lazy|eager] | [N [lazy|eager]]\n"
+            "  --threads N   only the engine of N threads (1 or 2; 0: both)\n"
+            "  --mode M      only lazy or only eager ctxs\n"
+            "  -h, --help    this text\n"
+            "(--opt VALUE or --opt=VALUE.) Environment: BENCH_REPS (batches, best kept;\n"
+            "default 7). One JSON line per configuration on stdout.\n");
+}
+
 int main(int argc, char **argv) {
     const char *e = getenv("BENCH_REPS");
     int R = e && atoi(e) > 0 ? atoi(e) : 7;
-    /* Optional filter for profiling one configuration: [threads [lazy|eager]]. */
-    int only_nt = argc > 1 ? atoi(argv[1]) : 0;
-    int only_eager = argc > 2 ? (argv[2][0] == 'e') : -1;
+    /* Optional filter for profiling one configuration. */
+    static const struct option longs[] = {{"threads", required_argument, NULL, 't'},
+                                          {"mode", required_argument, NULL, 'm'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+    const char *nt_arg = NULL, *mode_arg = NULL;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (ch == 't') nt_arg = optarg;
+        else if (ch == 'm') mode_arg = optarg;
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc && !nt_arg) nt_arg = argv[optind++];
+    if (optind < argc && !mode_arg) mode_arg = argv[optind++];
+    /* A mode may be abbreviated ("e"), as the bare arguments always allowed. */
+    size_t ml = mode_arg ? strlen(mode_arg) : 0;
+    if (optind < argc || (nt_arg && atoi(nt_arg) < 0) ||
+        (mode_arg && (!ml || (strncmp(mode_arg, "lazy", ml) && strncmp(mode_arg, "eager", ml))))) {
+        fprintf(stderr, "bench_overhead: expected a thread count >= 0 and lazy or eager\n");
+        usage(stderr);
+        return 2;
+    }
+    int only_nt = nt_arg ? atoi(nt_arg) : 0;
+    int only_eager = mode_arg ? mode_arg[0] == 'e' : -1;
     config cs[4];
     int nc = 0;
     for (int nt = 1; nt <= 2; nt++)

@@ -29,8 +29,10 @@
  *
  * Threads: 1 = pool of 0 workers + the waiting thread; 2 = 1 worker + the
  * waiting thread; n = n-1 workers + the waiting thread. OpenMP:
- * num_threads(n). Thread counts: 1 and 2, or argv[2] alone, or the list
- * BENCH_THREADS=1,2,4,8,16 (scaling runs on bigger machines).
+ * num_threads(n). Thread counts: 1 and 2, or --threads N (or the second
+ * argument) alone, or the list BENCH_THREADS=1,2,4,8,16 (scaling runs on
+ * bigger machines). --dag NAME (or the first argument) runs the DAGs whose
+ * name contains NAME; --help lists the options.
  *
  * Timing: best of REPS (default 7, env BENCH_REPS) repetitions, pool and
  * OpenMP interleaved in rounds so that both see the same machine noise (a
@@ -40,6 +42,7 @@
 #define _POSIX_C_SOURCE 199309L
 #include "engine/pool.h"
 
+#include <getopt.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -381,14 +384,49 @@ static void bench(const char *name, const dag *g, int nthreads, const char *only
     free(tasks), free(slots), free(sent), free(stack), free(pending);
 }
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_sched [--dag NAME] [--threads N] | [NAME [N]]\n"
+            "  --dag NAME    only the DAGs whose name contains NAME (chain, wide, layered)\n"
+            "  --threads N   only N threads (default 1 and 2, or BENCH_THREADS=1,2,4,...)\n"
+            "  -h, --help    this text\n"
+            "(--opt VALUE or --opt=VALUE.) Environment: BENCH_REPS (default 7),\n"
+            "BENCH_THREADS, BENCH_NO_OMP (pool only). One JSON line per (dag, threads,\n"
+            "mode) on stdout.\n");
+}
+
 int main(int argc, char **argv) {
-    /* optional filters: argv[1] a substring of the dag name, argv[2] threads */
-    const char *only = argc > 1 ? argv[1] : NULL;
-    int only_nt = argc > 2 ? atoi(argv[2]) : 0;
+    /* optional filters: a substring of the dag name, a thread count */
+    static const struct option longs[] = {{"dag", required_argument, NULL, 'd'},
+                                          {"threads", required_argument, NULL, 't'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+    const char *only = NULL, *nt_arg = NULL;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (ch == 'd') only = optarg;
+        else if (ch == 't') nt_arg = optarg;
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc && !only) only = argv[optind++];
+    if (optind < argc && !nt_arg) nt_arg = argv[optind++];
+    if (optind < argc || (nt_arg && atoi(nt_arg) < 0)) {
+        fprintf(stderr, "bench_sched: expected a DAG name and a thread count >= 0\n");
+        usage(stderr);
+        return 2;
+    }
+    int only_nt = nt_arg ? atoi(nt_arg) : 0;
     dag chain = make_chains(1, 100000);
     dag wide = make_chains(1000, 100);
     dag layered = make_layered(100, 1000);
-    /* thread counts: argv[2] alone, else BENCH_THREADS=1,2,4,... (default 1,2) */
+    /* thread counts: --threads alone, else BENCH_THREADS=1,2,4,... (default 1,2) */
     int nts[64], nnt = 0;
     const char *tl = getenv("BENCH_THREADS");
     if (only_nt > 0) nts[nnt++] = only_nt;

@@ -12,14 +12,16 @@
  *    "request_threads":2,"engine_threads":2,"requests_per_s":...,
  *    "p50_us":...,"p99_us":...,"speedup_vs_1":...}
  *
- * Options: --threads 1,2,4 (request threads), --batch 1,64, --engine-threads
- * N (default: the engine's default, one per core), --seconds S (per case,
- * default 1), --intraop pool|openmp.
+ * Options (--opt VALUE or --opt=VALUE; --help lists them): --threads 1,2,4
+ * (request threads), --batch 1,64, --engine-threads N (default: the
+ * engine's default, one per core), --seconds S (per case, default 1),
+ * --intraop pool|openmp.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gradflow.h"
 #include "gradflow/nn.h"
 
+#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,24 +111,50 @@ static int parse_list(const char *s, int *out, int max) {
     return n;
 }
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_serve [options]   (--opt VALUE or --opt=VALUE)\n"
+            "  --threads LIST         request thread counts, e.g. 1,2,4 (default 1,2,4)\n"
+            "  --batch LIST           request batch sizes (default 1,64)\n"
+            "  --engine-threads N     engine threads (default: one per physical core)\n"
+            "  --seconds S            timed seconds per case (default 1)\n"
+            "  --intraop NAME         pool or openmp (default: GF_INTRAOP, else pool)\n"
+            "  -h, --help             this text\n"
+            "One JSON line per (request threads, batch) on stdout.\n");
+}
+
 int main(int argc, char **argv) {
     int ks[8] = {1, 2, 4}, nk = 3, bs[8] = {1, 64}, nb = 2, eng_threads = 0;
     double seconds = 1.0;
     gf_intraop io = GF_INTRAOP_DEFAULT;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--threads") && v) nk = parse_list(v, ks, 8), i++;
-        else if (!strcmp(argv[i], "--batch") && v) nb = parse_list(v, bs, 8), i++;
-        else if (!strcmp(argv[i], "--engine-threads") && v) eng_threads = atoi(v), i++;
-        else if (!strcmp(argv[i], "--seconds") && v) seconds = atof(v), i++;
-        else if (!strcmp(argv[i], "--intraop") && v) {
-            io = !strcmp(v, "openmp") ? GF_INTRAOP_OPENMP : GF_INTRAOP_POOL;
-            i++;
-        } else {
-            fprintf(stderr, "usage: bench_serve [--threads 1,2,4] [--batch 1,64] "
-                            "[--engine-threads N] [--seconds S] [--intraop pool|openmp]\n");
-            return argv[i][1] == 'h' || !strcmp(argv[i], "--help") ? 0 : 2;
+    static const struct option longs[] = {
+        {"threads", required_argument, NULL, 't'}, {"batch", required_argument, NULL, 'b'},
+        {"engine-threads", required_argument, NULL, 'e'},
+        {"seconds", required_argument, NULL, 's'}, {"intraop", required_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'h': usage(stdout); return 0;
+        case 't': nk = parse_list(optarg, ks, 8); break;
+        case 'b': nb = parse_list(optarg, bs, 8); break;
+        case 'e': eng_threads = atoi(optarg); break;
+        case 's': seconds = atof(optarg); break;
+        case 'i':
+            if (strcmp(optarg, "pool") && strcmp(optarg, "openmp")) {
+                fprintf(stderr, "bench_serve: --intraop wants pool or openmp, got \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            io = !strcmp(optarg, "openmp") ? GF_INTRAOP_OPENMP : GF_INTRAOP_POOL;
+            break;
+        default: usage(stderr); return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bench_serve: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
     }
     gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = eng_threads, .intraop = io});
     gf_ctx *mc = eng ? gf_ctx_create(eng) : NULL;

@@ -16,14 +16,15 @@
  *    "ms_per_step":1.234,"samples_per_s":51863.0,"gflops":...,
  *    "fma_peak_gflops_per_core":...,"efficiency":0.71}
  *
- * Options: --threads 1,2 (list), --config small|large|all, --optim
- * adam|sgd|all (default adam), --windows N (default 5), --deterministic,
- * --intraop pool|openmp.
+ * Options (--opt VALUE or --opt=VALUE; --help lists them): --threads 1,2
+ * (list), --config small|large|all, --optim adam|sgd|all (default adam),
+ * --windows N (default 5), --deterministic, --intraop pool|openmp.
  */
 #define _POSIX_C_SOURCE 199309L
 #include "gradflow.h"
 #include "gradflow/nn.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,42 +135,77 @@ static void run(const config *c, int threads, bool deterministic, int windows, b
     gf_engine_destroy(eng);
 }
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_train [options]   (--opt VALUE or --opt=VALUE)\n"
+            "  --threads LIST      engine thread counts, e.g. 1,2,4 (default 1,2)\n"
+            "  --config NAME       small (784-256-256-10, batch 64), large\n"
+            "                      (784-1024-1024-10, batch 256) or all (default all)\n"
+            "  --optim NAME        adam, sgd or all (default adam)\n"
+            "  --windows N         timed windows per case, the best kept (default 5)\n"
+            "  --deterministic     deterministic engines\n"
+            "  --intraop NAME      pool or openmp (default: GF_INTRAOP, else pool)\n"
+            "  -h, --help          this text\n"
+            "One JSON line per case on stdout (bench/plot.py --scaling draws samples/s\n"
+            "against threads).\n");
+}
+
+/* Exits with the usage on stderr when cond is false. */
+static void need(bool cond, const char *opt, const char *v) {
+    if (cond) return;
+    fprintf(stderr, "bench_train: bad value \"%s\" for --%s\n", v, opt);
+    usage(stderr);
+    exit(2);
+}
+
 int main(int argc, char **argv) {
     int threads[16] = {1, 2}, nthreads = 2, windows = 5;
     bool deterministic = false;
     const char *which = "all", *optim = "adam";
     gf_intraop io = GF_INTRAOP_DEFAULT;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--deterministic")) {
-            deterministic = true;
-        } else if (!strcmp(argv[i], "--threads") && v) {
+    static const struct option longs[] = {
+        {"threads", required_argument, NULL, 't'}, {"config", required_argument, NULL, 'c'},
+        {"optim", required_argument, NULL, 'o'},   {"intraop", required_argument, NULL, 'i'},
+        {"windows", required_argument, NULL, 'w'}, {"deterministic", no_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    int ch, at;
+    while ((ch = getopt_long(argc, argv, "h", longs, &at)) != -1) {
+        const char *name = ch != '?' && ch != 'h' ? longs[at].name : "";
+        switch (ch) {
+        case 'h': usage(stdout); return 0;
+        case 'D': deterministic = true; break;
+        case 't': {
             nthreads = 0;
-            char *copy = strdup(v), *save = NULL;
+            char *copy = strdup(optarg), *save = NULL;
             for (char *t = strtok_r(copy, ",", &save); t && nthreads < 16;
                  t = strtok_r(NULL, ",", &save))
                 threads[nthreads++] = atoi(t);
             free(copy);
-            i++;
-        } else if (!strcmp(argv[i], "--config") && v) {
-            which = v;
-            i++;
-        } else if (!strcmp(argv[i], "--optim") && v) {
-            optim = v;
-            i++;
-        } else if (!strcmp(argv[i], "--intraop") && v) {
-            io = !strcmp(v, "openmp") ? GF_INTRAOP_OPENMP : GF_INTRAOP_POOL;
-            i++;
-        } else if (!strcmp(argv[i], "--windows") && v) {
-            windows = atoi(v);
-            i++;
-        } else {
-            fprintf(stderr,
-                    "usage: bench_train [--threads 1,2] [--config small|large|all] "
-                    "[--optim adam|sgd|all] [--windows N] [--deterministic] "
-                    "[--intraop pool|openmp]\n");
-            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
+            need(nthreads > 0, name, optarg);
+            break;
         }
+        case 'c':
+            need(!strcmp(optarg, "small") || !strcmp(optarg, "large") || !strcmp(optarg, "all"),
+                 name, optarg);
+            which = optarg;
+            break;
+        case 'o':
+            need(!strcmp(optarg, "adam") || !strcmp(optarg, "sgd") || !strcmp(optarg, "all"),
+                 name, optarg);
+            optim = optarg;
+            break;
+        case 'i':
+            need(!strcmp(optarg, "pool") || !strcmp(optarg, "openmp"), name, optarg);
+            io = !strcmp(optarg, "openmp") ? GF_INTRAOP_OPENMP : GF_INTRAOP_POOL;
+            break;
+        case 'w': windows = atoi(optarg); break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bench_train: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
     }
     for (int t = 0; t < nthreads; t++) {
         if (threads[t] < 1) {

@@ -7,9 +7,12 @@
  *
  * Progress goes to stderr: a bar redrawn in place on a terminal, plain
  * periodic lines otherwise. Each training step runs inside its own scope, so
- * memory stays flat however long it trains. Run with --help for the options.
+ * memory stays flat however long it trains. --log-json FILE also writes
+ * each epoch as a JSON line (bench/plot.py turns it into a plot). Run with
+ * --help for the options.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,13 +30,14 @@ typedef struct {
     uint64_t seed;
     bool deterministic;
     double lr;
-    const char *data; /* NULL: the Debian package's directory */
-    int64_t limit;    /* samples per epoch; 0: all */
+    const char *data;     /* NULL: the Debian package's directory */
+    int64_t limit;        /* samples per epoch; 0: all */
+    const char *log_json; /* NULL: no JSON log */
 } options;
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: fashion_mnist [options]\n"
+            "usage: fashion_mnist [options]   (--opt VALUE or --opt=VALUE)\n"
             "  --epochs N        epochs to train (default 2)\n"
             "  --batch-size B    training batch size (default 64)\n"
             "  --threads T       engine threads (default: one per physical core)\n"
@@ -43,17 +47,22 @@ static void usage(FILE *f) {
             "  --data DIR        directory of the *-ubyte(.gz) files\n"
             "                    (default /usr/share/datasets/fashion-mnist)\n"
             "  --limit N         train on N samples per epoch (the first N of each\n"
-            "                    epoch's shuffled order), for quick runs\n");
+            "                    epoch's shuffled order), for quick runs\n"
+            "  --log-json FILE   write one JSON object per epoch to FILE, a line each\n"
+            "                    (epoch, loss, train_accuracy, test_accuracy, seconds,\n"
+            "                    samples_per_s, threads, batch_size); bench/plot.py\n"
+            "                    draws it\n"
+            "  -h, --help        this text\n");
 }
 
 /* A whole-string integer >= min, or exits with a message. */
 static int64_t parse_int(const char *opt, const char *s, int64_t min) {
     char *end;
     errno = 0;
-    long long v = s ? strtoll(s, &end, 10) : 0;
-    if (!s || errno || *end || end == s || v < min) {
-        fprintf(stderr, "fashion_mnist: %s needs an integer >= %lld, got \"%s\"\n", opt,
-                (long long)min, s ? s : "");
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < min) {
+        fprintf(stderr, "fashion_mnist: --%s needs an integer >= %lld, got \"%s\"\n", opt,
+                (long long)min, s);
         exit(2);
     }
     return v;
@@ -61,44 +70,42 @@ static int64_t parse_int(const char *opt, const char *s, int64_t min) {
 
 static void parse(int argc, char **argv, options *o) {
     *o = (options){.epochs = 2, .batch_size = 64, .lr = 1e-3};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else if (!strcmp(a, "--deterministic")) {
-            o->deterministic = true;
-            continue;
-        } else if (!strcmp(a, "--epochs")) {
-            o->epochs = (int)parse_int(a, v, 1);
-        } else if (!strcmp(a, "--batch-size")) {
-            o->batch_size = parse_int(a, v, 1);
-        } else if (!strcmp(a, "--threads")) {
-            o->threads = (int)parse_int(a, v, 1);
-        } else if (!strcmp(a, "--seed")) {
-            o->seed = (uint64_t)parse_int(a, v, 0);
-        } else if (!strcmp(a, "--limit")) {
-            o->limit = parse_int(a, v, 1);
-        } else if (!strcmp(a, "--data")) {
-            if (!v) {
-                fprintf(stderr, "fashion_mnist: --data needs a directory\n");
-                exit(2);
-            }
-            o->data = v;
-        } else if (!strcmp(a, "--lr")) {
+    static const struct option longs[] = {
+        {"epochs", required_argument, NULL, 'e'},  {"batch-size", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 's'},
+        {"lr", required_argument, NULL, 'r'},      {"data", required_argument, NULL, 'd'},
+        {"limit", required_argument, NULL, 'l'},   {"log-json", required_argument, NULL, 'j'},
+        {"deterministic", no_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c, at;
+    while ((c = getopt_long(argc, argv, "h", longs, &at)) != -1) {
+        const char *name = c != '?' && c != 'h' ? longs[at].name : "";
+        switch (c) {
+        case 'h': usage(stdout); exit(0);
+        case 'D': o->deterministic = true; break;
+        case 'e': o->epochs = (int)parse_int(name, optarg, 1); break;
+        case 'b': o->batch_size = parse_int(name, optarg, 1); break;
+        case 't': o->threads = (int)parse_int(name, optarg, 1); break;
+        case 's': o->seed = (uint64_t)parse_int(name, optarg, 0); break;
+        case 'l': o->limit = parse_int(name, optarg, 1); break;
+        case 'd': o->data = optarg; break;
+        case 'j': o->log_json = optarg; break;
+        case 'r': {
             char *end;
-            o->lr = v ? strtod(v, &end) : 0;
-            if (!v || *end || !(o->lr > 0)) {
-                fprintf(stderr, "fashion_mnist: --lr needs a number > 0, got \"%s\"\n",
-                        v ? v : "");
+            o->lr = strtod(optarg, &end);
+            if (*end || end == optarg || !(o->lr > 0)) {
+                fprintf(stderr, "fashion_mnist: --lr needs a number > 0, got \"%s\"\n", optarg);
                 exit(2);
             }
-        } else {
-            fprintf(stderr, "fashion_mnist: unknown option \"%s\"\n", a);
-            usage(stderr);
-            exit(2);
+            break;
         }
-        i++; /* the option's value */
+        default: usage(stderr); exit(2); /* getopt_long said what was wrong */
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "fashion_mnist: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        exit(2);
     }
 }
 
@@ -168,17 +175,24 @@ static double evaluate(gf_ctx *ctx, gf_module *model, gf_dataset *test) {
 int main(int argc, char **argv) {
     options o;
     parse(argc, argv, &o);
+    FILE *log = NULL;
+    if (o.log_json && !(log = fopen(o.log_json, "w"))) {
+        fprintf(stderr, "fashion_mnist: cannot write %s: %s\n", o.log_json, strerror(errno));
+        return 1;
+    }
 
     gf_engine_opts eo = {.num_threads = o.threads, .deterministic = o.deterministic};
     gf_engine *eng = gf_engine_create(&eo);
     if (!eng) {
         fprintf(stderr, "fashion_mnist: cannot create the engine (%d threads)\n", o.threads);
+        if (log) fclose(log);
         return 1;
     }
     gf_ctx *ctx = gf_ctx_create(eng);
     if (!ctx) {
         fprintf(stderr, "fashion_mnist: cannot create a ctx\n");
         gf_engine_destroy(eng);
+        if (log) fclose(log);
         return 1;
     }
     gf_manual_seed(ctx, o.seed);
@@ -213,7 +227,7 @@ int main(int argc, char **argv) {
         progress p = {.tty = tty, .epoch = epoch, .total = n, .start = now()};
         p.next_line = (n + 9) / 10;
         double loss_sum = 0;
-        int64_t done_samples = 0;
+        int64_t done_samples = 0, train_correct = 0;
         for (int64_t b = 0; b < nbatches; b++) {
             gf_tensor *x, *y;
             gf_scope_begin(ctx);
@@ -227,12 +241,18 @@ int main(int argc, char **argv) {
                 x = gf_slice(x, 0, 0, rows, 1);
                 y = gf_slice(y, 0, 0, rows, 1);
             }
-            gf_tensor *loss = gf_cross_entropy(gf_module_forward(model, x), y);
+            gf_tensor *logits = gf_module_forward(model, x);
+            gf_tensor *loss = gf_cross_entropy(logits, y);
+            /* The JSON log's training accuracy: the batch's predictions
+             * before this step's update, as training loops usually count. */
+            gf_tensor *pred = log ? gf_argmax(logits, 1) : NULL;
             gf_optimizer_zero_grad(opt);
             gf_backward(loss);
             gf_optimizer_step(opt);
             double l = gf_item(loss);
             int64_t rows = y ? gf_numel(y) : 0;
+            const int64_t *pv = pred ? gf_data_i64(pred) : NULL, *yv = pv ? gf_data_i64(y) : NULL;
+            for (int64_t i = 0; yv && i < rows; i++) train_correct += pv[i] == yv[i];
             gf_scope_end(ctx);
             if (gf_ctx_error(ctx)) goto done;
             loss_sum += l * (double)rows;
@@ -245,6 +265,20 @@ int main(int argc, char **argv) {
         printf("epoch %d: train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
                loss_sum / (double)done_samples, 100.0 * acc, secs, (double)done_samples / secs);
         fflush(stdout);
+        if (log) {
+            fprintf(log,
+                    "{\"epoch\":%d,\"loss\":%.6f,\"train_accuracy\":%.6f,\"test_accuracy\":%.6f,"
+                    "\"seconds\":%.3f,\"samples_per_s\":%.1f,\"threads\":%d,\"batch_size\":%" PRId64
+                    "}\n",
+                    epoch, loss_sum / (double)done_samples,
+                    (double)train_correct / (double)done_samples, acc, secs,
+                    (double)done_samples / secs, gf_engine_num_threads(eng), o.batch_size);
+            if (fflush(log)) {
+                fprintf(stderr, "fashion_mnist: cannot write %s: %s\n", o.log_json,
+                        strerror(errno));
+                goto done;
+            }
+        }
     }
     rc = 0;
 
@@ -256,5 +290,9 @@ done:
     gf_dataset_free(train);
     gf_ctx_destroy(ctx);
     gf_engine_destroy(eng);
+    if (log && fclose(log) && !rc) {
+        fprintf(stderr, "fashion_mnist: cannot write %s\n", o.log_json);
+        rc = 1;
+    }
     return rc;
 }

@@ -7,11 +7,28 @@
  *   y.sum().backward()
  *   print(x.grad)   # tensor([2., 4., 6.])
  */
+#include <getopt.h>
 #include <stdio.h>
 
 #include "gradflow.h"
 
-int main(void) {
+static void usage(FILE *f) {
+    fprintf(f, "usage: seed_autograd   (prints x, y = sum(x^2) and x.grad; no options)\n"
+               "  -h, --help   this text\n");
+}
+
+int main(int argc, char **argv) {
+    static const struct option longs[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        usage(c == 'h' ? stdout : stderr);
+        return c == 'h' ? 0 : 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "seed_autograd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
     gf_ctx *ctx = gf_ctx_create(NULL);
     if (!ctx) return 1;
     gf_tensor *x =

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h> /* FILE, for gf_fprint */
 
 #ifdef __cplusplus
 extern "C" {
@@ -245,6 +246,34 @@ gf_tensor *gf_log_softmax(gf_tensor *a, int dim);
 gf_tensor *gf_mse_loss(gf_tensor *pred, gf_tensor *target);        /* mean */
 gf_tensor *gf_cross_entropy(gf_tensor *logits, gf_tensor *labels); /* labels GF_I64, mean */
 gf_tensor *gf_one_hot(gf_tensor *labels, int64_t num_classes, gf_dtype dt); /* no grad */
+/* ------------------------------------ indexing, printing, comparing (tools) */
+/* torch.index_select: the slices of a at positions index[0], index[1], ...
+ * along dim (negative allowed), in index order (repeats allowed); index is
+ * a 1-D (or 0-dim) i64 tensor of values in [0, size of dim). The result is
+ * contiguous, a's dtype, a's shape with that dim's size the index length.
+ * Differentiable in a: the backward adds the gradient's slices into the
+ * selected positions in index order (bitwise the same for any thread count). */
+gf_tensor *gf_index_select(gf_tensor *a, int dim, gf_tensor *index);
+/* torch.randperm: a GF_I64 [n] random permutation of 0..n-1 from the ctx's
+ * generator (gf_manual_seed); advances its counter by n. The same values for
+ * any thread count. A new leaf in the current scope, computed at once. */
+gf_tensor *gf_randperm(gf_ctx *ctx, int64_t n);
+/* Writes t as PyTorch's repr does, then a newline: "tensor([[1., 2.]])",
+ * values with 4 decimals or in scientific form, more than 1000 elements
+ * summarised with "..." (3 edge items per dim), dtype shown unless f32 or
+ * i64 ("dtype=f64"), then "requires_grad=True" or "grad_fn=<AddBackward>".
+ * Realizes t; f stays the caller's (flushed, not closed). Returns GF_OK, or
+ * an error status (recorded on t's ctx for a failed realization, a NULL f,
+ * a write error: GF_EIO). */
+gf_status gf_fprint(FILE *f, gf_tensor *t);
+gf_status gf_print(gf_tensor *t); /* gf_fprint(stdout, t) */
+/* torch.allclose: true when |a - b| <= atol + rtol * |b| for every element
+ * of the broadcast shape (values compared as doubles, i64 pairs exactly
+ * first; NaN is never close, equal infinities are). Any dtypes. Realizes a
+ * and b. False with an error on the ctx for a NULL tensor (when the other
+ * is not), another ctx, rtol or atol negative or NaN (GF_EINVAL), shapes
+ * that do not broadcast (GF_ESHAPE), a failed realization. */
+bool gf_allclose(gf_tensor *a, gf_tensor *b, double rtol, double atol);
 /* --------------------------------- in-place (for optimizers; normally under no_grad) */
 gf_status gf_sub_(gf_tensor *a, gf_tensor *b);                /* a -= b */
 gf_status gf_axpy_(gf_tensor *y, double alpha, gf_tensor *x); /* y += alpha*x */
