@@ -8,8 +8,9 @@
  * Progress goes to stderr: a bar redrawn in place on a terminal, plain
  * periodic lines otherwise. Each training step runs inside its own scope, so
  * memory stays flat however long it trains. --log-json FILE also writes
- * each epoch as a JSON line (bench/plot.py turns it into a plot). Run with
- * --help for the options.
+ * each epoch as a JSON line (bench/plot.py turns it into a plot); --save
+ * FILE writes a checkpoint after every epoch, --load FILE resumes from one.
+ * Run with --help for the options.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +34,8 @@ typedef struct {
     const char *data;     /* NULL: the Debian package's directory */
     int64_t limit;        /* samples per epoch; 0: all */
     const char *log_json; /* NULL: no JSON log */
+    const char *save;     /* NULL: no checkpoint; else written after every epoch */
+    const char *load;     /* NULL: fresh weights; else resumed from this checkpoint */
 } options;
 
 static void usage(FILE *f) {
@@ -52,6 +55,9 @@ static void usage(FILE *f) {
             "                    (epoch, loss, train_accuracy, test_accuracy, seconds,\n"
             "                    samples_per_s, threads, batch_size); bench/plot.py\n"
             "                    draws it\n"
+            "  --save FILE       write a checkpoint (model and Adam state) to FILE after\n"
+            "                    every epoch (atomically: a crash keeps the last one)\n"
+            "  --load FILE       start from the checkpoint in FILE instead of fresh weights\n"
             "  -h, --help        this text\n");
 }
 
@@ -75,6 +81,7 @@ static void parse(int argc, char **argv, options *o) {
         {"threads", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 's'},
         {"lr", required_argument, NULL, 'r'},      {"data", required_argument, NULL, 'd'},
         {"limit", required_argument, NULL, 'l'},   {"log-json", required_argument, NULL, 'j'},
+        {"save", required_argument, NULL, 'S'},    {"load", required_argument, NULL, 'L'},
         {"deterministic", no_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c, at;
@@ -90,6 +97,8 @@ static void parse(int argc, char **argv, options *o) {
         case 'l': o->limit = parse_int(name, optarg, 1); break;
         case 'd': o->data = optarg; break;
         case 'j': o->log_json = optarg; break;
+        case 'S': o->save = optarg; break;
+        case 'L': o->load = optarg; break;
         case 'r': {
             char *end;
             o->lr = strtod(optarg, &end);
@@ -216,9 +225,14 @@ int main(int argc, char **argv) {
 
     const int64_t sizes[] = {gf_dataset_features(train), 256, 256, 10};
     model = gf_mlp(ctx, 4, sizes, GF_ACT_RELU, GF_F32);
-    gf_adam_opts ao = {.lr = o.lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    gf_adam_opts ao = GF_ADAM_DEFAULTS;
+    ao.lr = o.lr;
     opt = model ? gf_module_adam(model, &ao) : NULL;
     if (!opt) goto done;
+    if (o.load) {
+        if (gf_load(o.load, model, opt) != GF_OK) goto done;
+        fprintf(stderr, "fashion_mnist: resumed from %s\n", o.load);
+    }
 
     const int64_t nbatches = (n + o.batch_size - 1) / o.batch_size;
     const bool tty = isatty(STDERR_FILENO);
@@ -265,6 +279,7 @@ int main(int argc, char **argv) {
         printf("epoch %d: train loss %.4f, test accuracy %.2f%%, %.1f s (%.0f samples/s)\n", epoch,
                loss_sum / (double)done_samples, 100.0 * acc, secs, (double)done_samples / secs);
         fflush(stdout);
+        if (o.save && gf_save(o.save, model, opt) != GF_OK) goto done;
         if (log) {
             fprintf(log,
                     "{\"epoch\":%d,\"loss\":%.6f,\"train_accuracy\":%.6f,\"test_accuracy\":%.6f,"
