@@ -14,7 +14,7 @@
 //          one shared model, each thread's intra-op pool at 1 thread (the
 //          best setting for K >= 1 request threads on 2 cores, measured);
 //          requests/s, p50, p99.
-// Usage: bench_torch train|serve|all [--seconds S] [--threads 1,2]
+// Usage: bench_torch [train|serve|all] [--seconds S] [--threads 1,2] (--help)
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <getopt.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -132,24 +133,61 @@ static void serve(int K, int64_t batch, double seconds, double *base) {
     std::fflush(stdout);
 }
 
+static void usage(FILE *f) {
+    std::fprintf(f,
+                 "usage: bench_torch [train|serve|all] [options]   (--opt VALUE or --opt=VALUE)\n"
+                 "  train|serve|all   what to run (default all)\n"
+                 "  --seconds S       serving time per point, > 0 (default 1)\n"
+                 "  --threads LIST    training intra-op threads, comma-separated (default 1,2)\n"
+                 "  -h, --help        this text\n");
+}
+
+// A comma-separated list of thread counts >= 1, or false.
+static bool parse_threads(const char *s, std::vector<int> *out) {
+    out->clear();
+    while (*s) {
+        char *end;
+        long v = std::strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 4096 || (*end && *end != ',')) return false;
+        out->push_back((int)v);
+        s = *end ? end + 1 : end;
+    }
+    return !out->empty();
+}
+
 int main(int argc, char **argv) {
-    std::string what = argc > 1 ? argv[1] : "all";
     double seconds = 1.0;
     std::vector<int> threads = {1, 2};
-    for (int i = 2; i + 1 < argc; i++) {
-        if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[++i]);
-        else if (!std::strcmp(argv[i], "--threads")) {
-            threads.clear();
-            for (const char *p = argv[++i]; *p;) {
-                threads.push_back(std::atoi(p));
-                while (*p && *p != ',') p++;
-                if (*p == ',') p++;
+    static const struct option longs[] = {{"seconds", required_argument, nullptr, 's'},
+                                          {"threads", required_argument, nullptr, 't'},
+                                          {"help", no_argument, nullptr, 'h'},
+                                          {nullptr, 0, nullptr, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longs, nullptr)) != -1) {
+        switch (c) {
+        case 'h': usage(stdout); return 0;
+        case 's': {
+            char *end;
+            seconds = std::strtod(optarg, &end);
+            if (*end || end == optarg || !(seconds > 0)) {
+                std::fprintf(stderr, "bench_torch: --seconds needs a number > 0, got \"%s\"\n", optarg);
+                return 2;
             }
+            break;
+        }
+        case 't':
+            if (!parse_threads(optarg, &threads)) {
+                std::fprintf(stderr, "bench_torch: --threads needs a list like 1,2, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        default: usage(stderr); return 2;
         }
     }
-    if (what != "train" && what != "serve" && what != "all") {
-        std::fprintf(stderr, "usage: bench_torch train|serve|all [--seconds S]\n");
-        return what == "--help" || what == "-h" ? 0 : 2;
+    std::string what = optind < argc ? argv[optind++] : "all";
+    if ((what != "train" && what != "serve" && what != "all") || optind < argc) {
+        usage(stderr);
+        return 2;
     }
     if (what != "serve")
         for (int cfg = 0; cfg < 2; cfg++)
