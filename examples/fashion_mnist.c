@@ -45,7 +45,8 @@ static void usage(FILE *f) {
             "  --batch-size B    training batch size (default 64)\n"
             "  --threads T       engine threads (default: one per physical core)\n"
             "  --seed S          seed for initialization and shuffling (default 0)\n"
-            "  --deterministic   bitwise-reproducible results for any thread count\n"
+            "  --deterministic   accepted for old scripts; changes nothing (every run\n"
+            "                    is bitwise the same for any thread count)\n"
             "  --lr X            Adam learning rate (default 1e-3)\n"
             "  --data DIR        directory of the *-ubyte(.gz) files\n"
             "                    (default /usr/share/datasets/fashion-mnist)\n"
@@ -218,9 +219,9 @@ int main(int argc, char **argv) {
     const int64_t n = o.limit && o.limit < gf_dataset_size(train) ? o.limit
                                                                     : gf_dataset_size(train);
     fprintf(stderr, "fashion_mnist: %" PRId64 " training and %" PRId64 " test images loaded in "
-            "%.1f s; %d threads%s, batch %" PRId64 ", Adam lr %g\n",
+            "%.1f s; %d threads, batch %" PRId64 ", Adam lr %g\n",
             gf_dataset_size(train), gf_dataset_size(test), now() - t0,
-            gf_engine_num_threads(eng), o.deterministic ? " (deterministic)" : "",
+            gf_engine_num_threads(eng),
             o.batch_size, o.lr);
 
     const int64_t sizes[] = {gf_dataset_features(train), 256, 256, 10};
