@@ -133,7 +133,11 @@ static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
     out->node = n;
     out->requires_grad = n->requires_grad;
     gf__pending_push(ctx, n);
-    if (ctx->eager) gf_realize(out);
+    /* In eager mode the op is its computation: if that fails, so does the op. */
+    if (ctx->eager && gf_realize(out) != GF_OK) {
+        gf_release(out);
+        return NULL;
+    }
     return out;
 }
 

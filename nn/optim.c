@@ -118,18 +118,21 @@ gf_optimizer *gf_adam(int n, gf_tensor *const *params, const gf_adam_opts *opts)
     return opt;
 }
 
-/* The module's parameters, in gf_module_parameter order. */
-static gf_tensor **gf__module_params(gf_module *m, int *n) {
+/* The module's parameters, in gf_module_parameter order; out of memory is
+ * reported on the module's ctx as fn's error (the caller then has no
+ * parameter to find the ctx through). */
+static gf_tensor **gf__module_params(const char *fn, gf_module *m, int *n) {
     *n = gf_module_num_parameters(m);
     if (*n <= 0) return NULL;
     gf_tensor **p = malloc((size_t)*n * sizeof *p);
+    if (!p) gf_ctx_set_error(gf__module_ctx(m), GF_ENOMEM, "%s: out of memory", fn);
     for (int i = 0; p && i < *n; i++) p[i] = gf_module_parameter(m, i);
     return p;
 }
 
 gf_optimizer *gf_module_sgd(gf_module *m, const gf_sgd_opts *o) {
     int n;
-    gf_tensor **p = gf__module_params(m, &n);
+    gf_tensor **p = gf__module_params("gf_module_sgd", m, &n);
     gf_optimizer *opt = gf_sgd(n, p, o);
     free(p);
     return opt;
@@ -137,7 +140,7 @@ gf_optimizer *gf_module_sgd(gf_module *m, const gf_sgd_opts *o) {
 
 gf_optimizer *gf_module_adam(gf_module *m, const gf_adam_opts *o) {
     int n;
-    gf_tensor **p = gf__module_params(m, &n);
+    gf_tensor **p = gf__module_params("gf_module_adam", m, &n);
     gf_optimizer *opt = gf_adam(n, p, o);
     free(p);
     return opt;
