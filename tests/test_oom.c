@@ -97,6 +97,7 @@ static long live_allocs(void) {
 /* True for the allocation that must fail. */
 static bool inject(void) {
     atomic_fetch_add(&n_allocs, 1);
+
     long c = atomic_load(&countdown);
     while (c > 0 && !atomic_compare_exchange_weak(&countdown, &c, c - 1)) {
     }
@@ -384,4 +385,147 @@ Test(oom, two_threads_fail_without_crash_or_leak) {
                      live_allocs() - baseline);
     }
     unlink(ckpt_path);
+}
+
+/* ------------------------------------------------ one call, every failure */
+
+/* A 1-thread engine and ctx for the single-call sweeps below. */
+static gf_ctx *fresh_ctx(bool eager) {
+    gf_ctx *c = gf_ctx_create(gf_engine_create(&(gf_engine_opts){.num_threads = 1}));
+    cr_assert_not_null(c);
+    gf_ctx_set_eager(c, eager);
+    return c;
+}
+
+static void destroy_ctx(gf_ctx *c) {
+    gf_engine *e = gf_ctx_engine(c);
+    gf_ctx_destroy(c);
+    gf_engine_destroy(e);
+}
+
+/* Arms the k-th allocation from now to fail. */
+static void arm(long k) {
+    atomic_store(&injected, false);
+    atomic_store(&countdown, k);
+}
+
+/* After one call: it failed (with GF_ENOMEM and a message naming fn) or it
+ * succeeded with nothing on the ctx. Disarms; returns whether a failure was
+ * injected. */
+static bool settle(gf_ctx *c, bool failed, const char *fn) {
+    atomic_store(&countdown, 0);
+    bool inj = atomic_load(&injected);
+    const char *e = gf_ctx_error(c);
+    if (failed) {
+        cr_assert(inj, "%s failed without an injected failure: %s", fn, e ? e : "(none)");
+        cr_assert_eq(gf_ctx_status(c), GF_ENOMEM, "%s: status %d, expected GF_ENOMEM (%s)", fn,
+                     (int)gf_ctx_status(c), e ? e : "no message");
+        cr_assert(e && strstr(e, "out of memory"), "%s: message \"%s\"", fn, e ? e : "");
+    } else {
+        cr_assert_null(e, "%s succeeded but left an error: %s", fn, e);
+    }
+    gf_ctx_clear_error(c);
+    return inj;
+}
+
+/* gf_linear ran out of memory in gf_requires_grad (the leaf's grad state)
+ * and returned a module whose weight did not require grad, with the error
+ * left on the ctx. Each k on a fresh ctx: its free lists and the engine's
+ * cache start empty, so the k-th allocation is the same call every time. */
+Test(oom, gf_linear_fails_when_a_parameter_cannot_require_grad) {
+    long k = 1;
+    for (;; k++) {
+        gf_ctx *c = fresh_ctx(false);
+        arm(k);
+        gf_module *m = gf_linear(c, 40, 24, true, GF_F32);
+        bool inj = settle(c, !m, "gf_linear");
+        for (int i = 0; m && i < gf_module_num_parameters(m); i++)
+            cr_assert(gf_get_requires_grad(gf_module_parameter(m, i)),
+                      "k=%ld: parameter %d does not require grad", k, i);
+        gf_module_free(m);
+        cr_assert_eq(gf_ctx_live_tensors(c), 0, "k=%ld: tensors left behind", k);
+        destroy_ctx(c);
+        if (!inj) break;
+    }
+    cr_assert_gt(k, 2);
+}
+
+/* An eager op whose computation failed returned its (uncomputed) output
+ * with the error on the ctx; it returns NULL now, like any failed op. */
+Test(oom, eager_op_that_cannot_compute_returns_null) {
+    long k = 1;
+    for (;; k++) {
+        gf_ctx *c = fresh_ctx(true);
+        gf_tensor *a = gf_arange(c, GF_F64, 5), *b = gf_full(c, GF_F64, 1, (int64_t[]){5}, 0.5);
+        arm(k);
+        gf_tensor *y = gf_mul(a, b);
+        bool inj = settle(c, !y, "gf_mul");
+        if (y) gf_test_expect_close(y, (double[]){0, 0.5, 1, 1.5, 2}, 5, 0, 0);
+        gf_release(y);
+        cr_assert_eq(gf_ctx_live_tensors(c), 2);
+        destroy_ctx(c);
+        if (!inj) break;
+    }
+    cr_assert_gt(k, 1);
+}
+
+/* gf_module_adam and gf_module_sgd returned NULL with nothing on the ctx
+ * when their list of the module's parameters could not be allocated. */
+Test(oom, module_optimizers_report_out_of_memory) {
+    gf_ctx *c = fresh_ctx(false);
+    gf_module *m = gf_linear(c, 3, 2, true, GF_F32);
+    cr_assert_not_null(m);
+    arm(1);
+    cr_assert_null(gf_module_adam(m, NULL));
+    settle(c, true, "gf_module_adam");
+    arm(1);
+    cr_assert_null(gf_module_sgd(m, &(gf_sgd_opts){.lr = 0.1}));
+    settle(c, true, "gf_module_sgd");
+    gf_module_free(m);
+    destroy_ctx(c);
+}
+
+/* An optimizer step that runs out of memory creating its state fails with
+ * GF_ENOMEM, keeps no half-made state, and a later step gives the values of
+ * a step that never failed. The parameter's gradient comes from gf_sum, so
+ * no buffer of its size is cached and Adam's state must be allocated. */
+static void adam_step_after(long k, float *out, int64_t *steps) {
+    gf_ctx *c = fresh_ctx(false);
+    float init[300];
+    for (int i = 0; i < 300; i++) init[i] = (float)i / 100;
+    gf_tensor *p = gf_requires_grad(gf_tensor_f32(c, 2, (int64_t[]){10, 30}, init), true);
+    gf_optimizer *opt = gf_adam(1, &p, &(gf_adam_opts){.lr = 0.1, .beta1 = 0.9, .beta2 = 0.99,
+                                                       .eps = 1e-8});
+    cr_assert_not_null(opt);
+    gf_scope_begin(c);
+    GF_OK_OR_FAIL(c, gf_backward(gf_sum(p)));
+    gf_scope_end(c);
+    if (k) {
+        arm(k);
+        settle(c, gf_optimizer_step(opt) != GF_OK, "gf_optimizer_step");
+    }
+    GF_OK_OR_FAIL(c, gf_optimizer_step(opt));
+    memcpy(out, gf_data_f32(p), sizeof(float) * 300);
+    *steps = gf_optimizer_steps(opt);
+    gf_optimizer_free(opt);
+    gf_release(p);
+    cr_assert_eq(gf_ctx_live_tensors(c), 0);
+    destroy_ctx(c);
+}
+
+Test(oom, optimizer_step_fails_cleanly_and_steps_again) {
+    float ref[300], got[300];
+    int64_t ref_steps, got_steps;
+    adam_step_after(0, ref, &ref_steps);
+    cr_assert_eq(ref_steps, 1);
+    long baseline = live_allocs(), k = 1;
+    for (;; k++) {
+        adam_step_after(k, got, &got_steps);
+        cr_assert_eq(live_allocs(), baseline, "k=%ld: leaked", k);
+        if (!atomic_load(&injected)) break;
+        /* The failed step did not count and changed nothing. */
+        cr_assert_eq(got_steps, 1, "k=%ld: %lld steps", k, (long long)got_steps);
+        cr_assert(memcmp(got, ref, sizeof ref) == 0, "k=%ld: parameter differs", k);
+    }
+    cr_assert_gt(k, 2, "the step made no allocation to fail");
 }
