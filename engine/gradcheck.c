@@ -23,7 +23,9 @@ static gf_tensor *gf__gc_loss(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *in
         ctx->seed = seed;
         ctx->rng_counter = ctr;
         if (!w) return NULL;
-        *r = gf_keep(gf_add_scalar(w, 0.5)); /* weights in [0.5, 1.5) */
+        /* In gf_gradcheck's own scope (the first call is made there), so
+         * it lives until the check ends and no longer. */
+        *r = gf_add_scalar(w, 0.5); /* weights in [0.5, 1.5) */
         if (!*r) return NULL;
         gf_realize(*r);
     }
@@ -36,8 +38,14 @@ gf_status gf_gradcheck(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *inputs, v
     if (!fn || n <= 0 || !inputs || !(eps > 0))
         return gf__error(ctx, GF_EINVAL,
                          "gf_gradcheck: expected fn, n > 0 inputs and eps > 0 (got eps %g)", eps);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (!inputs[i]) return gf__error(ctx, GF_EINVAL, "gf_gradcheck: input %d is NULL", i);
+        /* Its copies are made in its own ctx, outside the scope opened here. */
+        if (inputs[i]->ctx != ctx)
+            return gf__error(ctx, GF_EINVAL,
+                             "gf_gradcheck: input %d belongs to another ctx (expected inputs "
+                             "of the ctx passed)", i);
+    }
     gf_status s = GF_OK;
     gf_scope_begin(ctx);
     /* float64 leaf copies of the inputs. */
@@ -68,7 +76,7 @@ gf_status gf_gradcheck(gf_ctx *ctx, gf_fn fn, int n, gf_tensor *const *inputs, v
     if (!an || !want || !idx) s = gf__error(ctx, GF_ENOMEM, "gf_gradcheck: out of memory");
     /* Analytic gradients. */
     if (s == GF_OK) {
-        gf_tensor *loss = gf_keep(gf__gc_loss(ctx, fn, n, x, user, &r));
+        gf_tensor *loss = gf__gc_loss(ctx, fn, n, x, user, &r);
         int k = 0;
         for (int i = 0; i < n; i++)
             if (x[i]->requires_grad && x[i]->dtype == GF_F64 && x[i] != inputs[i]) {

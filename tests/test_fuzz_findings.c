@@ -1,0 +1,46 @@
+/*
+ * test_fuzz_findings.c - regression tests for what the fuzz targets of
+ * tests/fuzz found: each test is the smallest program that showed the bug.
+ */
+#include "common.h"
+#include "gradflow/nn.h"
+
+static gf_tensor *square_sum(gf_ctx *c, int n, gf_tensor *const *in, void *user) {
+    (void)c, (void)n, (void)user;
+    return gf_sum(gf_mul(in[0], in[0]));
+}
+
+/* gf_gradcheck kept its random weights and its loss with gf_keep inside its
+ * own scope, which moved both into the caller's scope: two tensors left
+ * behind per call (for good, outside any scope). */
+Test(fuzz_findings, gradcheck_leaves_no_tensor_behind) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    gf_tensor *x = gf_requires_grad(gf_tensor_f64(c, 1, (int64_t[]){3}, (double[]){1, -2, 3}),
+                                    true);
+    int64_t before = gf_ctx_live_tensors(c);
+    GF_OK_OR_FAIL(c, gf_gradcheck(c, square_sum, 1, &x, NULL, 1e-6, 1e-5, 1e-3));
+    cr_assert_eq(gf_ctx_live_tensors(c), before, "%lld tensors before, %lld after",
+                 (long long)before, (long long)gf_ctx_live_tensors(c));
+    /* A failing check (a huge step) leaves nothing either. */
+    cr_assert_eq(gf_gradcheck(c, square_sum, 1, &x, NULL, 0.5, 0, 0), GF_EINVAL);
+    gf_ctx_clear_error(c);
+    cr_assert_eq(gf_ctx_live_tensors(c), before);
+    gf_ctx_destroy(c);
+}
+
+/* An input of another ctx was copied in its own ctx, outside the scope
+ * gf_gradcheck opened in the ctx passed: the copies stayed there. It is an
+ * error now, like any op's inputs from two ctxs. */
+Test(fuzz_findings, gradcheck_rejects_an_input_of_another_ctx) {
+    gf_ctx *c = gf_ctx_create(NULL), *other = gf_ctx_create(gf_ctx_engine(c));
+    gf_tensor *x = gf_requires_grad(gf_tensor_f64(c, 1, (int64_t[]){2}, (double[]){1, 2}), true);
+    gf_tensor *y =
+        gf_requires_grad(gf_tensor_f64(other, 1, (int64_t[]){2}, (double[]){3, 4}), true);
+    int64_t before = gf_ctx_live_tensors(other);
+    cr_assert_eq(gf_gradcheck(c, square_sum, 2, (gf_tensor *[]){x, y}, NULL, 1e-6, 1e-5, 1e-3),
+                 GF_EINVAL);
+    gf_test_expect_error(c, "gf_gradcheck: input 1 belongs to another ctx");
+    cr_assert_eq(gf_ctx_live_tensors(other), before);
+    gf_ctx_destroy(other);
+    gf_ctx_destroy(c);
+}
