@@ -36,6 +36,11 @@ gf_tensor *gf_nll_loss(gf_tensor *log_probs, gf_tensor *labels) {
         return NULL;
     }
     int64_t n = gf_shape(log_probs)[0], c = gf_shape(log_probs)[1];
+    /* The intermediates go with a scope of their own; the graph keeps what
+     * backward needs. */
+    gf_scope_begin(ctx);
     gf_tensor *picked = gf_mul(log_probs, gf_one_hot(labels, c, gf_dtype_of(log_probs)));
-    return gf_mul_scalar(gf_sum(picked), n ? -1.0 / (double)n : NAN);
+    gf_tensor *loss = gf_keep(gf_mul_scalar(gf_sum(picked), n ? -1.0 / (double)n : NAN));
+    gf_scope_end(ctx);
+    return loss;
 }

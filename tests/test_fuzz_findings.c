@@ -44,3 +44,22 @@ Test(fuzz_findings, gradcheck_rejects_an_input_of_another_ctx) {
     gf_ctx_destroy(other);
     gf_ctx_destroy(c);
 }
+
+/* gf_nll_loss, composed of public ops, left its intermediates (one_hot, the
+ * product, the sum) as handles in the caller's scope: outside any scope they
+ * stayed until gf_ctx_destroy. It returns one handle now, like an op. */
+Test(fuzz_findings, nll_loss_leaves_only_its_result) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    gf_tensor *lp = gf_log_softmax(gf_tensor_f64(c, 2, (int64_t[]){2, 3},
+                                                 (double[]){1, 2, 3, 4, 5, 7}), 1);
+    gf_tensor *y = gf_tensor_i64(c, 1, (int64_t[]){2}, (int64_t[]){2, 0});
+    gf_realize(lp);
+    int64_t before = gf_ctx_live_tensors(c);
+    gf_tensor *loss = gf_nll_loss(lp, y);
+    double want = -(gf_data_f64(lp)[2] + gf_data_f64(lp)[3]) / 2;
+    cr_assert_float_eq(gf_item(loss), want, 1e-12);
+    gf_release(loss);
+    cr_assert_eq(gf_ctx_live_tensors(c), before, "%lld tensors before, %lld after",
+                 (long long)before, (long long)gf_ctx_live_tensors(c));
+    gf_ctx_destroy(c);
+}

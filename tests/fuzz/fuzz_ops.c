@@ -97,10 +97,10 @@ static int64_t pick_dim(prog *p) {
 
 /* Product of the positive entries (-1 counts as 1), saturated. */
 static unsigned __int128 pos_product(int ndim, const int64_t *shape) {
+    const unsigned __int128 cap = (unsigned __int128)1 << 100;
     unsigned __int128 n = 1;
     for (int i = 0; i < ndim && i < GF_MAX_DIMS + 2; i++)
-        if (shape[i] > 0 && (n *= (unsigned __int128)shape[i]) > ((unsigned __int128)1 << 100))
-            n = (unsigned __int128)1 << 100;
+        if (shape[i] > 0) n = n > cap / (unsigned __int128)shape[i] ? cap : n * (unsigned __int128)shape[i];
     return n;
 }
 
@@ -219,7 +219,8 @@ static void done(prog *p, const char *what, gf_tensor *y, int n, gf_tensor *cons
         at += snprintf(desc + at, sizeof desc - (size_t)at, "%s%s", i ? ", " : "",
                        in[i] ? gf_dtype_name(gf_dtype_of(in[i])) : "NULL");
     snprintf(desc + at, sizeof desc - (size_t)at, ")");
-    TRACE("%s -> %s%s\n", desc, y ? "" : "NULL ", gf_ctx_error(c) ? gf_ctx_error(c) : "");
+    TRACE("ctx %d%s: %s -> %s%s\n", ctx_index(p, c), gf_ctx_eager(c) ? " (eager)" : "", desc,
+          y ? "" : "NULL ", gf_ctx_error(c) ? gf_ctx_error(c) : "");
     gf_fuzz_settle(c, any_null ? gf_ctx_status(c) != GF_OK : !y, desc);
     put(p, y, bound);
 }
@@ -263,6 +264,9 @@ static void op_create(prog *p) {
     gf_tensor *t = NULL;
     double bound = 0;
     const char *what = "creation";
+    TRACE("create: ndim %d:", nd);
+    for (int i = 0; i < nd && i < GF_MAX_DIMS + 2; i++) TRACE(" %lld", (long long)sh[i]);
+    TRACE("\n");
     switch (u8(p) % 10) {
     case 0: case 1: {
         gf_dtype d = (gf_dtype)(u8(p) % 3);
@@ -570,6 +574,7 @@ static void op_nn(prog *p) {
     slot *a = pick(p), *b = pick(p);
     gf_tensor *x = T(a), *y = T(b), *r = NULL;
     int k = u8(p) % 7, dim = small_int(p, -4, 4);
+    double bound = B(p, a);
     if (k != 0 && k != 1 && (!small(a) || !small(b))) return;
     const char *what = "nn function";
     switch (k) {
@@ -594,12 +599,17 @@ static void op_nn(prog *p) {
         slot *c = pick(p);
         if (!small(c)) return;
         gf_activation act = (gf_activation)(u8(p) % 7);
-        r = gf_linear_act(x, y, u8(p) < 64 ? NULL : T(c), act), what = "gf_linear_act";
+        gf_tensor *bias = u8(p) < 64 ? NULL : T(c);
+        /* On i64: x w^T + b, K products per element. */
+        int64_t k = x && gf_ndim(x) ? gf_shape(x)[gf_ndim(x) - 1] : 0;
+        bound = (double)k * B(p, a) * B(p, b) + (bias ? B(p, c) : 0);
+        if ((is_i64(a) || is_i64(b)) && !(bound <= I64_LIM)) return;
+        r = gf_linear_act(x, y, bias, act), what = "gf_linear_act";
         break; /* b is optional: not one of the inputs that must be there */
     }
     }
     gf_tensor *in[2] = {x, y};
-    done(p, what, r, k < 2 ? 1 : 2, in, 0);
+    done(p, what, r, k < 2 ? 1 : 2, in, bound);
 }
 
 /* -------------------------------------------------------------- in place */
@@ -798,6 +808,8 @@ static void op_lifetime(prog *p) {
         gf_ctx *to = p->c[!a->c];
         gf_tensor *t = gf_share(to, a->t);
         gf_fuzz_settle(to, !t, "gf_share");
+        /* Computing the tensor may fail in its own ctx too. */
+        gf_fuzz_settle(p->c[a->c], t ? false : gf_ctx_status(p->c[a->c]) != GF_OK, "gf_share");
         put(p, t, a->bound);
         break;
     }
