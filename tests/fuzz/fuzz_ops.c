@@ -53,6 +53,11 @@ typedef struct {
 static bool tracing;
 #define TRACE(...) (tracing ? (void)fprintf(stderr, __VA_ARGS__) : (void)0)
 
+/* Milestones a program reached (for the seed search, gf_fuzz_seeds). */
+enum { M_BACKWARD, M_CREATE_GRAPH, M_GRAD_OF, M_STEP, M_INPLACE, M_GRADCHECK, M_EAGER,
+       M_MATMUL, M_SHARE, M_MODULE, M_COUNT };
+static unsigned reached;
+
 typedef struct {
     gf_fuzz_in in;
     gf_ctx *c[2];
@@ -222,6 +227,7 @@ static void done(prog *p, const char *what, gf_tensor *y, int n, gf_tensor *cons
     TRACE("ctx %d%s: %s -> %s%s\n", ctx_index(p, c), gf_ctx_eager(c) ? " (eager)" : "", desc,
           y ? "" : "NULL ", gf_ctx_error(c) ? gf_ctx_error(c) : "");
     gf_fuzz_settle(c, any_null ? gf_ctx_status(c) != GF_OK : !y, desc);
+    if (y && gf_ctx_eager(c)) reached |= 1u << M_EAGER;
     put(p, y, bound);
 }
 
@@ -448,6 +454,7 @@ static void op_matmul(prog *p) {
     double bound = (double)k * B(p, a) * B(p, b);
     if (is_i64(a) && is_i64(b) && !(bound <= I64_LIM)) return;
     gf_tensor *r = gf_matmul(T(a), T(b));
+    if (r) reached |= 1u << M_MATMUL;
     done(p, "gf_matmul", r, 2, (gf_tensor *[]){T(a), T(b)}, bound);
 }
 
@@ -680,6 +687,7 @@ static void op_inplace(prog *p) {
         gf_fuzz_settle(c, c && gf_ctx_status(c) != GF_OK, what);
         return;
     }
+    if (st == GF_OK) reached |= 1u << M_INPLACE;
     status_done(gf_ctx_of(x), what, st);
 }
 
@@ -712,15 +720,18 @@ static void op_autograd(prog *p) {
         gf_zero_grad(x);
         gf_fuzz_settle(c, gf_ctx_status(c) != GF_OK, "gf_zero_grad");
         break;
-    case 3:
-        if (x) status_done(c, "gf_backward", gf_backward(x));
-        else GF_FUZZ_CHECK(gf_backward(x) < 0, "gf_backward(NULL) succeeded");
+    case 3: {
+        gf_status s = gf_backward(x);
+        if (s == GF_OK) reached |= 1u << M_BACKWARD;
+        if (x) status_done(c, "gf_backward", s);
+        else GF_FUZZ_CHECK(s < 0, "gf_backward(NULL) succeeded");
         break;
+    }
     case 4: {
         gf_backward_opts o = {.grad_output = u8(p) < 128 ? T(b) : NULL,
                               .retain_graph = flag(p), .create_graph = flag(p)};
         gf_status s = gf_backward_ex(x, &o);
-        if (s == GF_OK && o.create_graph) p->cycle = true;
+        if (s == GF_OK && o.create_graph) p->cycle = true, reached |= 1u << M_CREATE_GRAPH;
         if (x) status_done(c, "gf_backward_ex", s);
         else if (o.grad_output) status_done(gf_ctx_of(o.grad_output), "gf_backward_ex", s);
         break;
@@ -736,6 +747,7 @@ static void op_autograd(prog *p) {
         gf_status s = gf_grad_of(x, n, in, grads, u8(p) < 64 ? NULL : &o);
         if (!x) break;
         status_done(c, "gf_grad_of", s);
+        if (s == GF_OK) reached |= 1u << M_GRAD_OF;
         for (int i = 0; i < n && s == GF_OK; i++) {
             GF_FUZZ_CHECK(grads[i], "gf_grad_of succeeded without gradient %d", i);
             put(p, grads[i], 0);
@@ -748,6 +760,7 @@ static void op_autograd(prog *p) {
         gf_tensor *in[2] = {x, T(b)};
         gf_status s = gf_gradcheck(c, grad_fn, in[1] ? 2 : 1, in, NULL, PICK(p, eps), 1e-5, 1e-3);
         status_done(c, "gf_gradcheck", s);
+        if (s == GF_OK) reached |= 1u << M_GRADCHECK;
         break;
     }
     }
@@ -808,6 +821,7 @@ static void op_lifetime(prog *p) {
         gf_ctx *to = p->c[!a->c];
         gf_tensor *t = gf_share(to, a->t);
         gf_fuzz_settle(to, !t, "gf_share");
+        if (t) reached |= 1u << M_SHARE;
         /* Computing the tensor may fail in its own ctx too. */
         gf_fuzz_settle(p->c[a->c], t ? false : gf_ctx_status(p->c[a->c]) != GF_OK, "gf_share");
         put(p, t, a->bound);
@@ -913,6 +927,7 @@ static void op_module(prog *p) {
     gf_scope_begin(c);
     gf_tensor *y = gf_module_forward(m, x);
     gf_fuzz_settle(c, !y, "gf_module_forward");
+    if (y) reached |= 1u << M_MODULE;
     gf_optimizer *opt = NULL;
     if (y && gf_module_num_parameters(m) > 0) {
         opt = flag(p) ? gf_module_adam(m, u8(p) < 64 ? NULL : &(gf_adam_opts){
@@ -924,7 +939,9 @@ static void op_module(prog *p) {
         gf_fuzz_settle(c, !loss, "gf_sum");
         if (loss && opt && gf_get_requires_grad(loss)) {
             status_done(c, "gf_backward", gf_backward(loss));
-            status_done(c, "gf_optimizer_step", gf_optimizer_step(opt));
+            gf_status s = gf_optimizer_step(opt);
+            if (s == GF_OK) reached |= 1u << M_STEP;
+            status_done(c, "gf_optimizer_step", s);
             gf_optimizer_zero_grad(opt);
             gf_fuzz_settle(c, false, "gf_optimizer_zero_grad");
         }
@@ -992,35 +1009,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
 }
 
-/* A few programs that reach deep paths: a training step, and backward
- * through views. Any bytes are a program; these only save the search. */
+/* The seeds are programs found by a small search at start-up rather than
+ * bytes written by hand, so that they keep matching the interpreter: random
+ * programs from a fixed generator, each kept if it reaches a milestone (a
+ * successful backward, optimizer step, ...) that no kept one reached. */
 void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
-    static const uint8_t train[] = {
-        0,                                            /* 1 thread, lazy */
-        0, 0, 4, 2, 3, 4, 1, 0,                       /* create x: zeros, then .. */
-        11, 1, 0, 0,                                  /* scope begin */
-        0, 0, 2, 2, 2, 4, 1, 3,                       /* create */
-        10, 0, 0, 1,                                  /* requires grad */
-        5, 0, 1,                                      /* matmul */
-        8, 2, 0, 3, 0,                                /* softmax */
-        6, 2, 0, 0,                                   /* sum */
-        10, 2, 0, 3,                                  /* backward */
-        12, 3, 2, 0,                                  /* data */
-        13, 0, 0, 0, 0, 1,                            /* a module step */
-        11, 1, 0, 1,                                  /* scope end */
-    };
-    emit(arg, train, sizeof train);
-    static const uint8_t views[] = {
-        33,                                  /* eager */
-        0, 0, 3, 3, 2, 1, 1, 1, 0, 7,        /* a tensor */
-        10, 0, 0, 1,                         /* requires grad */
-        7, 0, 4, 0, 1, 3, 2,                 /* slice */
-        7, 1, 2, 1, 0,                       /* transpose */
-        7, 2, 1, 2, 3, 3,                    /* expand */
-        4, 0, 1, 2,                          /* mul */
-        6, 0, 0, 0,                          /* sum */
-        10, 1, 0, 4, 100, 1, 1,              /* backward_ex with create_graph */
-        10, 2, 0, 5, 2, 0, 1, 1, 1,          /* grad_of */
-    };
-    emit(arg, views, sizeof views);
+    uint8_t buf[512];
+    uint64_t r = 0x5eed;
+    unsigned have = 0;
+    for (int k = 0; k < 4000 && have != (1u << M_COUNT) - 1; k++) {
+        size_t n = 64 + k % 448;
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            buf[i] = (uint8_t)(r >> 56);
+        }
+        buf[0] &= ~7u; /* one thread: the same milestones every run */
+        reached = 0;
+        LLVMFuzzerTestOneInput(buf, n);
+        if (reached & ~have) {
+            have |= reached;
+            emit(arg, buf, n);
+        }
+    }
 }
