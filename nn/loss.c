@@ -30,6 +30,14 @@ gf_tensor *gf_nll_loss(gf_tensor *log_probs, gf_tensor *labels) {
                          b);
         return NULL;
     }
+    /* Checked here: the composed ops would make labels' one_hot in their
+     * own ctx before an op noticed the two ctxs. */
+    if (gf_ctx_of(labels) != ctx) {
+        gf_ctx_set_error(ctx, GF_EINVAL,
+                         "gf_nll_loss: labels belong to another ctx (expected both inputs in "
+                         "one ctx)");
+        return NULL;
+    }
     if (gf_dtype_of(labels) != GF_I64) {
         gf_ctx_set_error(ctx, GF_EINVAL, "gf_nll_loss: labels are %s (expected i64 class indices)",
                          gf_dtype_name(gf_dtype_of(labels)));

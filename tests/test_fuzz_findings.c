@@ -64,3 +64,22 @@ Test(fuzz_findings, nll_loss_leaves_only_its_result) {
                  (long long)before, (long long)gf_ctx_live_tensors(c));
     gf_ctx_destroy(c);
 }
+
+/* Labels of another ctx: gf_nll_loss made their one_hot in that ctx, then
+ * gf_mul failed on the two ctxs, and the one_hot stayed there (outside the
+ * scope gf_nll_loss opens in its own ctx). It is an error up front now; the
+ * error of a binary op on two ctxs names the public function. */
+Test(fuzz_findings, nll_loss_rejects_labels_of_another_ctx) {
+    gf_ctx *c = gf_ctx_create(NULL), *other = gf_ctx_create(gf_ctx_engine(c));
+    gf_tensor *lp = gf_log_softmax(gf_zeros(c, GF_F64, 2, (int64_t[]){2, 3}), 1);
+    gf_tensor *y = gf_tensor_i64(other, 1, (int64_t[]){2}, (int64_t[]){2, 0});
+    int64_t before = gf_ctx_live_tensors(other);
+    cr_assert_null(gf_nll_loss(lp, y));
+    gf_test_expect_error(c, "gf_nll_loss: labels belong to another ctx");
+    cr_assert_eq(gf_ctx_live_tensors(other), before);
+    gf_ctx_clear_error(c);
+    cr_assert_null(gf_mul(lp, gf_zeros(other, GF_F64, 2, (int64_t[]){2, 3})));
+    gf_test_expect_error(c, "gf_mul: input 1 belongs to another ctx");
+    gf_ctx_destroy(other);
+    gf_ctx_destroy(c);
+}

@@ -53,16 +53,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                   (uint32_t)data[4] << 24;
     size_t rest = size - 5, ni = li < rest ? li : rest;
     bool dir_mode = flags & 1, gz_names = flags & 2;
-    char img[512], lab[512], dir[512];
+    static const char *const names[2][2] = {
+        {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"},
+        {"train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"}};
+    char img[512], lab[512], dir[512], other[512];
     gf_fuzz_path(dir, sizeof dir, "");
-    gf_fuzz_path(img, sizeof img, gz_names ? "train-images-idx3-ubyte.gz" : "train-images-idx3-ubyte");
-    gf_fuzz_path(lab, sizeof lab, gz_names ? "train-labels-idx1-ubyte.gz" : "train-labels-idx1-ubyte");
+    gf_fuzz_path(img, sizeof img, names[0][gz_names]);
+    gf_fuzz_path(lab, sizeof lab, names[1][gz_names]);
     /* Only this input's two files: gf_fashion_mnist prefers a .gz name. */
-    char other[512];
-    gf_fuzz_path(other, sizeof other, gz_names ? "train-images-idx3-ubyte" : "train-images-idx3-ubyte.gz");
-    remove(other);
-    gf_fuzz_path(other, sizeof other, gz_names ? "train-labels-idx1-ubyte" : "train-labels-idx1-ubyte.gz");
-    remove(other);
+    for (int k = 0; k < 2; k++) {
+        gf_fuzz_path(other, sizeof other, names[k][!gz_names]);
+        remove(other);
+    }
     gf_fuzz_write(img, data + 5, ni);
     gf_fuzz_write(lab, data + 5 + ni, rest - ni);
     if (!header_within_limit(img)) return 0;
