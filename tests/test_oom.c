@@ -170,12 +170,30 @@ void __wrap_free(void *p) {
  * the optimizer step allocates too. */
 enum { IN = 40, HID = 24, OUT = 3, BATCH = 5 };
 
+enum { NPARAM = HID * IN + HID + OUT * HID + OUT };
+
 /* What a run that got to the end computed. */
 typedef struct {
     double loss;
-    float loaded[OUT * HID + OUT]; /* the loaded model's last layer, weights then bias */
+    float loaded[NPARAM]; /* the loaded model's parameters, in order */
     int64_t steps;
 } round_trip;
+
+/* m's parameters, in order, into out[NPARAM]; false (error on the ctx) if
+ * one cannot be read. */
+static bool read_params(gf_module *m, float *out) {
+    int at = 0;
+    for (int i = 0; i < gf_module_num_parameters(m); i++) {
+        gf_tensor *p = gf_module_parameter(m, i);
+        const float *d = gf_data_f32(p);
+        if (!d) return false;
+        cr_assert_leq(at + gf_numel(p), NPARAM);
+        memcpy(out + at, d, sizeof(float) * (size_t)gf_numel(p));
+        at += (int)gf_numel(p);
+    }
+    cr_assert_eq(at, NPARAM);
+    return true;
+}
 
 /* How a run ended. */
 typedef enum { RUN_DONE, RUN_FAILED, RUN_NO_ENGINE } run_end;
@@ -259,11 +277,11 @@ static run_end run_once(int nthreads, bool eager, bool strict, round_trip *out) 
     opt2 = gf_module_adam(m2, NULL);
     if (check_call(c, !opt2, "gf_module_adam (second)", strict)) goto done;
     if (check_call(c, gf_load(ckpt_path, m2, opt2) != GF_OK, "gf_load", strict)) goto done;
-    gf_tensor *w = gf_module_parameter(m2, 2), *b = gf_module_parameter(m2, 3);
-    const float *wd = gf_data_f32(w), *bd = wd ? gf_data_f32(b) : NULL;
-    if (check_call(c, !wd || !bd, "gf_data_f32", strict)) goto done;
-    memcpy(out->loaded, wd, sizeof(float) * OUT * HID);
-    memcpy(out->loaded + OUT * HID, bd, sizeof(float) * OUT);
+    if (check_call(c, !read_params(m2, out->loaded), "gf_data_f32", strict)) goto done;
+    /* The loaded model is the saved one, bit for bit. */
+    float saved[NPARAM];
+    if (check_call(c, !read_params(m, saved), "gf_data_f32", strict)) goto done;
+    cr_assert(memcmp(saved, out->loaded, sizeof saved) == 0, "the loaded model differs");
     out->steps = gf_optimizer_steps(opt2);
     end = RUN_DONE;
 
@@ -312,7 +330,10 @@ static void sweep(bool eager) {
     cr_assert(isfinite(ref.loss) && ref.steps == 1);
     long baseline = live_allocs();
     long k = 1, failed = 0, recovered = 0;
-    /* Every phase of the round trip must see failures of its own. */
+    /* Every phase of the round trip must see failures of its own, but the
+     * optimizer step: its state comes from buffers the allocator cached
+     * during the step (optimizer_step_fails_cleanly_and_steps_again covers
+     * it). */
     static const char *const phases[] = {"gf_engine_create", "gf_ctx_create", "gf_mlp",
                                          "gf_module_adam", "forward", "gf_backward", "step",
                                          "gf_save", "gf_mlp (second)", "gf_load"};
@@ -346,10 +367,9 @@ static void sweep(bool eager) {
                 if (failed_call && strcmp(failed_call, phases[i]) == 0) per_phase[i]++;
         }
     }
-    for (int i = 0; i < NPHASES; i++) cr_log_info("%s: %ld", phases[i], per_phase[i]);
-    /* The sweep reached the allocations of every phase. */
-    cr_assert_gt(k, 100, "only %ld allocations in a run", k - 1);
-    cr_assert_gt(failed, 0);
+    for (int i = 0; i < NPHASES; i++)
+        cr_assert(per_phase[i] > 0 || strcmp(phases[i], "step") == 0,
+                  "no injected failure surfaced in %s", phases[i]);
     cr_log_info("%s: %ld allocations per run, %ld failed cleanly, %ld recovered",
                 eager ? "eager" : "lazy", k - 1, failed, recovered);
     unlink(ckpt_path);
