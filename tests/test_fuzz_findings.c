@@ -83,3 +83,26 @@ Test(fuzz_findings, nll_loss_rejects_labels_of_another_ctx) {
     gf_ctx_destroy(other);
     gf_ctx_destroy(c);
 }
+
+/* An in-place update of an expanded view (stride 0) updated its one memory
+ * element once per view element: axpy_ on a [1] expanded to [3] added 3
+ * times (and i64 values overflowed from there). Writing to elements that
+ * share memory is an error now, as in PyTorch, for every in-place op. */
+Test(fuzz_findings, inplace_write_to_an_expanded_view_is_an_error) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    gf_tensor *base = gf_tensor_f64(c, 1, (int64_t[]){1}, (double[]){1});
+    gf_tensor *e = gf_expand(base, 1, (int64_t[]){3});
+    gf_tensor *one = gf_scalar(c, GF_F64, 1);
+    cr_assert_eq(gf_axpy_(e, 1.0, one), GF_EINVAL);
+    gf_test_expect_error(c, "gf_axpy_: tensor [3] is written in place but its elements share");
+    gf_ctx_clear_error(c);
+    cr_assert_eq(gf_fill_(e, 2.0), GF_EINVAL);
+    gf_test_expect_error(c, "stride 0 in dim 0");
+    gf_ctx_clear_error(c);
+    cr_assert_eq(gf_item(base), 1.0, "the base was written");
+    /* A size-1 dim of stride 0 holds one element: it may be written. */
+    gf_tensor *e1 = gf_expand(base, 2, (int64_t[]){1, 1});
+    GF_OK_OR_FAIL(c, gf_fill_(e1, 5.0));
+    cr_assert_eq(gf_item(base), 5.0);
+    gf_ctx_destroy(c);
+}

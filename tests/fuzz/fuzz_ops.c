@@ -117,6 +117,8 @@ void put(prog *p, gf_tensor *t, double bound) {
     }
     int c = ctx_index(p, gf_ctx_of(t));
     p->s[k] = (slot){.t = t, .c = c, .depth = p->depth[c], .bound = bound};
+    TRACE("  slot %d: %s, %lld elements, bound %g\n", k, gf_dtype_name(gf_dtype_of(t)),
+          (long long)n, bound);
 }
 
 /* After an op: checks the error convention on the inputs' ctx and keeps the
