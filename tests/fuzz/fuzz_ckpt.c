@@ -1,8 +1,10 @@
 /*
  * fuzz_ckpt.c - fuzz target: checkpoint bytes. The first byte picks the
  * model's dtype and the optimizer (none, SGD, SGD with momentum, Adam,
- * AdamW; fresh or after one step); the rest is written to a file and loaded
- * with gf_load into that model and optimizer.
+ * AdamW; fresh or after one step), whether gf_load gets the optimizer, and
+ * whether the file's length field and CRC-32 are first made to match its
+ * bytes (so that mutations reach the parser behind the checksum); the rest
+ * is written to a file and loaded with gf_load into that model.
  *
  * Checked: the error convention (common.c); a load that fails leaves every
  * parameter and the optimizer's learning rate and step count as they were
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <zlib.h>
 
 #include "gradflow/nn.h"
 
@@ -72,6 +76,19 @@ static uint8_t *param_bytes(gf_module *m, size_t *n) {
 
 static bool same_double(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
 
+/* Sets the payload length (u64 at byte 16) and the trailing CRC-32 of the
+ * version-1 layout (docs/checkpoint.md) to match the n bytes of f: the CRC
+ * over the payload alone, or (whole_header) over the header too, in case
+ * the format comes to cover it. */
+static void repair(uint8_t *f, size_t n, bool whole_header) {
+    if (n < 28) return;
+    uint64_t payload = n - 28;
+    for (int i = 0; i < 8; i++) f[16 + i] = (uint8_t)(payload >> (8 * i));
+    size_t from = whole_header ? 0 : 24;
+    uint32_t crc = (uint32_t)crc32(0, f + from, (uInt)(n - 4 - from));
+    for (int i = 0; i < 4; i++) f[n - 4 + i] = (uint8_t)(crc >> (8 * i));
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     return 0;
@@ -83,7 +100,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[512], again[512];
     gf_fuzz_path(path, sizeof path, "ckpt");
     gf_fuzz_path(again, sizeof again, "ckpt-again");
-    gf_fuzz_write(path, data + 1, size - 1);
+    uint8_t *file = malloc(size);
+    GF_FUZZ_CHECK(file, "out of memory");
+    memcpy(file, data + 1, size - 1);
+    if (cfg & 64) repair(file, size - 1, cfg & 128);
+    gf_fuzz_write(path, file, size - 1);
+    free(file);
 
     gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = 1});
     gf_ctx *c = gf_ctx_create(eng);
@@ -145,11 +167,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
 }
 
-/* Real checkpoints of every configuration, with its byte in front. */
+/* Real checkpoints of every configuration, with its byte in front (half of
+ * them with the repair bit set). */
 void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
     char path[512];
     gf_fuzz_path(path, sizeof path, "seed-ckpt");
-    for (int cfg = 0; cfg < 64; cfg++) {
+    for (int cfg = 0; cfg < 128; cfg++) {
         if (((cfg >> 1) & 7) % 5 == 0 && (cfg & 16)) continue; /* no optimizer to step */
         gf_engine *eng = gf_engine_create(&(gf_engine_opts){.num_threads = 1});
         gf_ctx *c = gf_ctx_create(eng);
