@@ -13,8 +13,9 @@
 
 /* ------------------------------------------------------------- creation */
 
-/* n values of dtype dt (NULL when n is not small: the creation must fail
- * before reading them; the few bytes given are then all it may read). */
+/* n values of dtype dt, malloc'd; when n is not small, a static 32 bytes
+ * instead (the creation must fail before it reads them: a read past them is
+ * a finding). */
 static void *make_data(prog *p, gf_dtype dt, int64_t n, double *bound) {
     static int64_t few[4];
     *bound = 0;
