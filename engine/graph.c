@@ -133,7 +133,11 @@ static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
     out->node = n;
     out->requires_grad = n->requires_grad;
     gf__pending_push(ctx, n);
-    if (ctx->eager) gf_realize(out);
+    /* In eager mode the op is its computation: if that fails, so does the op. */
+    if (ctx->eager && gf_realize(out) != GF_OK) {
+        gf_release(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -320,9 +324,18 @@ static bool gf__touches(const gf__node *n, const gf__storage *s) {
     return false;
 }
 
-/* The in-place rule for one written tensor t: outside no_grad, a tensor that
- * requires grad may not be written. */
+/* The in-place rules for one written tensor t: its elements are distinct
+ * memory (not a broadcast view, whose stride-0 elements would each be
+ * updated in turn: PyTorch refuses it too), and outside no_grad a tensor
+ * that requires grad may not be written. */
 static gf_status gf__check_writable(gf_ctx *ctx, const char *name, const gf_tensor *t) {
+    for (int d = 0; d < t->ndim; d++)
+        if (t->strides[d] == 0 && t->shape[d] > 1)
+            return gf__error(ctx, GF_EINVAL,
+                             "gf_%s: tensor %s is written in place but its elements share "
+                             "memory (an expanded view: stride 0 in dim %d); expected distinct "
+                             "elements (gf_clone it first)",
+                             name, GF__SHAPE(t), d);
     if (t->requires_grad && !gf_is_leaf((gf_tensor *)t) && ctx->no_grad == 0)
         return gf__error(ctx, GF_ESTATE,
                          "gf_%s: tensor %s is part of a graph that requires grad; in-place "

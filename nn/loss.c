@@ -30,12 +30,25 @@ gf_tensor *gf_nll_loss(gf_tensor *log_probs, gf_tensor *labels) {
                          b);
         return NULL;
     }
+    /* Checked here: the composed ops would make labels' one_hot in their
+     * own ctx before an op noticed the two ctxs. */
+    if (gf_ctx_of(labels) != ctx) {
+        gf_ctx_set_error(ctx, GF_EINVAL,
+                         "gf_nll_loss: labels belong to another ctx (expected both inputs in "
+                         "one ctx)");
+        return NULL;
+    }
     if (gf_dtype_of(labels) != GF_I64) {
         gf_ctx_set_error(ctx, GF_EINVAL, "gf_nll_loss: labels are %s (expected i64 class indices)",
                          gf_dtype_name(gf_dtype_of(labels)));
         return NULL;
     }
     int64_t n = gf_shape(log_probs)[0], c = gf_shape(log_probs)[1];
+    /* The intermediates go with a scope of their own; the graph keeps what
+     * backward needs. */
+    gf_scope_begin(ctx);
     gf_tensor *picked = gf_mul(log_probs, gf_one_hot(labels, c, gf_dtype_of(log_probs)));
-    return gf_mul_scalar(gf_sum(picked), n ? -1.0 / (double)n : NAN);
+    gf_tensor *loss = gf_keep(gf_mul_scalar(gf_sum(picked), n ? -1.0 / (double)n : NAN));
+    gf_scope_end(ctx);
+    return loss;
 }

@@ -54,7 +54,9 @@ static gf_tensor *gf__uniform_param(gf_ctx *ctx, gf_dtype dt, int ndim, const in
     gf_no_grad_begin(ctx);
     gf_status s = p && u ? gf_copy_(p, u) : GF_ENOMEM;
     gf_no_grad_end(ctx);
-    if (s == GF_OK) gf_persist(gf_requires_grad(p, true));
+    /* gf_requires_grad reports running out of memory on the ctx only. */
+    if (s == GF_OK && !gf_get_requires_grad(gf_requires_grad(p, true))) s = gf_ctx_status(ctx);
+    if (s == GF_OK) gf_persist(p);
     gf_scope_end(ctx);
     return s == GF_OK ? p : NULL;
 }

@@ -1,0 +1,108 @@
+/*
+ * test_fuzz_findings.c - regression tests for what the fuzz targets of
+ * tests/fuzz found: each test is the smallest program that showed the bug.
+ */
+#include "common.h"
+#include "gradflow/nn.h"
+
+static gf_tensor *square_sum(gf_ctx *c, int n, gf_tensor *const *in, void *user) {
+    (void)c, (void)n, (void)user;
+    return gf_sum(gf_mul(in[0], in[0]));
+}
+
+/* gf_gradcheck kept its random weights and its loss with gf_keep inside its
+ * own scope, which moved both into the caller's scope: two tensors left
+ * behind per call (for good, outside any scope). */
+Test(fuzz_findings, gradcheck_leaves_no_tensor_behind) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    gf_tensor *x = gf_requires_grad(gf_tensor_f64(c, 1, (int64_t[]){3}, (double[]){1, -2, 3}),
+                                    true);
+    int64_t before = gf_ctx_live_tensors(c);
+    GF_OK_OR_FAIL(c, gf_gradcheck(c, square_sum, 1, &x, NULL, 1e-6, 1e-5, 1e-3));
+    cr_assert_eq(gf_ctx_live_tensors(c), before, "%lld tensors before, %lld after",
+                 (long long)before, (long long)gf_ctx_live_tensors(c));
+    /* A failing check (a huge step) leaves nothing either. */
+    cr_assert_eq(gf_gradcheck(c, square_sum, 1, &x, NULL, 0.5, 0, 0), GF_EINVAL);
+    gf_ctx_clear_error(c);
+    cr_assert_eq(gf_ctx_live_tensors(c), before);
+    gf_ctx_destroy(c);
+}
+
+/* An input of another ctx was copied in its own ctx, outside the scope
+ * gf_gradcheck opened in the ctx passed: the copies stayed there. It is an
+ * error now, like any op's inputs from two ctxs. */
+Test(fuzz_findings, gradcheck_rejects_an_input_of_another_ctx) {
+    gf_ctx *c = gf_ctx_create(NULL), *other = gf_ctx_create(gf_ctx_engine(c));
+    gf_tensor *x = gf_requires_grad(gf_tensor_f64(c, 1, (int64_t[]){2}, (double[]){1, 2}), true);
+    gf_tensor *y =
+        gf_requires_grad(gf_tensor_f64(other, 1, (int64_t[]){2}, (double[]){3, 4}), true);
+    int64_t before = gf_ctx_live_tensors(other);
+    cr_assert_eq(gf_gradcheck(c, square_sum, 2, (gf_tensor *[]){x, y}, NULL, 1e-6, 1e-5, 1e-3),
+                 GF_EINVAL);
+    gf_test_expect_error(c, "gf_gradcheck: input 1 belongs to another ctx");
+    cr_assert_eq(gf_ctx_live_tensors(other), before);
+    gf_ctx_destroy(other);
+    gf_ctx_destroy(c);
+}
+
+/* gf_nll_loss, composed of public ops, left its intermediates (one_hot, the
+ * product, the sum) as handles in the caller's scope: outside any scope they
+ * stayed until gf_ctx_destroy. It returns one handle now, like an op. */
+Test(fuzz_findings, nll_loss_leaves_only_its_result) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    gf_tensor *lp = gf_log_softmax(gf_tensor_f64(c, 2, (int64_t[]){2, 3},
+                                                 (double[]){1, 2, 3, 4, 5, 7}), 1);
+    gf_tensor *y = gf_tensor_i64(c, 1, (int64_t[]){2}, (int64_t[]){2, 0});
+    gf_realize(lp);
+    int64_t before = gf_ctx_live_tensors(c);
+    gf_tensor *loss = gf_nll_loss(lp, y);
+    double want = -(gf_data_f64(lp)[2] + gf_data_f64(lp)[3]) / 2;
+    cr_assert(fabs(gf_item(loss) - want) <= 1e-12, "loss %.17g, expected %.17g", gf_item(loss),
+              want);
+    gf_release(loss);
+    cr_assert_eq(gf_ctx_live_tensors(c), before, "%lld tensors before, %lld after",
+                 (long long)before, (long long)gf_ctx_live_tensors(c));
+    gf_ctx_destroy(c);
+}
+
+/* Labels of another ctx: gf_nll_loss made their one_hot in that ctx, then
+ * gf_mul failed on the two ctxs, and the one_hot stayed there (outside the
+ * scope gf_nll_loss opens in its own ctx). It is an error up front now; the
+ * error of a binary op on two ctxs names the public function. */
+Test(fuzz_findings, nll_loss_rejects_labels_of_another_ctx) {
+    gf_ctx *c = gf_ctx_create(NULL), *other = gf_ctx_create(gf_ctx_engine(c));
+    gf_tensor *lp = gf_log_softmax(gf_zeros(c, GF_F64, 2, (int64_t[]){2, 3}), 1);
+    gf_tensor *y = gf_tensor_i64(other, 1, (int64_t[]){2}, (int64_t[]){2, 0});
+    int64_t before = gf_ctx_live_tensors(other);
+    cr_assert_null(gf_nll_loss(lp, y));
+    gf_test_expect_error(c, "gf_nll_loss: labels belong to another ctx");
+    cr_assert_eq(gf_ctx_live_tensors(other), before);
+    gf_ctx_clear_error(c);
+    cr_assert_null(gf_mul(lp, gf_zeros(other, GF_F64, 2, (int64_t[]){2, 3})));
+    gf_test_expect_error(c, "gf_mul: input 1 belongs to another ctx");
+    gf_ctx_destroy(other);
+    gf_ctx_destroy(c);
+}
+
+/* An in-place update of an expanded view (stride 0) updated its one memory
+ * element once per view element: axpy_ on a [1] expanded to [3] added 3
+ * times (and i64 values overflowed from there). Writing to elements that
+ * share memory is an error now, as in PyTorch, for every in-place op. */
+Test(fuzz_findings, inplace_write_to_an_expanded_view_is_an_error) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    gf_tensor *base = gf_tensor_f64(c, 1, (int64_t[]){1}, (double[]){1});
+    gf_tensor *e = gf_expand(base, 1, (int64_t[]){3});
+    gf_tensor *one = gf_scalar(c, GF_F64, 1);
+    cr_assert_eq(gf_axpy_(e, 1.0, one), GF_EINVAL);
+    gf_test_expect_error(c, "gf_axpy_: tensor [3] is written in place but its elements share");
+    gf_ctx_clear_error(c);
+    cr_assert_eq(gf_fill_(e, 2.0), GF_EINVAL);
+    gf_test_expect_error(c, "stride 0 in dim 0");
+    gf_ctx_clear_error(c);
+    cr_assert_eq(gf_item(base), 1.0, "the base was written");
+    /* A size-1 dim of stride 0 holds one element: it may be written. */
+    gf_tensor *e1 = gf_expand(base, 2, (int64_t[]){1, 1});
+    GF_OK_OR_FAIL(c, gf_fill_(e1, 5.0));
+    cr_assert_eq(gf_item(base), 5.0);
+    gf_ctx_destroy(c);
+}
