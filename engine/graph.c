@@ -11,6 +11,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,11 +69,17 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
         /* A NULL input is the result of an earlier failed call, whose error
          * is already on the ctx: pass the NULL on quietly. */
         if (!ts[i]) return NULL;
-        if (ts[i]->ctx != ctx) {
-            gf__error(ctx, GF_EINVAL,
-                      "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
-                      "use gf_share for parameters)",
-                      op, i);
+        bool stale = ts[i]->magic != GF__TENSOR_LIVE;
+        if (stale || ts[i]->ctx != ctx) {
+            /* Callers pass the public name or the op table's ("add"). */
+            char fn[64];
+            snprintf(fn, sizeof fn, "%s%s", strncmp(op, "gf_", 3) ? "gf_" : "", op);
+            if (stale) gf__stale_error(NULL, ts[i], fn);
+            else
+                gf__error(ctx, GF_EINVAL,
+                          "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
+                          "use gf_share for parameters)",
+                          fn, i);
             return NULL;
         }
     }
@@ -119,6 +126,19 @@ static gf__node *gf__node_new(gf_ctx *ctx, gf__op op, int n_in, gf_tensor *const
     return n;
 }
 
+/* True, with the error on the ctx naming the op, if one of the n inputs is
+ * a stale handle (the ops that take one tensor reach no other check). */
+static bool gf__stale_input(gf__op op, int n, gf_tensor *const *in) {
+    for (int i = 0; i < n; i++)
+        if (__builtin_expect(in[i]->magic != GF__TENSOR_LIVE, 0)) {
+            char name[64];
+            snprintf(name, sizeof name, "gf_%s", gf__op_names[op]);
+            gf__stale_error(NULL, in[i], name);
+            return true;
+        }
+    return false;
+}
+
 /* Attaches a new node to out, puts it on the pending list, runs it in eager
  * mode. */
 static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
@@ -140,6 +160,7 @@ static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
 gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
                       gf_tensor *const *in, const gf__attrs *a) {
     gf_ctx *ctx = in[0]->ctx;
+    if (gf__stale_input(op, n_in, in)) return NULL;
     gf_tensor *out = gf__tensor_new(ctx, dt, ndim, shape);
     if (!out) return NULL;
     return gf__attach(ctx, out, op, n_in, in, a);
@@ -148,6 +169,7 @@ gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, in
 gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *shape,
                            const int64_t *strides, int64_t offset, const gf__attrs *a) {
     gf_ctx *ctx = in->ctx;
+    if (gf__stale_input(op, 1, &in)) return NULL;
     gf_tensor *out = gf__tensor_view(in, ndim, shape, strides, offset);
     if (!out) return NULL;
     bool pending = in->node && gf__node_pending(in->node);
@@ -289,6 +311,7 @@ gf_status gf__realize_many(gf_ctx *ctx, int n, gf_tensor *const *ts) {
 
 gf_status gf_realize(gf_tensor *t) {
     if (!t) return GF_EINVAL;
+    if (gf__stale(t, "gf_realize")) return GF_ESTATE;
     if (t->node && t->node->state == GF__PENDING) return gf__realize_many(t->ctx, 1, &t);
     if (!t->storage->data && t->numel)
         return gf__error(t->ctx, GF_ESTATE, "gf_realize: tensor %s has no data (an earlier "
@@ -355,6 +378,7 @@ gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *cons
     if (n_in < 0 || n_in > 3 || n_written < 0 || n_written > n_in)
         return gf__error(ctx, GF_EINVAL, "gf_%s: internal error: %d sources, %d written", name,
                          n_in, n_written);
+    if (gf__stale_input(op, 1, &dst) || gf__stale_input(op, n_in, in)) return GF_ESTATE;
     gf_status s = gf__check_writable(ctx, name, dst);
     for (int i = 0; s == GF_OK && i < n_written; i++) s = gf__check_writable(ctx, name, in[i]);
     if (s == GF_OK) s = gf__finish_inflight(ctx); /* it may read what is written */

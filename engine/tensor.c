@@ -125,6 +125,28 @@ static void gf__unlink(gf_ctx *ctx, gf_tensor *t) {
     if (t->next) t->next->prev = t->prev;
 }
 
+/* The oldest dead object of the quarantine, cleared; NULL if it is empty. */
+static gf_tensor *gf__quarantine_pop(gf_ctx *ctx) {
+    gf_tensor *t = ctx->free_tensors;
+    if (!t) return NULL;
+    ctx->free_tensors = t->next;
+    if (!ctx->free_tensors) ctx->free_tail = NULL;
+    ctx->n_free--;
+    memset(t, 0, sizeof *t);
+    return t;
+}
+
+/* Dead objects are reused first in, first out, and only once the
+ * quarantine is full (or the system is out of memory), so that a stale
+ * handle keeps pointing at a dead object for as long as possible. */
+static void gf__quarantine_push(gf_ctx *ctx, gf_tensor *t) {
+    t->next = NULL;
+    if (ctx->free_tail) ctx->free_tail->next = t;
+    else ctx->free_tensors = t;
+    ctx->free_tail = t;
+    ctx->n_free++;
+}
+
 static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > GF_MAX_DIMS) {
         gf__error(ctx, GF_EINVAL, "gradflow: %d dims requested (expected 0..%d)", ndim,
@@ -137,18 +159,14 @@ static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int
                       (long long)shape[i], gf__shape_str((char[96]){0}, 96, ndim, shape));
             return NULL;
         }
-    gf_tensor *t = ctx->free_tensors;
-    if (t) {
-        ctx->free_tensors = t->next;
-        memset(t, 0, sizeof *t);
-    } else {
-        t = calloc(1, sizeof *t);
-    }
+    gf_tensor *t = ctx->n_free > GF__TENSOR_QUARANTINE ? gf__quarantine_pop(ctx) : NULL;
+    if (!t && !(t = calloc(1, sizeof *t))) t = gf__quarantine_pop(ctx);
     if (!t) {
         gf__error(ctx, GF_ENOMEM, "gradflow: out of memory allocating a tensor");
         return NULL;
     }
     t->ctx = ctx;
+    t->magic = GF__TENSOR_LIVE;
     t->dtype = dt;
     t->ndim = ndim;
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
@@ -189,9 +207,14 @@ void gf__retain(gf_tensor *t) {
 }
 
 
+/* What a dead object's storage points at: no data, so that a path that
+ * missed the stale check sees an uncomputed tensor, not a recycled buffer. */
+static gf__storage gf__dead_storage;
+
 /* Frees t's object and drops what it holds. Freeing can cascade through a
  * long chain (a 100,000-node graph), so dead tensors go on a list that one
- * loop drains instead of recursing. */
+ * loop drains instead of recursing. The object itself is marked dead and
+ * kept (ctx, shape and dtype intact, for the stale-handle error). */
 static void gf__destroy(gf_tensor *t) {
     gf_ctx *ctx = t->ctx;
     gf__unlink(ctx, t);
@@ -205,8 +228,13 @@ static void gf__destroy(gf_tensor *t) {
     if (t->grad) gf__unref(t->grad);
     if (t->contig) gf__unref(t->contig);
     if (t->bw_grad) gf__unref(t->bw_grad);
-    t->next = ctx->free_tensors;
-    ctx->free_tensors = t;
+    t->magic = GF__TENSOR_DEAD;
+    t->storage = &gf__dead_storage;
+    t->node = NULL;
+    t->leaf = NULL;
+    t->grad = t->contig = t->bw_grad = NULL;
+    t->user = false;
+    gf__quarantine_push(ctx, t);
 }
 
 void gf__unref(gf_tensor *t) {
@@ -277,12 +305,13 @@ void gf__disown(gf_tensor *t) {
 }
 
 void gf_release(gf_tensor *t) {
-    if (!t || !t->user) return;
+    if (!t || gf__stale(t, "gf_release") || !t->user) return;
     gf__disown(t);
     gf__unref(t);
 }
 
 gf_tensor *gf_keep(gf_tensor *t) {
+    if (t && gf__stale(t, "gf_keep")) return NULL;
     if (!t || !t->user) return t;
     int outer = t->ctx->scope - 1;
     if (outer < 0) outer = 0;
@@ -294,6 +323,7 @@ gf_tensor *gf_keep(gf_tensor *t) {
 }
 
 gf_tensor *gf_persist(gf_tensor *t) {
+    if (t && gf__stale(t, "gf_persist")) return NULL;
     if (!t || !t->user || t->scope == 0) return t;
     gf__hunlink(t);
     gf__hlink(t, 0);
@@ -390,10 +420,12 @@ gf_tensor *gf_scalar(gf_ctx *ctx, gf_dtype dt, double v) {
     return gf_full(ctx, dt, 0, NULL, v);
 }
 gf_tensor *gf_zeros_like(gf_tensor *a) {
-    return a ? gf_zeros(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
+    return a && !gf__stale(a, "gf_zeros_like") ? gf_zeros(a->ctx, a->dtype, a->ndim, a->shape)
+                                                : NULL;
 }
 gf_tensor *gf_ones_like(gf_tensor *a) {
-    return a ? gf_ones(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
+    return a && !gf__stale(a, "gf_ones_like") ? gf_ones(a->ctx, a->dtype, a->ndim, a->shape)
+                                               : NULL;
 }
 
 gf_tensor *gf_arange(gf_ctx *ctx, gf_dtype dt, int64_t n) {
@@ -450,14 +482,29 @@ gf_tensor *gf_randn(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
 
 /* -------------------------------------------------------------- metadata */
 
-int gf_ndim(const gf_tensor *t) { return t ? t->ndim : -1; }
-const int64_t *gf_shape(const gf_tensor *t) { return t ? t->shape : NULL; }
-const int64_t *gf_strides(const gf_tensor *t) { return t ? t->strides : NULL; }
-int64_t gf_numel(const gf_tensor *t) { return t ? t->numel : -1; }
-gf_dtype gf_dtype_of(const gf_tensor *t) { return t ? t->dtype : GF_F32; }
-gf_ctx *gf_ctx_of(const gf_tensor *t) { return t ? t->ctx : NULL; }
-bool gf_is_contiguous(const gf_tensor *t) { return t && gf__is_contig(t); }
-bool gf_is_leaf(const gf_tensor *t) { return t && (!t->node || !t->node->requires_grad); }
+/* On a stale handle these give what they give for NULL (gf_ctx_of: the
+ * ctx, which a dead object still names) and record the error. */
+int gf_ndim(const gf_tensor *t) { return t && !gf__stale(t, "gf_ndim") ? t->ndim : -1; }
+const int64_t *gf_shape(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_shape") ? t->shape : NULL;
+}
+const int64_t *gf_strides(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_strides") ? t->strides : NULL;
+}
+int64_t gf_numel(const gf_tensor *t) { return t && !gf__stale(t, "gf_numel") ? t->numel : -1; }
+gf_dtype gf_dtype_of(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_dtype_of") ? t->dtype : GF_F32;
+}
+gf_ctx *gf_ctx_of(const gf_tensor *t) {
+    if (t) gf__stale(t, "gf_ctx_of");
+    return t ? t->ctx : NULL;
+}
+bool gf_is_contiguous(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_is_contiguous") && gf__is_contig(t);
+}
+bool gf_is_leaf(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_is_leaf") && (!t->node || !t->node->requires_grad);
+}
 
 /* ----------------------------------------------------------- data access */
 
@@ -499,7 +546,7 @@ static gf_tensor *gf__contig_of(gf_tensor *t, const char *op) {
 
 #define GF__DATA(fname, ctype, DT)                                                        \
     const ctype *fname(gf_tensor *t) {                                                    \
-        if (!t) return NULL;                                                              \
+        if (!t || gf__stale(t, #fname)) return NULL;                                      \
         if (t->dtype != DT) {                                                             \
             gf__error(t->ctx, GF_EINVAL, #fname ": tensor %s is %s (expected %s)",        \
                       GF__SHAPE(t), gf_dtype_name(t->dtype), gf_dtype_name(DT));          \
@@ -514,6 +561,7 @@ GF__DATA(gf_data_i64, int64_t, GF_I64)
 
 gf_status gf_copy_to_f64(gf_tensor *t, double *dst, int64_t n) {
     if (!t) return GF_EINVAL;
+    if (gf__stale(t, "gf_copy_to_f64")) return GF_ESTATE;
     if (!dst || n < t->numel)
         return gf__error(t->ctx, GF_EINVAL,
                          "gf_copy_to_f64: destination holds %lld elements (expected >= %lld)",
@@ -526,6 +574,7 @@ gf_status gf_copy_to_f64(gf_tensor *t, double *dst, int64_t n) {
 
 gf_status gf_copy_to_f32(gf_tensor *t, float *dst, int64_t n) {
     if (!t) return GF_EINVAL;
+    if (gf__stale(t, "gf_copy_to_f32")) return GF_ESTATE;
     if (!dst || n < t->numel)
         return gf__error(t->ctx, GF_EINVAL,
                          "gf_copy_to_f32: destination holds %lld elements (expected >= %lld)",
@@ -537,7 +586,7 @@ gf_status gf_copy_to_f32(gf_tensor *t, float *dst, int64_t n) {
 }
 
 double gf_item(gf_tensor *t) {
-    if (!t) return NAN;
+    if (!t || gf__stale(t, "gf_item")) return NAN;
     if (t->numel != 1) {
         gf__error(t->ctx, GF_ESHAPE, "gf_item: tensor %s has %lld elements (expected 1)",
                   GF__SHAPE(t), (long long)t->numel);
