@@ -8,7 +8,6 @@
 #include "pool.h"
 #include "../ops/kernels/kernels.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
