@@ -181,6 +181,7 @@ gf_ctx *gf_ctx_create(gf_engine *eng) {
         return NULL;
     }
     c->scope_cap = 16;
+    c->free_tailp = &c->free_tensors;
     pthread_mutex_init(&c->err_mu, NULL);
     atomic_init(&c->errors, 0);
     atomic_fetch_add(&eng->refs, 1);

@@ -57,6 +57,21 @@ gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts) {
     return n ? ts[0]->ctx : NULL;
 }
 
+/* The error of input i of op (stale, or of another ctx than ctx), named
+ * gf_<op> whether the caller passed the public name or the op table's
+ * ("add"). Out of line, so that the checks on the hot path stay compares. */
+static __attribute__((noinline, cold)) void gf__input_error(gf_ctx *ctx, const char *op, int i,
+                                                           const gf_tensor *t) {
+    char fn[64];
+    snprintf(fn, sizeof fn, "%s%s", strncmp(op, "gf_", 3) ? "gf_" : "", op);
+    if (t->magic != GF__TENSOR_LIVE) gf__stale_error(NULL, t, fn);
+    else
+        gf__error(ctx, GF_EINVAL,
+                  "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
+                  "use gf_share for parameters)",
+                  fn, i);
+}
+
 gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
     gf_ctx *ctx = NULL;
     for (int i = 0; i < n; i++)
@@ -69,17 +84,8 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
         /* A NULL input is the result of an earlier failed call, whose error
          * is already on the ctx: pass the NULL on quietly. */
         if (!ts[i]) return NULL;
-        bool stale = ts[i]->magic != GF__TENSOR_LIVE;
-        if (stale || ts[i]->ctx != ctx) {
-            /* Callers pass the public name or the op table's ("add"). */
-            char fn[64];
-            snprintf(fn, sizeof fn, "%s%s", strncmp(op, "gf_", 3) ? "gf_" : "", op);
-            if (stale) gf__stale_error(NULL, ts[i], fn);
-            else
-                gf__error(ctx, GF_EINVAL,
-                          "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
-                          "use gf_share for parameters)",
-                          fn, i);
+        if (ts[i]->magic != GF__TENSOR_LIVE || ts[i]->ctx != ctx) {
+            gf__input_error(ctx, op, i, ts[i]);
             return NULL;
         }
     }
@@ -131,18 +137,17 @@ static gf__node *gf__node_new(gf_ctx *ctx, gf__op op, int n_in, gf_tensor *const
 static bool gf__stale_input(gf__op op, int n, gf_tensor *const *in) {
     for (int i = 0; i < n; i++)
         if (__builtin_expect(in[i]->magic != GF__TENSOR_LIVE, 0)) {
-            char name[64];
-            snprintf(name, sizeof name, "gf_%s", gf__op_names[op]);
-            gf__stale_error(NULL, in[i], name);
+            gf__input_error(in[i]->ctx, gf__op_names[op], i, in[i]);
             return true;
         }
     return false;
 }
 
 /* Attaches a new node to out, puts it on the pending list, runs it in eager
- * mode. */
-static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
-                             gf_tensor *const *in, const gf__attrs *a) {
+ * mode. Inlined into both recorders: it is on the path of every op. */
+static inline __attribute__((always_inline)) gf_tensor *
+gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in, gf_tensor *const *in,
+           const gf__attrs *a) {
     gf__node *n = gf__node_new(ctx, op, n_in, in, a);
     if (!n) {
         gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory recording the op", gf__op_names[op]);

@@ -193,7 +193,7 @@ struct gf_ctx {
     /* Recycled objects and scratch arrays: after warm-up a training step
      * allocates nothing from the system. */
     gf_tensor *free_tensors;      /* the quarantine: oldest first (see GF__TENSOR_QUARANTINE) */
-    gf_tensor *free_tail;
+    gf_tensor **free_tailp;       /* the last one's next field, or &free_tensors */
     int64_t n_free;
     gf__node *free_nodes;
     void *topo_buf, *exec_buf, *roots_buf;
@@ -228,7 +228,8 @@ void gf__kernel_error(gf__node *n, gf_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Records "fn: stale tensor handle ..." on ctx (NULL: t's own ctx, which a
  * dead object still names) for t, a dead object, and returns GF_ESTATE. */
-gf_status gf__stale_error(gf_ctx *ctx, const gf_tensor *t, const char *fn);
+gf_status gf__stale_error(gf_ctx *ctx, const gf_tensor *t, const char *fn)
+    __attribute__((cold));
 /* True, with that error naming fn, if t is a stale handle: one load and a
  * compare on the path of every public call that takes a tensor. */
 static inline bool gf__stale(const gf_tensor *t, const char *fn) {

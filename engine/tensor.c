@@ -130,7 +130,7 @@ static gf_tensor *gf__quarantine_pop(gf_ctx *ctx) {
     gf_tensor *t = ctx->free_tensors;
     if (!t) return NULL;
     ctx->free_tensors = t->next;
-    if (!ctx->free_tensors) ctx->free_tail = NULL;
+    if (!ctx->free_tensors) ctx->free_tailp = &ctx->free_tensors;
     ctx->n_free--;
     memset(t, 0, sizeof *t);
     return t;
@@ -141,9 +141,8 @@ static gf_tensor *gf__quarantine_pop(gf_ctx *ctx) {
  * handle keeps pointing at a dead object for as long as possible. */
 static void gf__quarantine_push(gf_ctx *ctx, gf_tensor *t) {
     t->next = NULL;
-    if (ctx->free_tail) ctx->free_tail->next = t;
-    else ctx->free_tensors = t;
-    ctx->free_tail = t;
+    *ctx->free_tailp = t;
+    ctx->free_tailp = &t->next;
     ctx->n_free++;
 }
 
@@ -228,12 +227,11 @@ static void gf__destroy(gf_tensor *t) {
     if (t->grad) gf__unref(t->grad);
     if (t->contig) gf__unref(t->contig);
     if (t->bw_grad) gf__unref(t->bw_grad);
+    /* The other pointers it owned dangle, into memory the ctx and engine
+     * still own: what reads a tensor before the stale check (an op's own
+     * validation) reads its metadata, and through storage its data. */
     t->magic = GF__TENSOR_DEAD;
     t->storage = &gf__dead_storage;
-    t->node = NULL;
-    t->leaf = NULL;
-    t->grad = t->contig = t->bw_grad = NULL;
-    t->user = false;
     gf__quarantine_push(ctx, t);
 }
 
