@@ -104,7 +104,7 @@ void gf_zero_grad(gf_tensor *t) {
 
 gf_tensor *gf_share(gf_ctx *ctx, gf_tensor *leaf) {
     if (!ctx || !leaf) return NULL;
-    if (leaf->magic != GF__TENSOR_LIVE) {
+    if (leaf->dead) {
         gf__stale_error(ctx, leaf, "gf_share");
         return NULL;
     }

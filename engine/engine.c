@@ -245,9 +245,11 @@ void gf_ctx_destroy(gf_ctx *ctx) {
         gf__unref(t);
     }
     free(ctx->scope_heads);
-    for (gf_tensor *t = ctx->free_tensors, *nx; t; t = nx) {
-        nx = t->next;
+    gf_tensor *t = ctx->free_tensors;
+    for (int64_t i = 0; i < ctx->n_free; i++) { /* the quarantine ends by its count */
+        gf_tensor *nx = t->next;
         free(t);
+        t = nx;
     }
     for (gf__node *n = ctx->free_nodes, *nx; n; n = nx) {
         nx = n->pnext;

@@ -64,7 +64,7 @@ static __attribute__((noinline, cold)) void gf__input_error(gf_ctx *ctx, const c
                                                            const gf_tensor *t) {
     char fn[64];
     snprintf(fn, sizeof fn, "%s%s", strncmp(op, "gf_", 3) ? "gf_" : "", op);
-    if (t->magic != GF__TENSOR_LIVE) gf__stale_error(NULL, t, fn);
+    if (t->dead) gf__stale_error(NULL, t, fn);
     else
         gf__error(ctx, GF_EINVAL,
                   "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
@@ -84,7 +84,7 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
         /* A NULL input is the result of an earlier failed call, whose error
          * is already on the ctx: pass the NULL on quietly. */
         if (!ts[i]) return NULL;
-        if (ts[i]->magic != GF__TENSOR_LIVE || ts[i]->ctx != ctx) {
+        if (ts[i]->dead || ts[i]->ctx != ctx) {
             gf__input_error(ctx, op, i, ts[i]);
             return NULL;
         }
@@ -136,7 +136,7 @@ static gf__node *gf__node_new(gf_ctx *ctx, gf__op op, int n_in, gf_tensor *const
  * a stale handle (the ops that take one tensor reach no other check). */
 static bool gf__stale_input(gf__op op, int n, gf_tensor *const *in) {
     for (int i = 0; i < n; i++)
-        if (__builtin_expect(in[i]->magic != GF__TENSOR_LIVE, 0)) {
+        if (__builtin_expect(in[i]->dead, 0)) {
             gf__input_error(in[i]->ctx, gf__op_names[op], i, in[i]);
             return true;
         }
@@ -165,7 +165,9 @@ gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in, gf_tensor *const *i
 gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
                       gf_tensor *const *in, const gf__attrs *a) {
     gf_ctx *ctx = in[0]->ctx;
-    if (gf__stale_input(op, n_in, in)) return NULL;
+    /* in[0] only: ops with more tensor inputs pass them all through
+     * gf__check_inputs first (internal.h). */
+    if (gf__stale_input(op, 1, in)) return NULL;
     gf_tensor *out = gf__tensor_new(ctx, dt, ndim, shape);
     if (!out) return NULL;
     return gf__attach(ctx, out, op, n_in, in, a);

@@ -122,7 +122,7 @@ struct gf_tensor {
     gf_tensor *grad;              /* handle of leaf->grad in this ctx (owned) */
     gf_tensor *contig;            /* cached contiguous copy for gf_data_* of a strided view */
     int refcount;                 /* user handle + consumers */
-    uint32_t magic;               /* GF__TENSOR_LIVE, or GF__TENSOR_DEAD once freed */
+    uint32_t dead;                /* 0 while live; GF__TENSOR_DEAD once freed */
     bool requires_grad;
     bool user;                    /* the user's handle is alive */
     bool is_grad;                 /* the .grad handle of a leaf (owned by the leaf) */
@@ -134,10 +134,11 @@ struct gf_tensor {
     int64_t bw_mark;
 };
 
-/* A tensor object's magic: live from creation until its refcount reaches 0,
- * dead afterwards. A dead object stays owned by its ctx (the quarantine
- * below), so a stale handle reads this word, never freed memory. */
-#define GF__TENSOR_LIVE 0x6766544cu /* "gfTL" */
+/* A tensor object is live from creation (its dead word is 0, as the
+ * object is cleared) until its refcount reaches 0, dead afterwards (a
+ * recognizable value, for debuggers). A dead object stays owned by its ctx
+ * (the quarantine below), so a stale handle reads this word, never freed
+ * memory. */
 #define GF__TENSOR_DEAD 0x67665444u /* "gfTD" */
 /* Freed tensor objects wait in a FIFO until this many more have been freed
  * before they are reused, so a just-released handle still points at a dead
@@ -233,7 +234,7 @@ gf_status gf__stale_error(gf_ctx *ctx, const gf_tensor *t, const char *fn)
 /* True, with that error naming fn, if t is a stale handle: one load and a
  * compare on the path of every public call that takes a tensor. */
 static inline bool gf__stale(const gf_tensor *t, const char *fn) {
-    if (__builtin_expect(t->magic == GF__TENSOR_LIVE, 1)) return false;
+    if (__builtin_expect(!t->dead, 1)) return false;
     gf__stale_error(NULL, t, fn);
     return true;
 }
@@ -306,7 +307,9 @@ extern const int gf__op_flags[GF__OP_COUNT];
 /* Records a node producing a new tensor of the given dtype/shape from n_in
  * inputs (all non-NULL, same ctx). Decides requires_grad, saves input
  * versions, runs at once in eager mode. Returns the output (user handle in
- * the current scope) or NULL with an error on the ctx. */
+ * the current scope) or NULL with an error on the ctx. It checks that in[0]
+ * is live (one-input ops reach no other check); ops with several tensor
+ * inputs check them all with gf__check_inputs first. */
 gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
                       gf_tensor *const *in, const gf__attrs *a);
 /* Records a view node: output aliases in[0]'s storage with the geometry given. */
@@ -336,8 +339,8 @@ gf_status gf__realize_start(gf_tensor *t);
 gf_status gf__finish_inflight(gf_ctx *ctx);
 /* Ctx of the first non-NULL tensor; NULL if any is NULL. */
 gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts);
-/* Checks that every tensor is non-NULL and of the same ctx; records an error
- * naming op otherwise. Returns the ctx or NULL. */
+/* Checks that every tensor is non-NULL, live (not a stale handle) and of the
+ * same ctx; records an error naming op otherwise. Returns the ctx or NULL. */
 gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts);
 
 /* ------------------------------------------------------------- executor */

@@ -125,25 +125,27 @@ static void gf__unlink(gf_ctx *ctx, gf_tensor *t) {
     if (t->next) t->next->prev = t->prev;
 }
 
-/* The oldest dead object of the quarantine, cleared; NULL if it is empty. */
-static gf_tensor *gf__quarantine_pop(gf_ctx *ctx) {
-    gf_tensor *t = ctx->free_tensors;
-    if (!t) return NULL;
-    ctx->free_tensors = t->next;
-    if (!ctx->free_tensors) ctx->free_tailp = &ctx->free_tensors;
-    ctx->n_free--;
-    memset(t, 0, sizeof *t);
-    return t;
-}
-
 /* Dead objects are reused first in, first out, and only once the
  * quarantine is full (or the system is out of memory), so that a stale
- * handle keeps pointing at a dead object for as long as possible. */
+ * handle keeps pointing at a dead object for as long as possible. The
+ * queue's length is n_free: the last object's next field is left as it is. */
 static void gf__quarantine_push(gf_ctx *ctx, gf_tensor *t) {
-    t->next = NULL;
     *ctx->free_tailp = t;
     ctx->free_tailp = &t->next;
     ctx->n_free++;
+}
+
+/* The oldest dead object of the quarantine, cleared; NULL if it is empty. */
+static gf_tensor *gf__quarantine_pop(gf_ctx *ctx) {
+    if (!ctx->n_free) return NULL;
+    gf_tensor *t = ctx->free_tensors;
+    if (--ctx->n_free) {
+        ctx->free_tensors = t->next;
+    } else {
+        ctx->free_tensors = NULL;
+        ctx->free_tailp = &ctx->free_tensors;
+    }
+    return memset(t, 0, sizeof *t);
 }
 
 static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
@@ -158,14 +160,20 @@ static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int
                       (long long)shape[i], gf__shape_str((char[96]){0}, 96, ndim, shape));
             return NULL;
         }
-    gf_tensor *t = ctx->n_free > GF__TENSOR_QUARANTINE ? gf__quarantine_pop(ctx) : NULL;
-    if (!t && !(t = calloc(1, sizeof *t))) t = gf__quarantine_pop(ctx);
+    gf_tensor *t;
+    if (ctx->n_free > GF__TENSOR_QUARANTINE) {
+        t = ctx->free_tensors; /* more than one wait: the next one follows */
+        ctx->free_tensors = t->next;
+        ctx->n_free--;
+        memset(t, 0, sizeof *t);
+    } else if (!(t = calloc(1, sizeof *t))) {
+        t = gf__quarantine_pop(ctx);
+    }
     if (!t) {
         gf__error(ctx, GF_ENOMEM, "gradflow: out of memory allocating a tensor");
         return NULL;
     }
     t->ctx = ctx;
-    t->magic = GF__TENSOR_LIVE;
     t->dtype = dt;
     t->ndim = ndim;
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
@@ -230,7 +238,7 @@ static void gf__destroy(gf_tensor *t) {
     /* The other pointers it owned dangle, into memory the ctx and engine
      * still own: what reads a tensor before the stale check (an op's own
      * validation) reads its metadata, and through storage its data. */
-    t->magic = GF__TENSOR_DEAD;
+    t->dead = GF__TENSOR_DEAD;
     t->storage = &gf__dead_storage;
     gf__quarantine_push(ctx, t);
 }
@@ -302,15 +310,19 @@ void gf__disown(gf_tensor *t) {
     t->user = false;
 }
 
+/* A dead object is never a user handle, so gf_release, gf_keep and
+ * gf_persist test for a stale one only off their common path. */
 void gf_release(gf_tensor *t) {
-    if (!t || gf__stale(t, "gf_release") || !t->user) return;
+    if (!t || !t->user) {
+        if (t) gf__stale(t, "gf_release");
+        return;
+    }
     gf__disown(t);
     gf__unref(t);
 }
 
 gf_tensor *gf_keep(gf_tensor *t) {
-    if (t && gf__stale(t, "gf_keep")) return NULL;
-    if (!t || !t->user) return t;
+    if (!t || !t->user) return t && gf__stale(t, "gf_keep") ? NULL : t;
     int outer = t->ctx->scope - 1;
     if (outer < 0) outer = 0;
     if (t->scope > outer) {
@@ -321,8 +333,8 @@ gf_tensor *gf_keep(gf_tensor *t) {
 }
 
 gf_tensor *gf_persist(gf_tensor *t) {
-    if (t && gf__stale(t, "gf_persist")) return NULL;
-    if (!t || !t->user || t->scope == 0) return t;
+    if (!t || !t->user) return t && gf__stale(t, "gf_persist") ? NULL : t;
+    if (t->scope == 0) return t;
     gf__hunlink(t);
     gf__hlink(t, 0);
     return t;
