@@ -235,9 +235,10 @@ static void gf__destroy(gf_tensor *t) {
     if (t->grad) gf__unref(t->grad);
     if (t->contig) gf__unref(t->contig);
     if (t->bw_grad) gf__unref(t->bw_grad);
-    /* The other pointers it owned dangle, into memory the ctx and engine
-     * still own: what reads a tensor before the stale check (an op's own
-     * validation) reads its metadata, and through storage its data. */
+    /* Its other pointers now dangle and only checked paths could follow
+     * them: what reads a tensor before the stale check (an op's own
+     * validation) reads its metadata, its node (a ctx-owned object) and,
+     * through storage, its data. */
     t->dead = GF__TENSOR_DEAD;
     t->storage = &gf__dead_storage;
     gf__quarantine_push(ctx, t);
