@@ -21,7 +21,7 @@
 /* ------------------------------------------------------- requires_grad */
 
 gf_tensor *gf_requires_grad(gf_tensor *t, bool on) {
-    if (!t) return NULL;
+    if (!t || gf__stale(t, "gf_requires_grad")) return NULL;
     gf_ctx *ctx = t->ctx;
     if (!gf_is_leaf(t)) {
         if (on) return t; /* already requires grad through its graph */
@@ -55,7 +55,9 @@ gf_tensor *gf_requires_grad(gf_tensor *t, bool on) {
     return t;
 }
 
-bool gf_get_requires_grad(const gf_tensor *t) { return t && t->requires_grad; }
+bool gf_get_requires_grad(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_get_requires_grad") && t->requires_grad;
+}
 
 /* The handle of the leaf's shared .grad storage in t's ctx. */
 static gf_tensor *gf__grad_handle(gf_tensor *t) {
@@ -73,12 +75,12 @@ static gf_tensor *gf__grad_handle(gf_tensor *t) {
 }
 
 gf_tensor *gf_grad(gf_tensor *t) {
-    if (!t) return NULL;
+    if (!t || gf__stale(t, "gf_grad")) return NULL;
     return gf__grad_handle(t);
 }
 
 void gf_zero_grad(gf_tensor *t) {
-    if (!t) return;
+    if (!t || gf__stale(t, "gf_zero_grad")) return;
     gf_tensor *g = gf__grad_handle(t);
     if (!g) return;
     gf_ctx *ctx = t->ctx;
@@ -102,6 +104,10 @@ void gf_zero_grad(gf_tensor *t) {
 
 gf_tensor *gf_share(gf_ctx *ctx, gf_tensor *leaf) {
     if (!ctx || !leaf) return NULL;
+    if (leaf->dead) {
+        gf__stale_error(ctx, leaf, "gf_share");
+        return NULL;
+    }
     if (!gf_is_leaf(leaf)) {
         gf__error(ctx, GF_EINVAL, "gf_share: tensor %s is the output of gf_%s (expected a leaf)",
                   GF__SHAPE(leaf), gf__op_names[leaf->node->op]);
@@ -407,6 +413,7 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
     /* As torch: retain_graph defaults to create_graph (a graph that produced
      * a differentiable gradient is still needed by that gradient). */
     if (o.create_graph) o.retain_graph = true;
+    if (gf__stale(out, op)) return GF_ESTATE;
     if (!out->requires_grad)
         return gf__error(ctx, GF_ESTATE,
                          "%s: the output %s does not require grad (no input of its graph "
@@ -414,6 +421,7 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
                          op, GF__SHAPE(out));
     gf_tensor *seed = o.grad_output;
     if (seed) {
+        if (gf__stale(seed, op)) return GF_ESTATE;
         if (seed->ctx != ctx)
             return gf__error(ctx, GF_EINVAL, "%s: grad_output belongs to another ctx", op);
         if (seed->ndim != out->ndim || memcmp(seed->shape, out->shape, (size_t)out->ndim * 8))
@@ -428,6 +436,7 @@ static gf_status gf__backward(gf_tensor *out, const gf_backward_opts *opts, int 
     }
     for (int i = 0; i < n_inputs; i++) {
         if (!inputs[i]) return gf__error(ctx, GF_EINVAL, "%s: input %d is NULL", op, i);
+        if (gf__stale(inputs[i], op)) return GF_ESTATE;
         if (inputs[i]->ctx != ctx)
             return gf__error(ctx, GF_EINVAL, "%s: input %d belongs to another ctx", op, i);
         if (!inputs[i]->requires_grad)
@@ -552,6 +561,7 @@ gf_status gf_backward(gf_tensor *loss) { return gf_backward_ex(loss, NULL); }
 gf_status gf_grad_of(gf_tensor *out, int n, gf_tensor *const *inputs, gf_tensor **grads,
                      const gf_backward_opts *opts) {
     if (!out) return GF_EINVAL;
+    if (gf__stale(out, "gf_grad_of")) return GF_ESTATE;
     if (n <= 0 || !inputs || !grads)
         return gf__error(out->ctx, GF_EINVAL,
                          "gf_grad_of: expected n > 0 inputs and an array for their grads");

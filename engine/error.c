@@ -39,6 +39,13 @@ gf_status gf__error(gf_ctx *ctx, gf_status s, const char *fmt, ...) {
     return s;
 }
 
+gf_status gf__stale_error(gf_ctx *ctx, const gf_tensor *t, const char *fn) {
+    return gf__error(ctx ? ctx : t->ctx, GF_ESTATE,
+                     "%s: stale tensor handle (a %s %s tensor already freed, by gf_release or "
+                     "at the end of its scope; expected a live tensor)",
+                     fn, GF__SHAPE(t), gf_dtype_name(t->dtype));
+}
+
 const char *gf__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     size_t at = 0;
     at += (size_t)snprintf(buf + at, n - at, "[");

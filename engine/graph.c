@@ -11,6 +11,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,21 @@ gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts) {
     return n ? ts[0]->ctx : NULL;
 }
 
+/* The error of input i of op (stale, or of another ctx than ctx), named
+ * gf_<op> whether the caller passed the public name or the op table's
+ * ("add"). Out of line, so that the checks on the hot path stay compares. */
+static __attribute__((noinline, cold)) void gf__input_error(gf_ctx *ctx, const char *op, int i,
+                                                           const gf_tensor *t) {
+    char fn[64];
+    snprintf(fn, sizeof fn, "%s%s", strncmp(op, "gf_", 3) ? "gf_" : "", op);
+    if (t->dead) gf__stale_error(NULL, t, fn);
+    else
+        gf__error(ctx, GF_EINVAL,
+                  "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
+                  "use gf_share for parameters)",
+                  fn, i);
+}
+
 gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
     gf_ctx *ctx = NULL;
     for (int i = 0; i < n; i++)
@@ -68,11 +84,8 @@ gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts) {
         /* A NULL input is the result of an earlier failed call, whose error
          * is already on the ctx: pass the NULL on quietly. */
         if (!ts[i]) return NULL;
-        if (ts[i]->ctx != ctx) {
-            gf__error(ctx, GF_EINVAL,
-                      "%s: input %d belongs to another ctx (expected all inputs in one ctx; "
-                      "use gf_share for parameters)",
-                      op, i);
+        if (ts[i]->dead || ts[i]->ctx != ctx) {
+            gf__input_error(ctx, op, i, ts[i]);
             return NULL;
         }
     }
@@ -119,10 +132,22 @@ static gf__node *gf__node_new(gf_ctx *ctx, gf__op op, int n_in, gf_tensor *const
     return n;
 }
 
+/* True, with the error on the ctx naming the op, if one of the n inputs is
+ * a stale handle (the ops that take one tensor reach no other check). */
+static bool gf__stale_input(gf__op op, int n, gf_tensor *const *in) {
+    for (int i = 0; i < n; i++)
+        if (__builtin_expect(in[i]->dead, 0)) {
+            gf__input_error(in[i]->ctx, gf__op_names[op], i, in[i]);
+            return true;
+        }
+    return false;
+}
+
 /* Attaches a new node to out, puts it on the pending list, runs it in eager
- * mode. */
-static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
-                             gf_tensor *const *in, const gf__attrs *a) {
+ * mode. Inlined into both recorders: it is on the path of every op. */
+static inline __attribute__((always_inline)) gf_tensor *
+gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in, gf_tensor *const *in,
+           const gf__attrs *a) {
     gf__node *n = gf__node_new(ctx, op, n_in, in, a);
     if (!n) {
         gf__error(ctx, GF_ENOMEM, "gf_%s: out of memory recording the op", gf__op_names[op]);
@@ -144,6 +169,9 @@ static gf_tensor *gf__attach(gf_ctx *ctx, gf_tensor *out, gf__op op, int n_in,
 gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
                       gf_tensor *const *in, const gf__attrs *a) {
     gf_ctx *ctx = in[0]->ctx;
+    /* in[0] only: ops with more tensor inputs pass them all through
+     * gf__check_inputs first (internal.h). */
+    if (gf__stale_input(op, 1, in)) return NULL;
     if (gf__shape_check(ctx, "gf_", gf__op_names[op], dt, ndim, shape) != GF_OK) return NULL;
     gf_tensor *out = gf__tensor_new(ctx, dt, ndim, shape);
     if (!out) return NULL;
@@ -153,6 +181,7 @@ gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, in
 gf_tensor *gf__record_view(gf__op op, gf_tensor *in, int ndim, const int64_t *shape,
                            const int64_t *strides, int64_t offset, const gf__attrs *a) {
     gf_ctx *ctx = in->ctx;
+    if (gf__stale_input(op, 1, &in)) return NULL;
     if (gf__shape_check(ctx, "gf_", gf__op_names[op], in->dtype, ndim, shape) != GF_OK)
         return NULL;
     gf_tensor *out = gf__tensor_view(in, ndim, shape, strides, offset);
@@ -296,6 +325,7 @@ gf_status gf__realize_many(gf_ctx *ctx, int n, gf_tensor *const *ts) {
 
 gf_status gf_realize(gf_tensor *t) {
     if (!t) return GF_EINVAL;
+    if (gf__stale(t, "gf_realize")) return GF_ESTATE;
     if (t->node && t->node->state == GF__PENDING) return gf__realize_many(t->ctx, 1, &t);
     if (!t->storage->data && t->numel)
         return gf__error(t->ctx, GF_ESTATE, "gf_realize: tensor %s has no data (an earlier "
@@ -371,6 +401,7 @@ gf_status gf__run_inplace_w(gf__op op, gf_tensor *dst, int n_in, gf_tensor *cons
     if (n_in < 0 || n_in > 3 || n_written < 0 || n_written > n_in)
         return gf__error(ctx, GF_EINVAL, "gf_%s: internal error: %d sources, %d written", name,
                          n_in, n_written);
+    if (gf__stale_input(op, 1, &dst) || gf__stale_input(op, n_in, in)) return GF_ESTATE;
     gf_status s = gf__check_writable(ctx, name, dst);
     for (int i = 0; s == GF_OK && i < n_written; i++) s = gf__check_writable(ctx, name, in[i]);
     if (s == GF_OK) s = gf__finish_inflight(ctx); /* it may read what is written */

@@ -122,6 +122,7 @@ struct gf_tensor {
     gf_tensor *grad;              /* handle of leaf->grad in this ctx (owned) */
     gf_tensor *contig;            /* cached contiguous copy for gf_data_* of a strided view */
     int refcount;                 /* user handle + consumers */
+    uint32_t dead;                /* 0 while live; GF__TENSOR_DEAD once freed */
     bool requires_grad;
     bool user;                    /* the user's handle is alive */
     bool is_grad;                 /* the .grad handle of a leaf (owned by the leaf) */
@@ -132,6 +133,17 @@ struct gf_tensor {
     gf_tensor *bw_grad;
     int64_t bw_mark;
 };
+
+/* A tensor object is live from creation (its dead word is 0, as the
+ * object is cleared) until its refcount reaches 0, dead afterwards (a
+ * recognizable value, for debuggers). A dead object stays owned by its ctx
+ * (the quarantine below), so a stale handle reads this word, never freed
+ * memory. */
+#define GF__TENSOR_DEAD 0x67665444u /* "gfTD" */
+/* Freed tensor objects wait in a FIFO until this many more have been freed
+ * before they are reused, so a just-released handle still points at a dead
+ * object and not at the next tensor created. */
+#define GF__TENSOR_QUARANTINE 512
 
 /* --------------------------------------------------------------- engine */
 typedef struct gf__alloc gf__alloc;
@@ -151,7 +163,16 @@ struct gf_engine {
      * this runs on the calling thread: handing tiny nodes to other threads
      * costs more than they compute. GF_MIN_PARALLEL_WORK overrides it. */
     int64_t min_par_work;
+    /* The creator's reference plus one per ctx: gf_engine_destroy with ctxs
+     * still open leaves the engine to the last gf_ctx_destroy. */
+    atomic_int refs;
 };
+
+/* A function gf_ctx_on_destroy registered. */
+typedef struct {
+    gf_ctx_destroy_fn fn;
+    void *arg;
+} gf__ctx_hook;
 
 struct gf_ctx {
     gf_engine *eng;
@@ -172,7 +193,9 @@ struct gf_ctx {
     gf_tensor *dying;             /* tensors whose refcount reached 0, being freed */
     /* Recycled objects and scratch arrays: after warm-up a training step
      * allocates nothing from the system. */
-    gf_tensor *free_tensors;
+    gf_tensor *free_tensors;      /* the quarantine: oldest first (see GF__TENSOR_QUARANTINE) */
+    gf_tensor **free_tailp;       /* the last one's next field, or &free_tensors */
+    int64_t n_free;
     gf__node *free_nodes;
     void *topo_buf, *exec_buf, *roots_buf;
     size_t topo_cap, exec_cap, roots_cap;
@@ -185,6 +208,8 @@ struct gf_ctx {
     gf__node **inflight_order;
     int64_t inflight_n;
     int inflight_errs;
+    gf__ctx_hook *hooks;          /* gf_ctx_on_destroy, run newest first */
+    int n_hooks, hooks_cap;
 };
 
 /* What a kernel run now on eng is handed (exec.c): the pool and every
@@ -214,6 +239,17 @@ gf_status gf__error(gf_ctx *ctx, gf_status s, const char *fmt, ...)
 /* An error found while a kernel runs (e.g. a label out of range): thread-safe. */
 void gf__kernel_error(gf__node *n, gf_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Records "fn: stale tensor handle ..." on ctx (NULL: t's own ctx, which a
+ * dead object still names) for t, a dead object, and returns GF_ESTATE. */
+gf_status gf__stale_error(gf_ctx *ctx, const gf_tensor *t, const char *fn)
+    __attribute__((cold));
+/* True, with that error naming fn, if t is a stale handle: one load and a
+ * compare on the path of every public call that takes a tensor. */
+static inline bool gf__stale(const gf_tensor *t, const char *fn) {
+    if (__builtin_expect(!t->dead, 1)) return false;
+    gf__stale_error(NULL, t, fn);
+    return true;
+}
 /* "[2,3]" into buf (returns buf). */
 const char *gf__shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 #define GF__SHAPE(t) gf__shape_str((char[96]){0}, 96, (t)->ndim, (t)->shape)
@@ -293,7 +329,9 @@ extern const int gf__op_flags[GF__OP_COUNT];
 /* Records a node producing a new tensor of the given dtype/shape from n_in
  * inputs (all non-NULL, same ctx). Decides requires_grad, saves input
  * versions, runs at once in eager mode. Returns the output (user handle in
- * the current scope) or NULL with an error on the ctx. */
+ * the current scope) or NULL with an error on the ctx. It checks that in[0]
+ * is live (one-input ops reach no other check); ops with several tensor
+ * inputs check them all with gf__check_inputs first. */
 gf_tensor *gf__record(gf__op op, gf_dtype dt, int ndim, const int64_t *shape, int n_in,
                       gf_tensor *const *in, const gf__attrs *a);
 /* Records a view node: output aliases in[0]'s storage with the geometry given. */
@@ -323,8 +361,8 @@ gf_status gf__realize_start(gf_tensor *t);
 gf_status gf__finish_inflight(gf_ctx *ctx);
 /* Ctx of the first non-NULL tensor; NULL if any is NULL. */
 gf_ctx *gf__ctx_of_inputs(int n, gf_tensor *const *ts);
-/* Checks that every tensor is non-NULL and of the same ctx; records an error
- * naming op otherwise. Returns the ctx or NULL. */
+/* Checks that every tensor is non-NULL, live (not a stale handle) and of the
+ * same ctx; records an error naming op otherwise. Returns the ctx or NULL. */
 gf_ctx *gf__check_inputs(const char *op, int n, gf_tensor *const *ts);
 
 /* ------------------------------------------------------------- executor */

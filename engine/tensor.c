@@ -151,16 +151,41 @@ static void gf__unlink(gf_ctx *ctx, gf_tensor *t) {
     if (t->next) t->next->prev = t->prev;
 }
 
+/* Dead objects are reused first in, first out, and only once the
+ * quarantine is full (or the system is out of memory), so that a stale
+ * handle keeps pointing at a dead object for as long as possible. The
+ * queue's length is n_free: the last object's next field is left as it is. */
+static void gf__quarantine_push(gf_ctx *ctx, gf_tensor *t) {
+    *ctx->free_tailp = t;
+    ctx->free_tailp = &t->next;
+    ctx->n_free++;
+}
+
+/* The oldest dead object of the quarantine, cleared; NULL if it is empty. */
+static gf_tensor *gf__quarantine_pop(gf_ctx *ctx) {
+    if (!ctx->n_free) return NULL;
+    gf_tensor *t = ctx->free_tensors;
+    if (--ctx->n_free) {
+        ctx->free_tensors = t->next;
+    } else {
+        ctx->free_tensors = NULL;
+        ctx->free_tailp = &ctx->free_tensors;
+    }
+    return memset(t, 0, sizeof *t);
+}
+
 static gf_tensor *gf__tensor_alloc(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
     /* The callers that know the op's name check first; this is the backstop
      * that no tensor escapes. */
     if (gf__shape_check(ctx, "", "gradflow", dt, ndim, shape) != GF_OK) return NULL;
-    gf_tensor *t = ctx->free_tensors;
-    if (t) {
+    gf_tensor *t;
+    if (ctx->n_free > GF__TENSOR_QUARANTINE) {
+        t = ctx->free_tensors; /* more than one wait: the next one follows */
         ctx->free_tensors = t->next;
+        ctx->n_free--;
         memset(t, 0, sizeof *t);
-    } else {
-        t = calloc(1, sizeof *t);
+    } else if (!(t = calloc(1, sizeof *t))) {
+        t = gf__quarantine_pop(ctx);
     }
     if (!t) {
         gf__error(ctx, GF_ENOMEM, "gradflow: out of memory allocating a tensor");
@@ -207,9 +232,14 @@ void gf__retain(gf_tensor *t) {
 }
 
 
+/* What a dead object's storage points at: no data, so that a path that
+ * missed the stale check sees an uncomputed tensor, not a recycled buffer. */
+static gf__storage gf__dead_storage;
+
 /* Frees t's object and drops what it holds. Freeing can cascade through a
  * long chain (a 100,000-node graph), so dead tensors go on a list that one
- * loop drains instead of recursing. */
+ * loop drains instead of recursing. The object itself is marked dead and
+ * kept (ctx, shape and dtype intact, for the stale-handle error). */
 static void gf__destroy(gf_tensor *t) {
     gf_ctx *ctx = t->ctx;
     gf__unlink(ctx, t);
@@ -223,8 +253,13 @@ static void gf__destroy(gf_tensor *t) {
     if (t->grad) gf__unref(t->grad);
     if (t->contig) gf__unref(t->contig);
     if (t->bw_grad) gf__unref(t->bw_grad);
-    t->next = ctx->free_tensors;
-    ctx->free_tensors = t;
+    /* Its other pointers now dangle and only checked paths could follow
+     * them: what reads a tensor before the stale check (an op's own
+     * validation) reads its metadata, its node (a ctx-owned object) and,
+     * through storage, its data. */
+    t->dead = GF__TENSOR_DEAD;
+    t->storage = &gf__dead_storage;
+    gf__quarantine_push(ctx, t);
 }
 
 void gf__unref(gf_tensor *t) {
@@ -294,14 +329,19 @@ void gf__disown(gf_tensor *t) {
     t->user = false;
 }
 
+/* A dead object is never a user handle, so gf_release, gf_keep and
+ * gf_persist test for a stale one only off their common path. */
 void gf_release(gf_tensor *t) {
-    if (!t || !t->user) return;
+    if (!t || !t->user) {
+        if (t) gf__stale(t, "gf_release");
+        return;
+    }
     gf__disown(t);
     gf__unref(t);
 }
 
 gf_tensor *gf_keep(gf_tensor *t) {
-    if (!t || !t->user) return t;
+    if (!t || !t->user) return t && gf__stale(t, "gf_keep") ? NULL : t;
     int outer = t->ctx->scope - 1;
     if (outer < 0) outer = 0;
     if (t->scope > outer) {
@@ -312,7 +352,8 @@ gf_tensor *gf_keep(gf_tensor *t) {
 }
 
 gf_tensor *gf_persist(gf_tensor *t) {
-    if (!t || !t->user || t->scope == 0) return t;
+    if (!t || !t->user) return t && gf__stale(t, "gf_persist") ? NULL : t;
+    if (t->scope == 0) return t;
     gf__hunlink(t);
     gf__hlink(t, 0);
     return t;
@@ -425,10 +466,14 @@ gf_tensor *gf_scalar(gf_ctx *ctx, gf_dtype dt, double v) {
     return gf__full(ctx, "gf_scalar", dt, 0, NULL, v);
 }
 gf_tensor *gf_zeros_like(gf_tensor *a) {
-    return a ? gf__full(a->ctx, "gf_zeros_like", a->dtype, a->ndim, a->shape, 0.0) : NULL;
+    return a && !gf__stale(a, "gf_zeros_like")
+               ? gf__full(a->ctx, "gf_zeros_like", a->dtype, a->ndim, a->shape, 0.0)
+               : NULL;
 }
 gf_tensor *gf_ones_like(gf_tensor *a) {
-    return a ? gf__full(a->ctx, "gf_ones_like", a->dtype, a->ndim, a->shape, 1.0) : NULL;
+    return a && !gf__stale(a, "gf_ones_like")
+               ? gf__full(a->ctx, "gf_ones_like", a->dtype, a->ndim, a->shape, 1.0)
+               : NULL;
 }
 
 gf_tensor *gf_arange(gf_ctx *ctx, gf_dtype dt, int64_t n) {
@@ -485,14 +530,29 @@ gf_tensor *gf_randn(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *shape) {
 
 /* -------------------------------------------------------------- metadata */
 
-int gf_ndim(const gf_tensor *t) { return t ? t->ndim : -1; }
-const int64_t *gf_shape(const gf_tensor *t) { return t ? t->shape : NULL; }
-const int64_t *gf_strides(const gf_tensor *t) { return t ? t->strides : NULL; }
-int64_t gf_numel(const gf_tensor *t) { return t ? t->numel : -1; }
-gf_dtype gf_dtype_of(const gf_tensor *t) { return t ? t->dtype : GF_F32; }
-gf_ctx *gf_ctx_of(const gf_tensor *t) { return t ? t->ctx : NULL; }
-bool gf_is_contiguous(const gf_tensor *t) { return t && gf__is_contig(t); }
-bool gf_is_leaf(const gf_tensor *t) { return t && (!t->node || !t->node->requires_grad); }
+/* On a stale handle these give what they give for NULL (gf_ctx_of: the
+ * ctx, which a dead object still names) and record the error. */
+int gf_ndim(const gf_tensor *t) { return t && !gf__stale(t, "gf_ndim") ? t->ndim : -1; }
+const int64_t *gf_shape(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_shape") ? t->shape : NULL;
+}
+const int64_t *gf_strides(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_strides") ? t->strides : NULL;
+}
+int64_t gf_numel(const gf_tensor *t) { return t && !gf__stale(t, "gf_numel") ? t->numel : -1; }
+gf_dtype gf_dtype_of(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_dtype_of") ? t->dtype : GF_F32;
+}
+gf_ctx *gf_ctx_of(const gf_tensor *t) {
+    if (t) gf__stale(t, "gf_ctx_of");
+    return t ? t->ctx : NULL;
+}
+bool gf_is_contiguous(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_is_contiguous") && gf__is_contig(t);
+}
+bool gf_is_leaf(const gf_tensor *t) {
+    return t && !gf__stale(t, "gf_is_leaf") && (!t->node || !t->node->requires_grad);
+}
 
 /* ----------------------------------------------------------- data access */
 
@@ -534,7 +594,7 @@ static gf_tensor *gf__contig_of(gf_tensor *t, const char *op) {
 
 #define GF__DATA(fname, ctype, DT)                                                        \
     const ctype *fname(gf_tensor *t) {                                                    \
-        if (!t) return NULL;                                                              \
+        if (!t || gf__stale(t, #fname)) return NULL;                                      \
         if (t->dtype != DT) {                                                             \
             gf__error(t->ctx, GF_EINVAL, #fname ": tensor %s is %s (expected %s)",        \
                       GF__SHAPE(t), gf_dtype_name(t->dtype), gf_dtype_name(DT));          \
@@ -549,6 +609,7 @@ GF__DATA(gf_data_i64, int64_t, GF_I64)
 
 gf_status gf_copy_to_f64(gf_tensor *t, double *dst, int64_t n) {
     if (!t) return GF_EINVAL;
+    if (gf__stale(t, "gf_copy_to_f64")) return GF_ESTATE;
     if (!dst || n < t->numel)
         return gf__error(t->ctx, GF_EINVAL,
                          "gf_copy_to_f64: destination holds %lld elements (expected >= %lld)",
@@ -561,6 +622,7 @@ gf_status gf_copy_to_f64(gf_tensor *t, double *dst, int64_t n) {
 
 gf_status gf_copy_to_f32(gf_tensor *t, float *dst, int64_t n) {
     if (!t) return GF_EINVAL;
+    if (gf__stale(t, "gf_copy_to_f32")) return GF_ESTATE;
     if (!dst || n < t->numel)
         return gf__error(t->ctx, GF_EINVAL,
                          "gf_copy_to_f32: destination holds %lld elements (expected >= %lld)",
@@ -572,7 +634,7 @@ gf_status gf_copy_to_f32(gf_tensor *t, float *dst, int64_t n) {
 }
 
 double gf_item(gf_tensor *t) {
-    if (!t) return NAN;
+    if (!t || gf__stale(t, "gf_item")) return NAN;
     if (t->numel != 1) {
         gf__error(t->ctx, GF_ESHAPE, "gf_item: tensor %s has %lld elements (expected 1)",
                   GF__SHAPE(t), (long long)t->numel);

@@ -219,9 +219,9 @@ int main(int argc, char **argv) {
     const int64_t n = o.limit && o.limit < gf_dataset_size(train) ? o.limit
                                                                     : gf_dataset_size(train);
     fprintf(stderr, "fashion_mnist: %" PRId64 " training and %" PRId64 " test images loaded in "
-            "%.1f s; %d threads, batch %" PRId64 ", Adam lr %g\n",
+            "%.1f s; %d threads, %s kernels, batch %" PRId64 ", Adam lr %g\n",
             gf_dataset_size(train), gf_dataset_size(test), now() - t0,
-            gf_engine_num_threads(eng),
+            gf_engine_num_threads(eng), gf_engine_isa(eng),
             o.batch_size, o.lr);
 
     const int64_t sizes[] = {gf_dataset_features(train), 256, 256, 10};

@@ -9,7 +9,15 @@
  *    expected) is kept on the ctx and read with gf_ctx_error().
  *  - Functions that are not ops return gf_status (GF_OK == 0, errors < 0).
  *  - Tensors are handles owned by their ctx: released by gf_release(), by the
- *    end of the scope that created them, or by gf_ctx_destroy().
+ *    end of the scope that created them, or by gf_ctx_destroy(). Passing a
+ *    handle whose tensor was freed (a stale handle) to a call is an error
+ *    ("stale tensor handle", GF_ESTATE) as long as fewer than 512 tensor
+ *    objects of the ctx were freed since; later its memory may hold a new
+ *    tensor and the use goes undetected (docs/api.md, Lifetime).
+ *  - Teardown order: modules, optimizers and datasets, then their ctxs, then
+ *    the engine. Freeing a module or optimizer after its ctx is safe (the
+ *    ctx detaches it; only its own memory is left to free), and so is
+ *    destroying an engine before its ctxs (it is freed with the last one).
  *  - Ops record a node and compute nothing; data access, gf_realize() and
  *    gf_backward() compute what they need. gf_ctx_set_eager() computes each op
  *    as it is called. Both give identical results.
@@ -76,7 +84,9 @@ typedef struct {
 } gf_engine_opts;
 
 /* Creates an engine; opts NULL means defaults. Returns NULL on failure.
- * The caller destroys it after every ctx using it has been destroyed. */
+ * The caller destroys it after every ctx using it has been destroyed; if
+ * ctxs are still open, gf_engine_destroy leaves the engine to the last of
+ * their gf_ctx_destroy calls. */
 gf_engine *gf_engine_create(const gf_engine_opts *opts);
 void gf_engine_destroy(gf_engine *eng);
 int gf_engine_num_threads(const gf_engine *eng);
@@ -91,12 +101,26 @@ gf_status gf_engine_memory_stats(const gf_engine *eng, gf_memory_stats *st);
 bool gf_engine_deterministic(const gf_engine *eng);
 /* The intra-op backend the engine runs (never GF_INTRAOP_DEFAULT). */
 gf_intraop gf_engine_intraop(const gf_engine *eng);
+/* The kernel variant the engine's kernels run: "avx512", "avx2" or
+ * "generic" (the best the CPU runs, or GF_ISA's choice; one per process). A
+ * static string; NULL for a NULL engine. */
+const char *gf_engine_isa(const gf_engine *eng);
 
 /* ------------------------------------------------------------------- ctx */
 /* eng NULL: the process default engine (created on first use). */
 gf_ctx *gf_ctx_create(gf_engine *eng);
-/* Frees every tensor of the ctx. */
+/* Runs the ctx's gf_ctx_on_destroy functions, then frees every tensor of
+ * the ctx. */
 void gf_ctx_destroy(gf_ctx *ctx);
+/* Registers fn(ctx, arg) to run at the start of gf_ctx_destroy (newest
+ * first; the ctx and its tensors are still intact then, and fn may release
+ * them). For objects layered on a ctx that may outlive it (nn's modules and
+ * optimizers detach themselves this way). GF_ENOMEM (on the ctx) if the
+ * registration fails; GF_EINVAL for a NULL ctx or fn. */
+typedef void (*gf_ctx_destroy_fn)(gf_ctx *ctx, void *arg);
+gf_status gf_ctx_on_destroy(gf_ctx *ctx, gf_ctx_destroy_fn fn, void *arg);
+/* Unregisters the newest registration of (fn, arg); nothing if none. */
+void gf_ctx_remove_on_destroy(gf_ctx *ctx, gf_ctx_destroy_fn fn, void *arg);
 gf_engine *gf_ctx_engine(const gf_ctx *ctx);
 /* First error since the last clear, or NULL if none. The string lives in the
  * ctx. (A NULL ctx gives a static message saying so.) */
@@ -130,7 +154,7 @@ gf_tensor *gf_keep(gf_tensor *t);  /* survive the innermost scope's end; returns
  * gf_ctx_destroy, as if created outside any scope (parameters and optimizer
  * state made inside a training loop's scope). Returns t. */
 gf_tensor *gf_persist(gf_tensor *t);
-void gf_release(gf_tensor *t);     /* the handle is invalid afterwards */
+void gf_release(gf_tensor *t);     /* the handle is invalid afterwards (a stale one: error) */
 
 void gf_no_grad_begin(gf_ctx *ctx); /* nested */
 void gf_no_grad_end(gf_ctx *ctx);

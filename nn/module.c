@@ -7,6 +7,10 @@
  * (gf_persist), so a model may be built inside a training loop's scope and
  * still outlive it. Forward results are ordinary op results: handles in the
  * caller's current scope.
+ *
+ * A module may outlive its ctx: gf_ctx_destroy detaches it (the ctx frees
+ * the parameters with its other tensors), and gf_module_free then frees
+ * only the module's own memory.
  */
 #include "nn_internal.h"
 
@@ -31,9 +35,18 @@ struct gf_module {
     double p;          /* dropout probability */
 };
 
+/* gf_ctx_destroy of the module's ctx: its tensors go with the ctx. */
+static void gf__mod_detach(gf_ctx *ctx, void *arg) {
+    (void)ctx;
+    gf_module *m = arg;
+    m->ctx = NULL;
+    for (int i = 0; i < m->n_params; i++) m->params[i] = NULL;
+}
+
 static gf_module *gf__mod_new(gf_ctx *ctx, gf__mod_kind kind) {
     gf_module *m = calloc(1, sizeof *m);
-    if (!m) {
+    if (!m || gf_ctx_on_destroy(ctx, gf__mod_detach, m) != GF_OK) {
+        free(m);
         gf_ctx_set_error(ctx, GF_ENOMEM, "gf_module: out of memory");
         return NULL;
     }
@@ -79,7 +92,7 @@ gf_module *gf_linear(gf_ctx *ctx, int64_t in_features, int64_t out_features, boo
     if (!m) return NULL;
     m->params = calloc(2, sizeof *m->params);
     if (!m->params) {
-        free(m);
+        gf_module_free(m);
         gf_ctx_set_error(ctx, GF_ENOMEM, "gf_linear: out of memory");
         return NULL;
     }
@@ -141,9 +154,7 @@ gf_module *gf_sequential(gf_ctx *ctx, int n, gf_module *const *children) {
     m->children = calloc((size_t)(n ? n : 1), sizeof *m->children);
     m->params = calloc((size_t)(np ? np : 1), sizeof *m->params);
     if (!m->children || !m->params) {
-        free(m->children);
-        free(m->params);
-        free(m);
+        gf_module_free(m);
         gf_ctx_set_error(ctx, GF_ENOMEM, "gf_sequential: out of memory");
         goto fail_children;
     }
@@ -207,6 +218,12 @@ static gf_tensor *gf__dropout_forward(gf_module *m, gf_tensor *x) {
 
 gf_tensor *gf_module_forward(gf_module *m, gf_tensor *x) {
     if (!m || !x) return NULL;
+    if (!m->ctx) {
+        gf_ctx_set_error(gf_ctx_of(x), GF_ESTATE,
+                         "gf_module_forward: the module's ctx was destroyed (expected a module "
+                         "of a live ctx; only gf_module_free may follow gf_ctx_destroy)");
+        return NULL;
+    }
     switch (m->kind) {
     case GF__MOD_LINEAR:
         return gf__linear_forward(m, x);
@@ -282,6 +299,7 @@ void gf_module_zero_grad(gf_module *m) {
 
 void gf_module_free(gf_module *m) {
     if (!m) return;
+    gf_ctx_remove_on_destroy(m->ctx, gf__mod_detach, m);
     if (m->kind == GF__MOD_SEQ)
         for (int i = 0; i < m->n_children; i++) gf_module_free(m->children[i]);
     else

@@ -28,6 +28,7 @@ struct gf_optimizer {
     int64_t steps; /* gf_optimizer_step calls that succeeded */
     gf_sgd_opts sgd;
     gf_adam_opts adam;
+    gf_ctx *ctx; /* the parameters' ctx; NULL once gf_ctx_destroy detached the optimizer */
 };
 
 /* Number of state tensors a parameter of kind k has once it has stepped. */

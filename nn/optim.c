@@ -29,6 +29,15 @@ static gf_ctx *gf__params_ctx(int n, gf_tensor *const *params) {
     return NULL;
 }
 
+/* gf_ctx_destroy of the parameters' ctx: the state tensors go with it, and
+ * gf_optimizer_free then frees only the optimizer's own memory. */
+static void gf__opt_detach(gf_ctx *ctx, void *arg) {
+    (void)ctx;
+    gf_optimizer *o = arg;
+    o->ctx = NULL;
+    for (int i = 0; i < o->n; i++) o->params[i] = o->s1[i] = o->s2[i] = NULL;
+}
+
 static gf_optimizer *gf__opt_new(const char *fn, gf__opt_kind kind, int n,
                                  gf_tensor *const *params) {
     gf_ctx *ctx = gf__params_ctx(n, params);
@@ -59,7 +68,8 @@ static gf_optimizer *gf__opt_new(const char *fn, gf__opt_kind kind, int n,
         o->s2 = calloc((size_t)n, sizeof *o->s2);
         o->pstep = calloc((size_t)n, sizeof *o->pstep);
     }
-    if (!o || !o->params || !o->s1 || !o->s2 || !o->pstep) {
+    if (!o || !o->params || !o->s1 || !o->s2 || !o->pstep ||
+        gf_ctx_on_destroy(ctx, gf__opt_detach, o) != GF_OK) {
         if (o) free(o->params), free(o->s1), free(o->s2), free(o->pstep);
         free(o);
         gf_ctx_set_error(ctx, GF_ENOMEM, "%s: out of memory", fn);
@@ -67,6 +77,7 @@ static gf_optimizer *gf__opt_new(const char *fn, gf__opt_kind kind, int n,
     }
     o->kind = kind;
     o->n = n;
+    o->ctx = ctx;
     memcpy(o->params, params, (size_t)n * sizeof *params);
     return o;
 }
@@ -256,6 +267,7 @@ static gf_status gf__adam_param(gf_optimizer *opt, int i, gf_tensor *p, gf_tenso
 
 gf_status gf_optimizer_step(gf_optimizer *opt) {
     if (!opt) return GF_EINVAL;
+    if (!opt->ctx) return GF_ESTATE; /* detached by gf_ctx_destroy: no ctx for a message */
     /* Only a loaded checkpoint can bring a count this close to the limit;
      * counting past it would overflow. */
     bool full = opt->steps == INT64_MAX;
@@ -304,6 +316,7 @@ int64_t gf_optimizer_steps(const gf_optimizer *opt) { return opt ? opt->steps : 
 
 void gf_optimizer_free(gf_optimizer *opt) {
     if (!opt) return;
+    gf_ctx_remove_on_destroy(opt->ctx, gf__opt_detach, opt);
     for (int i = 0; i < opt->n; i++) {
         gf_release(opt->s1[i]);
         gf_release(opt->s2[i]);

@@ -60,6 +60,8 @@ int gf_module_num_parameters(const gf_module *m);  /* tensors */
 int64_t gf_module_num_elements(const gf_module *m); /* scalars */
 gf_tensor *gf_module_parameter(const gf_module *m, int i);
 void gf_module_zero_grad(gf_module *m);
+/* Safe before or after gf_ctx_destroy of m's ctx (which detaches m and frees
+ * its parameters; afterwards only gf_module_free may be called on m). */
 void gf_module_free(gf_module *m);
 
 /* ----------------------------------------------------------------- losses */
@@ -108,6 +110,8 @@ void gf_optimizer_zero_grad(gf_optimizer *opt);
 double gf_optimizer_lr(const gf_optimizer *opt);
 void gf_optimizer_set_lr(gf_optimizer *opt, double lr);
 int64_t gf_optimizer_steps(const gf_optimizer *opt);
+/* Safe before or after gf_ctx_destroy of the parameters' ctx (afterwards
+ * gf_optimizer_step returns GF_ESTATE). */
 void gf_optimizer_free(gf_optimizer *opt);
 /* Learning-rate schedules: the lr for epoch/step t. */
 double gf_lr_step(double base_lr, int64_t t, int64_t step_size, double gamma);

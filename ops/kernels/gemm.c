@@ -13,6 +13,7 @@
 #include "kernels.h"
 
 #include "gemm_ukr.h"
+#include "../../engine/env.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -91,12 +92,29 @@ static void gf__gemm_size_all(int mc, int nc) {
     }
 }
 
+/* GF_ISA's variant: one warning line (once: this runs under gf__gemm_once)
+ * when it names no variant, or one this build or CPU cannot run. */
+static size_t gf__gemm_env_choice(void) {
+    const char *want = gf__env("GF_ISA");
+    size_t i = gf__gemm_choose(want);
+    if (!want || strcmp(want, gf__gemm_variants[i]->name) == 0) return i;
+    const char *got = gf__gemm_variants[i]->name;
+    bool built = false;
+    for (size_t k = 0; k < GF__NVARIANTS; k++) built |= strcmp(want, gf__gemm_variants[k]->name) == 0;
+    if (strcmp(want, "avx512") && strcmp(want, "avx2") && strcmp(want, "generic"))
+        gf__env_warn("GF_ISA", "GF_ISA=%s is not avx512, avx2 or generic; using %s", want, got);
+    else
+        gf__env_warn("GF_ISA", "GF_ISA=%s: %s cannot run it; using %s", want,
+                     built ? "this CPU" : "this build of gradflow", got);
+    return i;
+}
+
 static void gf__gemm_detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
 #endif
     gf__gemm_size_all(0, 0);
-    gf__gemm_startup = gf__gemm_choose(getenv("GF_ISA"));
+    gf__gemm_startup = gf__gemm_env_choice();
     atomic_store(&gf__gemm_active, &gf__gemm_sized[gf__gemm_startup]);
 }
 

@@ -28,6 +28,7 @@
  */
 #include "kernels.h"
 #include "gemm_ukr.h"
+#include "../../engine/env.h"
 #include <stdlib.h>
 #include <threads.h>
 #ifdef GF_HAVE_HWLOC
@@ -80,13 +81,15 @@ const gf__gemm_caches *gf__gemm_machine_caches(void) {
     return &gf__caches;
 }
 
-/* A positive integer from the environment variable `name`, or 0. */
+/* A positive integer from the environment variable `name`, or 0 (sized to
+ * the caches; a bad value says so once). */
 static long gf__env_blocks(const char *name) {
-    const char *e = getenv(name);
-    if (!e) return 0;
-    char *end;
-    long v = strtol(e, &end, 10);
-    return end != e && *end == '\0' && v > 0 && v <= (1L << 20) ? v : 0;
+    long long v;
+    gf__env_result r = gf__env_int(name, 1, 1L << 20, &v);
+    if (r == GF__ENV_BAD)
+        gf__env_warn(name, "%s=%s is not an integer in 1..%ld; sizing it to the caches", name,
+                     getenv(name), 1L << 20);
+    return r == GF__ENV_OK ? (long)v : 0;
 }
 
 /* tuned * here / ref, the factor clamped to [1/2, 2], rounded down to a
