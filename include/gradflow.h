@@ -78,7 +78,8 @@ typedef enum {
 
 typedef struct {
     int num_threads;    /* 0: one per physical core (hwloc), or GF_NUM_THREADS */
-    bool deterministic; /* bitwise-reproducible for any thread count */
+    bool deterministic; /* kept for source compatibility; changes nothing: every
+                           engine is bitwise reproducible for any thread count */
     bool pin_threads;   /* bind workers to cores */
     gf_intraop intraop; /* intra-op backend */
 } gf_engine_opts;
