@@ -281,8 +281,20 @@ int64_t gf__numel(int ndim, const int64_t *shape);
  * most INT64_MAX, so that numel, every stride, offset and byte count of the
  * tensor are representable (GF_ENOMEM otherwise). Every tensor passes it.
  * Records the error as "<pre><op>: ..." and returns its status. */
-gf_status gf__shape_check(gf_ctx *ctx, const char *pre, const char *op, gf_dtype dt, int ndim,
+gf_status gf__shape_error(gf_ctx *ctx, const char *pre, const char *op, gf_dtype dt, int ndim,
                           const int64_t *shape);
+/* Inline: every recorded op runs it (twice: the recorder, then the tensor
+ * allocator's backstop), so the passing case is a few compares and
+ * multiplies; the diagnosis and message are gf__shape_error's, out of line. */
+static inline gf_status gf__shape_check(gf_ctx *ctx, const char *pre, const char *op,
+                                        gf_dtype dt, int ndim, const int64_t *shape) {
+    if ((unsigned)ndim > GF_MAX_DIMS) return gf__shape_error(ctx, pre, op, dt, ndim, shape);
+    int64_t span = dt == GF_F32 ? 4 : 8;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || __builtin_mul_overflow(span, shape[i] > 1 ? shape[i] : 1, &span))
+            return gf__shape_error(ctx, pre, op, dt, ndim, shape);
+    return GF_OK;
+}
 /* Row-major strides of a shape that passed gf__shape_check. */
 void gf__contig_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool gf__is_contig(const gf_tensor *t);

@@ -57,8 +57,11 @@ int64_t gf__numel(int ndim, const int64_t *shape) {
     return n;
 }
 
-gf_status gf__shape_check(gf_ctx *ctx, const char *pre, const char *op, gf_dtype dt, int ndim,
-                          const int64_t *shape) {
+/* The failing case of gf__shape_check (internal.h): which rule the shape
+ * breaks, recorded on the ctx. */
+__attribute__((noinline, cold)) gf_status gf__shape_error(gf_ctx *ctx, const char *pre,
+                                                          const char *op, gf_dtype dt, int ndim,
+                                                          const int64_t *shape) {
     if (ndim < 0 || ndim > GF_MAX_DIMS)
         return gf__error(ctx, GF_EINVAL, "%s%s: %d dims requested (expected 0..%d)", pre, op,
                          ndim, GF_MAX_DIMS);

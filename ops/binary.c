@@ -98,9 +98,9 @@ GF__BIN_OP(pow, _Generic(x, float: powf, default: pow)(x, y), gf__ipow(x, y))
 static gf_tensor *gf__binary(gf__op op, gf_tensor *a, gf_tensor *b) {
     gf_tensor *in[2] = {a, b};
     const char *name = gf__op_names[op];
-    char fn[32]; /* the public name, for the inputs' errors */
-    snprintf(fn, sizeof fn, "gf_%s", name);
-    gf_ctx *ctx = gf__check_inputs(fn, 2, in);
+    /* The inputs' errors name the public function: gf__check_inputs adds
+     * the gf_ prefix itself (no formatting here on the hot path). */
+    gf_ctx *ctx = gf__check_inputs(name, 2, in);
     if (!ctx) return NULL;
     int nd;
     int64_t shape[GF_MAX_DIMS];

@@ -286,8 +286,7 @@ void gf__fwd_log_softmax(gf__node *n) { gf__softmax_any(n, true); }
 static gf_tensor *gf__softmax_op(gf__op op, gf_tensor *a, int dim) {
     if (!a) return NULL;
     gf_ctx *ctx = a->ctx;
-    char name[32];
-    snprintf(name, sizeof name, "gf_%s", gf__op_names[op]);
+    const char *name = op == GF__OP_softmax ? "gf_softmax" : "gf_log_softmax";
     int d = gf__norm_dim(ctx, name, dim, a->ndim);
     if (d < 0) return NULL;
     gf__attrs at = {0};
