@@ -122,19 +122,12 @@ gf_tensor *gf_share(gf_ctx *ctx, gf_tensor *leaf) {
         gf__error(ctx, GF_ESTATE, "gf_share: the tensor could not be computed");
         return NULL;
     }
-    gf_tensor *t = gf__tensor_view(leaf, leaf->ndim, leaf->shape, leaf->strides, leaf->offset);
+    /* Made in ctx directly: leaf's ctx (its tensor list, scopes, free
+     * lists) is not touched, so request threads may share parameters while
+     * the parameters' own thread keeps working. */
+    gf_tensor *t =
+        gf__tensor_view_in(ctx, leaf, leaf->ndim, leaf->shape, leaf->strides, leaf->offset);
     if (!t) return NULL;
-    gf__disown(t); /* it was made a handle of leaf's ctx: move it to ctx */
-    t->ctx = ctx;
-    /* gf__tensor_view linked it into leaf's ctx; move it. */
-    if (t->prev) t->prev->next = t->next;
-    else leaf->ctx->tensors = t->next;
-    if (t->next) t->next->prev = t->prev;
-    t->prev = NULL;
-    t->next = ctx->tensors;
-    if (ctx->tensors) ctx->tensors->prev = t;
-    ctx->tensors = t;
-    gf__own(t);
     if (leaf->leaf) {
         t->leaf = leaf->leaf;
         atomic_fetch_add(&t->leaf->refcount, 1);

@@ -304,6 +304,11 @@ gf_tensor *gf__tensor_new(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *sha
 /* New tensor object aliasing base's storage with the given geometry. */
 gf_tensor *gf__tensor_view(gf_tensor *base, int ndim, const int64_t *shape,
                            const int64_t *strides, int64_t offset);
+/* The same view as an object of ctx (ctx and base's ctx on one engine):
+ * touches nothing of base's ctx, so gf_share may run while another thread
+ * uses that ctx. */
+gf_tensor *gf__tensor_view_in(gf_ctx *ctx, gf_tensor *base, int ndim, const int64_t *shape,
+                              const int64_t *strides, int64_t offset);
 /* The user handle of t ends (t stays alive while internally referenced). */
 void gf__disown(gf_tensor *t);
 /* t becomes a user handle in the current scope of its ctx. */

@@ -221,7 +221,12 @@ gf_tensor *gf__tensor_new(gf_ctx *ctx, gf_dtype dt, int ndim, const int64_t *sha
 
 gf_tensor *gf__tensor_view(gf_tensor *base, int ndim, const int64_t *shape,
                            const int64_t *strides, int64_t offset) {
-    gf_tensor *t = gf__tensor_alloc(base->ctx, base->dtype, ndim, shape);
+    return gf__tensor_view_in(base->ctx, base, ndim, shape, strides, offset);
+}
+
+gf_tensor *gf__tensor_view_in(gf_ctx *ctx, gf_tensor *base, int ndim, const int64_t *shape,
+                              const int64_t *strides, int64_t offset) {
+    gf_tensor *t = gf__tensor_alloc(ctx, base->dtype, ndim, shape);
     if (!t) return NULL;
     if (ndim) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
     t->offset = offset;

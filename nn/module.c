@@ -272,6 +272,66 @@ void gf_module_train(gf_module *m, bool train) {
     for (int i = 0; i < m->n_children; i++) gf_module_train(m->children[i], train);
 }
 
+/* The share of m in ctx (see gf_module_share), recursively; NULL with the
+ * error on ctx. */
+static gf_module *gf__mod_share(gf_ctx *ctx, const gf_module *m) {
+    gf_module *s = gf__mod_new(ctx, m->kind);
+    if (!s) return NULL;
+    s->train = m->train;
+    s->act = m->act;
+    s->p = m->p;
+    s->params = calloc((size_t)(m->n_params ? m->n_params : 1), sizeof *s->params);
+    s->children = calloc((size_t)(m->n_children ? m->n_children : 1), sizeof *s->children);
+    if (!s->params || !s->children) {
+        gf_module_free(s);
+        gf_ctx_set_error(ctx, GF_ENOMEM, "gf_module_share: out of memory");
+        return NULL;
+    }
+    if (m->kind == GF__MOD_SEQ) {
+        /* A Sequential lists its children's parameters: the shares' ones. */
+        for (int i = 0; i < m->n_children; i++) {
+            gf_module *c = gf__mod_share(ctx, m->children[i]);
+            if (!c) {
+                gf_module_free(s);
+                return NULL;
+            }
+            s->children[s->n_children++] = c;
+            for (int j = 0; j < c->n_params; j++) s->params[s->n_params++] = c->params[j];
+        }
+        return s;
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        gf_tensor *p = gf_share(ctx, m->params[i]);
+        if (!p) {
+            gf_module_free(s);
+            return NULL;
+        }
+        s->params[s->n_params++] = gf_persist(p);
+    }
+    return s;
+}
+
+gf_module *gf_module_share(gf_ctx *ctx, const gf_module *m) {
+    if (!ctx) return NULL;
+    if (!m) {
+        gf_ctx_set_error(ctx, GF_EINVAL, "gf_module_share: the module is NULL");
+        return NULL;
+    }
+    if (!m->ctx) {
+        gf_ctx_set_error(ctx, GF_ESTATE,
+                         "gf_module_share: the module's ctx was destroyed (expected a module of "
+                         "a live ctx)");
+        return NULL;
+    }
+    if (gf_ctx_engine(m->ctx) != gf_ctx_engine(ctx)) {
+        gf_ctx_set_error(ctx, GF_EINVAL,
+                         "gf_module_share: the module's ctx runs on another engine (expected "
+                         "both ctxs on one engine: parameters are shared, not copied)");
+        return NULL;
+    }
+    return gf__mod_share(ctx, m);
+}
+
 gf_ctx *gf__module_ctx(const gf_module *m) { return m ? m->ctx : NULL; }
 
 int gf_module_num_parameters(const gf_module *m) { return m ? m->n_params : 0; }

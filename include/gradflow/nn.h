@@ -63,6 +63,18 @@ void gf_module_zero_grad(gf_module *m);
 /* Safe before or after gf_ctx_destroy of m's ctx (which detaches m and frees
  * its parameters; afterwards only gf_module_free may be called on m). */
 void gf_module_free(gf_module *m);
+/* A module of ctx with m's structure, mode and options whose parameters are
+ * gf_share handles of m's (ctx and m's ctx on one engine): nothing is
+ * copied, so m's updates are seen by every share and backward from a share
+ * accumulates into m's .grad. Any number of shares, from any threads, each
+ * on its own ctx, while m's ctx keeps working (creating a share touches
+ * nothing of m's ctx). A share holds its own references to the parameters'
+ * storage and gradient: freeing it (gf_module_free: its handles only)
+ * leaves m intact, and it keeps working after m is freed. Train/eval of a
+ * share is its own. NULL with the error on ctx: NULL m, m's ctx destroyed, another
+ * engine, out of memory. PyTorch: the same nn.Module used from many
+ * threads. */
+gf_module *gf_module_share(gf_ctx *ctx, const gf_module *m);
 
 /* ----------------------------------------------------------------- losses */
 gf_tensor *gf_nll_loss(gf_tensor *log_probs, gf_tensor *labels); /* mean; labels i64 */
