@@ -8,11 +8,11 @@
  *
  * Checked: the error convention (common.c); a load that fails leaves every
  * parameter and the optimizer's learning rate and step count as they were
- * (bit for bit); a load that succeeds gives a model that runs forward, and
- * saving it and loading the file into a fresh model of the same kind gives
- * the same parameters, bit for bit. The optimizer does not step after a load:
- * step counts from the file are not validated yet (issue 16, nn/ validation,
- * fixed elsewhere), and a step at INT64_MAX overflows.
+ * (bit for bit); a load that succeeds gives a model that runs forward, an
+ * optimizer that takes a training step (or refuses it with an error, its
+ * step count unchanged), and saving both and loading the file into a fresh
+ * model of the same kind gives the same parameters, bit for bit, and the
+ * same learning rate and step count.
  */
 #include "fuzz.h"
 
@@ -123,6 +123,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gf_fuzz_settle(c, s < 0, "gf_load");
     size_t na;
     uint8_t *after = param_bytes(m, &na);
+    gf_optimizer *o = (cfg & 32) ? NULL : opt;
+    if (s == GF_OK && o) {
+        /* The loaded state steps; only a step count at its limit (the
+         * optimizer's or a parameter's) may refuse, changing nothing. */
+        int64_t t = gf_optimizer_steps(o);
+        gf_scope_begin(c);
+        gf_tensor *x = gf_full(c, cfg & 1 ? GF_F64 : GF_F32, 2, (int64_t[]){2, IN}, 0.5);
+        gf_status sb = gf_backward(gf_sum(gf_module_forward(m, x)));
+        gf_fuzz_settle(c, sb < 0, "backward after gf_load");
+        GF_FUZZ_CHECK(sb == GF_OK, "backward after gf_load failed: %d", (int)sb);
+        gf_status st = gf_optimizer_step(o);
+        GF_FUZZ_CHECK(st == GF_OK || st == GF_ESTATE, "gf_optimizer_step after gf_load: %d",
+                      (int)st);
+        gf_fuzz_settle(c, st < 0, "gf_optimizer_step after gf_load");
+        GF_FUZZ_CHECK(gf_optimizer_steps(o) == (st == GF_OK ? t + 1 : t),
+                      "a step %s took the step count from %lld to %lld",
+                      st == GF_OK ? "that succeeded" : "that failed", (long long)t,
+                      (long long)gf_optimizer_steps(o));
+        gf_optimizer_zero_grad(o);
+        gf_scope_end(c);
+        size_t ns;
+        uint8_t *stepped = param_bytes(m, &ns);
+        GF_FUZZ_CHECK(st == GF_OK || (ns == na && memcmp(stepped, after, na) == 0),
+                      "a refused step changed the parameters");
+        free(after);
+        after = stepped, na = ns;
+    }
     if (s < 0) {
         GF_FUZZ_CHECK(na == nb && memcmp(before, after, nb) == 0,
                       "a failed gf_load changed the parameters");
@@ -136,7 +163,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gf_tensor *y = gf_module_forward(m, x);
         gf_fuzz_settle(c, !y || gf_realize(y) != GF_OK, "forward after gf_load");
         gf_scope_end(c);
-        gf_optimizer *o = (cfg & 32) ? NULL : opt;
         gf_status s2 = gf_save(again, m, o);
         gf_fuzz_settle(c, s2 < 0, "gf_save after gf_load");
         GF_FUZZ_CHECK(s2 == GF_OK, "saving a loaded model failed: %d", (int)s2);
