@@ -193,8 +193,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
 }
 
+static uint64_t get_le(const uint8_t *f, size_t n, size_t at, int bytes) {
+    GF_FUZZ_CHECK(at + (size_t)bytes <= n, "seed checkpoint: field at %zu past its end", at);
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) v |= (uint64_t)f[at + (size_t)i] << (8 * i);
+    return v;
+}
+
+static void put_le64(uint8_t *f, size_t n, size_t at, uint64_t v) {
+    GF_FUZZ_CHECK(at + 8 <= n, "seed checkpoint: field at %zu past its end", at);
+    for (int i = 0; i < 8; i++) f[at + (size_t)i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The offset after the tensor record at `at` (docs/checkpoint.md). */
+static size_t skip_record(const uint8_t *f, size_t n, size_t at) {
+    at += 8 + 8 * get_le(f, n, at + 4, 4);
+    return at + 8 + (get_le(f, n, at, 8) + 7) / 8 * 8;
+}
+
+/* Sets the step counts of the optimizer section of a gf_save file: the
+ * optimizer's to `total`, each parameter's to `each`, except parameter 0's
+ * to `first`. False if the file has no optimizer section. */
+static bool set_steps(uint8_t *f, size_t n, uint64_t total, uint64_t first, uint64_t each) {
+    uint64_t params = get_le(f, n, 24, 4);
+    if (!get_le(f, n, 28, 4)) return false;
+    size_t at = 32;
+    for (uint64_t i = 0; i < params; i++) at = skip_record(f, n, at);
+    uint64_t updated = get_le(f, n, at + 4, 4);
+    put_le64(f, n, at + 8, total);
+    at += 16 + 5 * 8 + 8; /* kind, count, steps; hyperparameters; flags */
+    for (uint64_t i = 0; i < updated; i++) {
+        put_le64(f, n, at, i ? each : first);
+        uint64_t states = get_le(f, n, at + 8, 4);
+        at += 16;
+        for (uint64_t k = 0; k < states; k++) at = skip_record(f, n, at);
+    }
+    return true;
+}
+
 /* Real checkpoints of every configuration, with its byte in front (half of
- * them with the repair bit set). */
+ * them with the repair bit set); and, where the optimizer is loaded, the
+ * same with step counts at the limit (a step must refuse) and one below it
+ * (one step reaches it), their length and CRC repaired. */
 void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
     char path[512];
     gf_fuzz_path(path, sizeof path, "seed-ckpt");
@@ -214,6 +254,19 @@ void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
         size_t n = 1 + fread(buf + 1, 1, sizeof buf - 1, f);
         fclose(f);
         emit(arg, buf, n);
+        if (!(cfg & 32) && !(cfg & 64) && opt) {
+            buf[0] = (uint8_t)(cfg | 64 | 128);
+            const uint64_t max = INT64_MAX;
+            /* Below the limit everywhere; parameter 0 at it; the total at it. */
+            static const int below[3][3] = {{1, 1, 1}, {1, 0, 1}, {0, 1, 1}};
+            for (int v = 0; v < 3; v++) {
+                GF_FUZZ_CHECK(set_steps(buf + 1, n - 1, max - (uint64_t)below[v][0],
+                                        max - (uint64_t)below[v][1], max - (uint64_t)below[v][2]),
+                              "seed checkpoint %d has no optimizer section", cfg);
+                repair(buf + 1, n - 1, true);
+                emit(arg, buf, n);
+            }
+        }
         gf_optimizer_free(opt);
         gf_module_free(m);
         gf_ctx_destroy(c);
