@@ -287,7 +287,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     GF_FUZZ_CHECK(p.c[0] && p.c[1], "gf_ctx_create failed");
     gf_ctx_set_eager(p.c[0], cfg & 32);
     for (int steps = 0; steps < 64 && gf_fuzz_more(&p.in); steps++) {
-        switch (u8(&p) % 14) {
+        switch (u8(&p) % 15) {
         case 0: case 1: op_create(&p); break;
         case 2: op_unary(&p); break;
         case 3: op_scalar(&p); break;
@@ -300,6 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 10: op_autograd(&p); break;
         case 11: op_lifetime(&p); break;
         case 12: op_read(&p); break;
+        case 13: op_tools(&p); break;
         default: op_module(&p); break;
         }
     }

@@ -141,5 +141,6 @@ void op_nn(prog *p);
 void op_inplace(prog *p);
 void op_autograd(prog *p);
 void op_module(prog *p);
+void op_tools(prog *p);
 
 #endif /* GF_FUZZ_OPS_H */

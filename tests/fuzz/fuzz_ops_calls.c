@@ -526,3 +526,78 @@ void op_module(prog *p) {
     gf_optimizer_free(opt);
     gf_module_free(m);
 }
+
+/* ----------------------------------------------------------------- tools */
+
+/* A file that gf_fprint may write to (kept open for the process). */
+static FILE *scratch_file(void) {
+    static FILE *f;
+    if (!f) f = fopen("/dev/null", "w");
+    GF_FUZZ_CHECK(f, "cannot open /dev/null");
+    return f;
+}
+
+/* index_select (with a slot or a fresh index of edge values), randperm of
+ * any size, printing and allclose. */
+void op_tools(prog *p) {
+    slot *a = pick(p), *b = pick(p);
+    gf_tensor *x = T(a), *y = T(b);
+    switch (u8(p) % 4) {
+    case 0: {
+        static const int64_t at[] = {0, 1, -1, 2, INT64_MAX, INT64_MIN, 3, 4096};
+        int dim = small_int(p, -3, 3), k = small_int(p, 0, 4);
+        gf_tensor *idx = y, *fresh = NULL;
+        if (flag(p) && x) {
+            int64_t v[4] = {0}, len = k % 4; /* k == 4: a 0-dim index */
+            for (int i = 0; i < 4; i++) v[i] = PICK(p, at);
+            fresh = idx = gf_tensor_i64(gf_ctx_of(x), k == 4 ? 0 : 1, &len, v);
+            gf_fuzz_settle(gf_ctx_of(x), !fresh, "index for gf_index_select");
+        }
+        if (x && idx) {
+            int nd = gf_ndim(x), d = dim < 0 ? dim + nd : dim;
+            int64_t sh[GF_MAX_DIMS];
+            memcpy(sh, gf_shape(x), sizeof(int64_t) * (size_t)nd);
+            if (d >= 0 && d < nd) sh[d] = gf_numel(idx);
+            if (!may_compute(nd, sh, a, fresh ? NULL : b)) {
+                gf_release(fresh);
+                return;
+            }
+        }
+        gf_tensor *r = gf_index_select(x, dim, idx);
+        done(p, "gf_index_select", r, 2, (gf_tensor *[]){x, idx});
+        gf_release(fresh);
+        break;
+    }
+    case 1: {
+        gf_ctx *c = pick_ctx(p);
+        int64_t n = PICK(p, sizes);
+        if (n > 0 && !allowed((unsigned __int128)n)) return;
+        gf_tensor *t = gf_randperm(c, n);
+        TRACE("gf_randperm(%lld) -> %s\n", (long long)n, t ? "ok" : gf_ctx_error(c));
+        gf_fuzz_settle(c, !t, "gf_randperm");
+        put(p, t);
+        break;
+    }
+    case 2: {
+        if (!small(a)) return;
+        gf_status s = gf_fprint(u8(p) < 16 ? NULL : scratch_file(), x);
+        if (x) status_done(gf_ctx_of(x), "gf_fprint", s);
+        else GF_FUZZ_CHECK(s < 0, "gf_fprint of NULL succeeded");
+        break;
+    }
+    default: {
+        int nd;
+        int64_t sh[GF_MAX_DIMS];
+        if (!small(a) || !small(b) || (x && y && bcast(x, y, &nd, sh) &&
+                                       !may_compute(nd, sh, a, b)))
+            return;
+        bool close = gf_allclose(x, y, PICK(p, vals), PICK(p, vals));
+        gf_ctx *c = ctx_of(2, (gf_tensor *[]){x, y});
+        TRACE("gf_allclose -> %d %s\n", close, c && gf_ctx_error(c) ? gf_ctx_error(c) : "");
+        GF_FUZZ_CHECK(!close || (c && gf_ctx_status(c) == GF_OK),
+                      "gf_allclose true with an error");
+        gf_fuzz_settle(c, c && gf_ctx_status(c) != GF_OK, "gf_allclose");
+        break;
+    }
+    }
+}
