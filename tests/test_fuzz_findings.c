@@ -112,3 +112,34 @@ Test(fuzz_findings, inplace_write_to_an_expanded_view_is_an_error) {
     cr_assert_eq(gf_item(base), 5.0);
     gf_ctx_destroy(c);
 }
+
+/* gf_to_dtype to i64 checks a computed input's values at the call. On an
+ * expanded view it read every element of the view, not of its storage: a
+ * [2] expanded to [2, 2^40] took 2^41 reads (hours) for a call that records
+ * one node. It reads each element in memory once now; the index it reports
+ * is still the first bad one in the view's row-major order. */
+Test(fuzz_findings, to_i64_checks_an_expanded_view_by_its_storage, .timeout = 30) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    const int64_t big = INT64_C(1) << 40;
+    gf_tensor *col = gf_tensor_f64(c, 2, (int64_t[]){2, 1}, (double[]){1.5, NAN});
+    gf_tensor *e = gf_expand(col, 2, (int64_t[]){2, big});
+    cr_assert_null(gf_to_dtype(e, GF_I64));
+    gf_test_expect_error(c, "gf_to_dtype: element 1099511627776 of f64 tensor "
+                            "[2,1099511627776] is nan");
+    gf_ctx_clear_error(c);
+    /* Values that fit: the cast is recorded (running it would need 2^40 * 3
+     * elements of output). */
+    gf_tensor *row = gf_tensor_f32(c, 2, (int64_t[]){1, 3}, (float[]){1, -2, 3.5f});
+    gf_tensor *i = gf_to_dtype(gf_expand(row, 2, (int64_t[]){big, 3}), GF_I64);
+    cr_assert_not_null(i, "%s", gf_ctx_error(c));
+    gf_test_expect_shape(i, 2, (int64_t[]){big, 3});
+    cr_assert_eq(gf_dtype_of(i), GF_I64);
+    /* A small view converts as before. */
+    gf_tensor *small = gf_to_dtype(gf_expand(row, 2, (int64_t[]){2, 3}), GF_I64);
+    const int64_t *d = gf_data_i64(small);
+    cr_assert_not_null(d, "%s", gf_ctx_error(c));
+    const int64_t want[6] = {1, -2, 3, 1, -2, 3};
+    for (int k = 0; k < 6; k++)
+        cr_assert_eq(d[k], want[k], "element %d: %lld", k, (long long)d[k]);
+    gf_ctx_destroy(c);
+}
