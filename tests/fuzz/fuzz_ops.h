@@ -98,8 +98,8 @@ static inline gf_tensor *T(slot *s) { return s ? s->t : NULL; }
 
 static inline int64_t N(slot *s) { return s && s->t ? gf_numel(s->t) : 0; }
 
-/* Small: few elements, and no huge dim hidden behind a zero one (ops that
- * combine dims could otherwise make shapes past the limit). */
+/* Small: few elements, and no huge dim hidden behind a zero one (an op that
+ * drops the zero dim could otherwise make a result neither small nor huge). */
 static inline bool small(slot *s) {
     return !s || !s->t ||
            pos_product(gf_ndim(s->t), gf_shape(s->t)) <= (unsigned __int128)SMALL_NUMEL;

@@ -1,7 +1,8 @@
 /*
  * fuzz_ops_calls.c - the instructions of the fuzz_ops target that call ops:
  * creation, elementwise, matmul, reductions, shape ops, nn functions,
- * in-place updates, autograd and modules with their optimizers. Each picks
+ * in-place updates, autograd, modules with their optimizers, and the tools
+ * (index_select, randperm, printing, allclose). Each picks
  * its arguments from the program's bytes and slots, skips a call that would
  * break the target's limits (fuzz_ops.c), makes the call and hands the
  * result to done() or status_done().
@@ -156,7 +157,7 @@ static bool bcast(gf_tensor *a, gf_tensor *b, int *nd, int64_t *out) {
 }
 
 /* Whether an op whose result has the shape (nd, sh) may run on inputs a, b:
- * within the size limit, and computing only on small data. */
+ * a huge result, or a small one computed only from small inputs. */
 static bool may_compute(int nd, const int64_t *sh, slot *a, slot *b) {
     int64_t n = numel_of_shape(nd, sh);
     if (n >= HUGE_NUMEL) return true; /* its allocation fails first */
