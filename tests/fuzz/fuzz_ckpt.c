@@ -131,8 +131,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gf_scope_begin(c);
         gf_tensor *x = gf_full(c, cfg & 1 ? GF_F64 : GF_F32, 2, (int64_t[]){2, IN}, 0.5);
         gf_status sb = gf_backward(gf_sum(gf_module_forward(m, x)));
+        GF_FUZZ_CHECK(sb == GF_OK, "backward after gf_load failed: %s", gf_ctx_error(c));
         gf_fuzz_settle(c, sb < 0, "backward after gf_load");
-        GF_FUZZ_CHECK(sb == GF_OK, "backward after gf_load failed: %d", (int)sb);
         gf_status st = gf_optimizer_step(o);
         GF_FUZZ_CHECK(st == GF_OK || st == GF_ESTATE, "gf_optimizer_step after gf_load: %d",
                       (int)st);
@@ -164,13 +164,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gf_fuzz_settle(c, !y || gf_realize(y) != GF_OK, "forward after gf_load");
         gf_scope_end(c);
         gf_status s2 = gf_save(again, m, o);
+        GF_FUZZ_CHECK(s2 == GF_OK, "saving a loaded model failed: %s", gf_ctx_error(c));
         gf_fuzz_settle(c, s2 < 0, "gf_save after gf_load");
-        GF_FUZZ_CHECK(s2 == GF_OK, "saving a loaded model failed: %d", (int)s2);
         gf_optimizer *opt2;
         gf_module *m2 = make_model(c, cfg, &opt2);
         gf_status s3 = gf_load(again, m2, o ? opt2 : NULL);
+        GF_FUZZ_CHECK(s3 == GF_OK, "a file gf_save wrote does not load: %s", gf_ctx_error(c));
         gf_fuzz_settle(c, s3 < 0, "gf_load of a saved file");
-        GF_FUZZ_CHECK(s3 == GF_OK, "a file gf_save wrote does not load: %d", (int)s3);
         size_t n2;
         uint8_t *b2 = param_bytes(m2, &n2);
         GF_FUZZ_CHECK(n2 == na && memcmp(b2, after, na) == 0,
