@@ -232,7 +232,8 @@ static bool set_steps(uint8_t *f, size_t n, uint64_t total, uint64_t first, uint
 }
 
 /* Real checkpoints of every configuration, with its byte in front (half of
- * them with the repair bit set); and, where the optimizer is loaded, the
+ * them with the repair bits set for gf_save's format, whose CRC covers the
+ * header: a repair of the payload's alone could only fail); and, where the optimizer is loaded, the
  * same with step counts at the limit (a step must refuse) and one below it
  * (one step reaches it), their length and CRC repaired. */
 void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
@@ -250,7 +251,7 @@ void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
         FILE *f = fopen(path, "rb");
         GF_FUZZ_CHECK(f, "cannot read %s", path);
         uint8_t buf[1 << 14];
-        buf[0] = (uint8_t)cfg;
+        buf[0] = (uint8_t)(cfg & 64 ? cfg | 128 : cfg);
         size_t n = 1 + fread(buf + 1, 1, sizeof buf - 1, f);
         fclose(f);
         emit(arg, buf, n);
