@@ -536,21 +536,14 @@ static bool gf__match_optimizer(gf__reader *r, const gf__opt_file *of, gf_optimi
             r->path, of->n, opt->n);
         return false;
     }
-    int want = gf__opt_state_count(opt->kind, opt);
-    for (uint32_t i = 0; i < of->n; i++) {
-        if (of->nstate[i] != 0 && (int)of->nstate[i] != want) {
-            r->s = gf_ctx_set_error(
-                r->ctx, GF_EIO,
-                "gf_load: %s: optimizer parameter %u has %u state tensors in the file, the "
-                "optimizer keeps %d (different momentum setting?)",
-                r->path, i, of->nstate[i], want);
-            return false;
-        }
+    /* The state count was checked against the file's hyperparameters, which
+     * the optimizer takes (as torch.optim's load_state_dict): a momentum
+     * buffer may come to an SGD made without momentum. */
+    for (uint32_t i = 0; i < of->n; i++)
         for (uint32_t k = 0; k < of->nstate[i]; k++)
             if (!gf__check_record(r, &of->st[2 * i + k], opt->params[i],
                                   "optimizer state of parameter", (int)i))
                 return false;
-    }
     return true;
 }
 

@@ -31,9 +31,6 @@ struct gf_optimizer {
     gf_ctx *ctx; /* the parameters' ctx; NULL once gf_ctx_destroy detached the optimizer */
 };
 
-/* Number of state tensors a parameter of kind k has once it has stepped. */
-int gf__opt_state_count(gf__opt_kind k, const gf_optimizer *opt);
-
 /* The ctx a module was created in (errors of a module without parameters
  * go there). */
 gf_ctx *gf__module_ctx(const gf_module *m);

@@ -17,11 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gf__opt_state_count(gf__opt_kind k, const gf_optimizer *opt) {
-    if (k == GF__OPT_ADAM) return 2;
-    return opt && opt->sgd.momentum != 0 ? 1 : 0;
-}
-
 /* The ctx to report to: the first parameter's. */
 static gf_ctx *gf__params_ctx(int n, gf_tensor *const *params) {
     for (int i = 0; params && i < n; i++)

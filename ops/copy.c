@@ -66,8 +66,27 @@ int64_t gf__first_not_i64(const gf_tensor *t, double *v) {
         else GF__FIRST_NOT_I64(double);
         return -1;
     }
-    for (int64_t i = 0; i < t->numel; i++) {
-        double x = gf__get(t, i);
+    /* Only the elements in memory are read: a dim of stride 0 (expanded)
+     * repeats them, so its index stays 0, and a view expanded far past its
+     * storage costs no more than the storage. Index 0 there also makes the
+     * first bad element found the first in t's row-major order; i is its
+     * index in t. */
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->strides[d] != 0) n *= t->shape[d];
+    const char *p = gf__ptr(t);
+    for (int64_t j = 0; j < n; j++) {
+        int64_t rest = j, off = 0, i = 0, unit = 1;
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            if (t->strides[d] != 0) {
+                int64_t k = rest % t->shape[d];
+                rest /= t->shape[d];
+                off += k * t->strides[d];
+                i += k * unit;
+            }
+            unit *= t->shape[d];
+        }
+        double x = t->dtype == GF_F32 ? ((const float *)p)[off] : ((const double *)p)[off];
         if (!gf__fits_i64(x)) {
             *v = x;
             return i;

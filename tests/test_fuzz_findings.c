@@ -5,6 +5,8 @@
 #include "common.h"
 #include "gradflow/nn.h"
 
+#include <unistd.h>
+
 static gf_tensor *square_sum(gf_ctx *c, int n, gf_tensor *const *in, void *user) {
     (void)c, (void)n, (void)user;
     return gf_sum(gf_mul(in[0], in[0]));
@@ -110,5 +112,112 @@ Test(fuzz_findings, inplace_write_to_an_expanded_view_is_an_error) {
     gf_tensor *e1 = gf_expand(base, 2, (int64_t[]){1, 1});
     GF_OK_OR_FAIL(c, gf_fill_(e1, 5.0));
     cr_assert_eq(gf_item(base), 5.0);
+    gf_ctx_destroy(c);
+}
+
+/* gf_to_dtype to i64 checks a computed input's values at the call. On an
+ * expanded view it read every element of the view, not of its storage: a
+ * [2] expanded to [2, 2^40] took 2^41 reads (hours) for a call that records
+ * one node. It reads each element in memory once now; the index it reports
+ * is still the first bad one in the view's row-major order. */
+Test(fuzz_findings, to_i64_checks_an_expanded_view_by_its_storage, .timeout = 30) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    const int64_t big = INT64_C(1) << 40;
+    gf_tensor *col = gf_tensor_f64(c, 2, (int64_t[]){2, 1}, (double[]){1.5, NAN});
+    gf_tensor *e = gf_expand(col, 2, (int64_t[]){2, big});
+    cr_assert_null(gf_to_dtype(e, GF_I64));
+    gf_test_expect_error(c, "gf_to_dtype: element 1099511627776 of f64 tensor "
+                            "[2,1099511627776] is nan");
+    gf_ctx_clear_error(c);
+    /* Values that fit: the cast is recorded (running it would need 2^40 * 3
+     * elements of output). */
+    gf_tensor *row = gf_tensor_f32(c, 2, (int64_t[]){1, 3}, (float[]){1, -2, 3.5f});
+    gf_tensor *i = gf_to_dtype(gf_expand(row, 2, (int64_t[]){big, 3}), GF_I64);
+    cr_assert_not_null(i, "%s", gf_ctx_error(c));
+    gf_test_expect_shape(i, 2, (int64_t[]){big, 3});
+    cr_assert_eq(gf_dtype_of(i), GF_I64);
+    /* A small view converts as before. */
+    gf_tensor *small = gf_to_dtype(gf_expand(row, 2, (int64_t[]){2, 3}), GF_I64);
+    const int64_t *d = gf_data_i64(small);
+    cr_assert_not_null(d, "%s", gf_ctx_error(c));
+    const int64_t want[6] = {1, -2, 3, 1, -2, 3};
+    for (int k = 0; k < 6; k++)
+        cr_assert_eq(d[k], want[k], "element %d: %lld", k, (long long)d[k]);
+    gf_ctx_destroy(c);
+}
+
+/* One SGD training step of m (in c) on fixed data. */
+static void sgd_step(gf_ctx *c, gf_module *m, gf_optimizer *opt) {
+    gf_scope_begin(c);
+    gf_tensor *x = gf_tensor_f64(c, 2, (int64_t[]){2, 2}, (double[]){1, -2, 0.5, 3});
+    GF_OK_OR_FAIL(c, gf_backward(gf_sum(gf_module_forward(m, x))));
+    GF_OK_OR_FAIL(c, gf_optimizer_step(opt));
+    gf_optimizer_zero_grad(opt);
+    gf_scope_end(c);
+}
+
+/* m's parameters, concatenated, into out (at most cap values); the count. */
+static int64_t param_values(gf_module *m, double *out, int64_t cap) {
+    int64_t n = 0;
+    for (int i = 0; i < gf_module_num_parameters(m); i++) {
+        gf_tensor *p = gf_module_parameter(m, i);
+        cr_assert_leq(n + gf_numel(p), cap);
+        memcpy(out + n, gf_data_f64(p), sizeof(double) * (size_t)gf_numel(p));
+        n += gf_numel(p);
+    }
+    return n;
+}
+
+/* gf_load gives the optimizer the file's hyperparameters, momentum too, but
+ * checked the file's momentum buffers against the optimizer's own momentum
+ * setting: an SGD without momentum loaded a momentum file saved before its
+ * first step (no buffers yet), stepped, saved, and that file did not load
+ * into an SGD made the same way ("1 state tensors in the file, the
+ * optimizer keeps 0"). The buffers are checked against the file's
+ * hyperparameters now, as torch.optim's load_state_dict takes them. */
+Test(fuzz_findings, a_momentum_file_loads_into_sgd_without_momentum_before_and_after_a_step) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    gf_manual_seed(c, 3);
+    char dir[] = "/tmp/gf_fuzz_findings_XXXXXX", fresh[64], stepped[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(fresh, sizeof fresh, "%s/fresh", dir);
+    snprintf(stepped, sizeof stepped, "%s/stepped", dir);
+    gf_sgd_opts plain = GF_SGD_DEFAULTS, heavy = GF_SGD_DEFAULTS;
+    plain.lr = heavy.lr = 0.1;
+    heavy.momentum = 0.9;
+    gf_module *m[3];
+    gf_optimizer *o[3];
+    for (int k = 0; k < 3; k++) {
+        m[k] = gf_linear(c, 2, 1, true, GF_F64);
+        o[k] = gf_module_sgd(m[k], k == 0 ? &heavy : &plain);
+        cr_assert(m[k] && o[k], "%s", gf_ctx_error(c));
+    }
+    GF_OK_OR_FAIL(c, gf_save(fresh, m[0], o[0]));
+    GF_OK_OR_FAIL(c, gf_load(fresh, m[1], o[1]));
+    sgd_step(c, m[1], o[1]);
+    GF_OK_OR_FAIL(c, gf_save(stepped, m[1], o[1]));
+    GF_OK_OR_FAIL(c, gf_load(stepped, m[2], o[2]));
+    /* Both go on with momentum 0.9 and the same buffer: the same bits. */
+    sgd_step(c, m[1], o[1]);
+    sgd_step(c, m[2], o[2]);
+    double a[8], b[8];
+    int64_t n = param_values(m[1], a, 8);
+    cr_assert_eq(param_values(m[2], b, 8), n);
+    cr_assert(memcmp(a, b, sizeof(double) * (size_t)n) == 0, "the resumed run differs");
+    /* And that is the run of an SGD made with momentum 0.9. */
+    gf_module *m4 = gf_linear(c, 2, 1, true, GF_F64);
+    gf_optimizer *o4 = gf_module_sgd(m4, &heavy);
+    GF_OK_OR_FAIL(c, gf_load(fresh, m4, o4));
+    sgd_step(c, m4, o4);
+    sgd_step(c, m4, o4);
+    cr_assert_eq(param_values(m4, b, 8), n);
+    cr_assert(memcmp(a, b, sizeof(double) * (size_t)n) == 0, "momentum 0.9 from the start "
+              "differs from momentum loaded from the file");
+    gf_optimizer_free(o4);
+    gf_module_free(m4);
+    for (int k = 0; k < 3; k++) gf_optimizer_free(o[k]), gf_module_free(m[k]);
+    remove(fresh);
+    remove(stepped);
+    rmdir(dir);
     gf_ctx_destroy(c);
 }

@@ -1,8 +1,8 @@
 /*
  * fuzz.h - what the fuzz targets of tests/fuzz share: the libFuzzer entry
- * points every target defines, the seed inputs it provides, the size limit
- * of what the targets generate, and the checks of the library's error
- * convention that they run after every call (common.c).
+ * points every target defines, the seed inputs it provides, and the checks
+ * of the library's error convention that they run after every call
+ * (common.c).
  *
  * Each target is built two ways (CMakeLists.txt): with clang's libFuzzer
  * (-DGF_FUZZ=ON, fuzz_<target>) and with a small seeded driver of our own
@@ -16,13 +16,6 @@
 #include <stdint.h>
 
 #include "gradflow.h"
-
-/* The products of the sizes the targets generate (shapes, slice bounds,
- * class counts, the dims of IDX headers they load) stay at most this many
- * elements: larger ones reach size arithmetic that is not overflow-checked
- * yet (issue 16, findings A-E, fixed elsewhere). Raise it to INT64_MAX once
- * that has landed. */
-#define GF_FUZZ_MAX_NUMEL (INT64_C(1) << 40)
 
 /* libFuzzer's entry points. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

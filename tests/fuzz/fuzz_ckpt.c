@@ -8,11 +8,11 @@
  *
  * Checked: the error convention (common.c); a load that fails leaves every
  * parameter and the optimizer's learning rate and step count as they were
- * (bit for bit); a load that succeeds gives a model that runs forward, and
- * saving it and loading the file into a fresh model of the same kind gives
- * the same parameters, bit for bit. The optimizer does not step after a load:
- * step counts from the file are not validated yet (issue 16, nn/ validation,
- * fixed elsewhere), and a step at INT64_MAX overflows.
+ * (bit for bit); a load that succeeds gives a model that runs forward, an
+ * optimizer that takes a training step (or refuses it with an error, its
+ * step count unchanged), and saving both and loading the file into a fresh
+ * model of the same kind gives the same parameters, bit for bit, and the
+ * same learning rate and step count.
  */
 #include "fuzz.h"
 
@@ -123,6 +123,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gf_fuzz_settle(c, s < 0, "gf_load");
     size_t na;
     uint8_t *after = param_bytes(m, &na);
+    gf_optimizer *o = (cfg & 32) ? NULL : opt;
+    if (s == GF_OK && o) {
+        /* The loaded state steps; only a step count at its limit (the
+         * optimizer's or a parameter's) may refuse, changing nothing. */
+        int64_t t = gf_optimizer_steps(o);
+        gf_scope_begin(c);
+        gf_tensor *x = gf_full(c, cfg & 1 ? GF_F64 : GF_F32, 2, (int64_t[]){2, IN}, 0.5);
+        gf_status sb = gf_backward(gf_sum(gf_module_forward(m, x)));
+        GF_FUZZ_CHECK(sb == GF_OK, "backward after gf_load failed: %s", gf_ctx_error(c));
+        gf_fuzz_settle(c, sb < 0, "backward after gf_load");
+        gf_status st = gf_optimizer_step(o);
+        GF_FUZZ_CHECK(st == GF_OK || st == GF_ESTATE, "gf_optimizer_step after gf_load: %d",
+                      (int)st);
+        gf_fuzz_settle(c, st < 0, "gf_optimizer_step after gf_load");
+        GF_FUZZ_CHECK(gf_optimizer_steps(o) == (st == GF_OK ? t + 1 : t),
+                      "a step %s took the step count from %lld to %lld",
+                      st == GF_OK ? "that succeeded" : "that failed", (long long)t,
+                      (long long)gf_optimizer_steps(o));
+        gf_optimizer_zero_grad(o);
+        gf_scope_end(c);
+        size_t ns;
+        uint8_t *stepped = param_bytes(m, &ns);
+        GF_FUZZ_CHECK(st == GF_OK || (ns == na && memcmp(stepped, after, na) == 0),
+                      "a refused step changed the parameters");
+        free(after);
+        after = stepped, na = ns;
+    }
     if (s < 0) {
         GF_FUZZ_CHECK(na == nb && memcmp(before, after, nb) == 0,
                       "a failed gf_load changed the parameters");
@@ -136,15 +163,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gf_tensor *y = gf_module_forward(m, x);
         gf_fuzz_settle(c, !y || gf_realize(y) != GF_OK, "forward after gf_load");
         gf_scope_end(c);
-        gf_optimizer *o = (cfg & 32) ? NULL : opt;
         gf_status s2 = gf_save(again, m, o);
+        GF_FUZZ_CHECK(s2 == GF_OK, "saving a loaded model failed: %s", gf_ctx_error(c));
         gf_fuzz_settle(c, s2 < 0, "gf_save after gf_load");
-        GF_FUZZ_CHECK(s2 == GF_OK, "saving a loaded model failed: %d", (int)s2);
         gf_optimizer *opt2;
         gf_module *m2 = make_model(c, cfg, &opt2);
         gf_status s3 = gf_load(again, m2, o ? opt2 : NULL);
+        GF_FUZZ_CHECK(s3 == GF_OK, "a file gf_save wrote does not load: %s", gf_ctx_error(c));
         gf_fuzz_settle(c, s3 < 0, "gf_load of a saved file");
-        GF_FUZZ_CHECK(s3 == GF_OK, "a file gf_save wrote does not load: %d", (int)s3);
         size_t n2;
         uint8_t *b2 = param_bytes(m2, &n2);
         GF_FUZZ_CHECK(n2 == na && memcmp(b2, after, na) == 0,
@@ -167,8 +193,49 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
 }
 
+static uint64_t get_le(const uint8_t *f, size_t n, size_t at, int bytes) {
+    GF_FUZZ_CHECK(at + (size_t)bytes <= n, "seed checkpoint: field at %zu past its end", at);
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) v |= (uint64_t)f[at + (size_t)i] << (8 * i);
+    return v;
+}
+
+static void put_le64(uint8_t *f, size_t n, size_t at, uint64_t v) {
+    GF_FUZZ_CHECK(at + 8 <= n, "seed checkpoint: field at %zu past its end", at);
+    for (int i = 0; i < 8; i++) f[at + (size_t)i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The offset after the tensor record at `at` (docs/checkpoint.md). */
+static size_t skip_record(const uint8_t *f, size_t n, size_t at) {
+    at += 8 + 8 * get_le(f, n, at + 4, 4);
+    return at + 8 + (get_le(f, n, at, 8) + 7) / 8 * 8;
+}
+
+/* Sets the step counts of the optimizer section of a gf_save file: the
+ * optimizer's to `total`, each parameter's to `each`, except parameter 0's
+ * to `first`. False if the file has no optimizer section. */
+static bool set_steps(uint8_t *f, size_t n, uint64_t total, uint64_t first, uint64_t each) {
+    uint64_t params = get_le(f, n, 24, 4);
+    if (!get_le(f, n, 28, 4)) return false;
+    size_t at = 32;
+    for (uint64_t i = 0; i < params; i++) at = skip_record(f, n, at);
+    uint64_t updated = get_le(f, n, at + 4, 4);
+    put_le64(f, n, at + 8, total);
+    at += 16 + 5 * 8 + 8; /* kind, count, steps; hyperparameters; flags */
+    for (uint64_t i = 0; i < updated; i++) {
+        put_le64(f, n, at, i ? each : first);
+        uint64_t states = get_le(f, n, at + 8, 4);
+        at += 16;
+        for (uint64_t k = 0; k < states; k++) at = skip_record(f, n, at);
+    }
+    return true;
+}
+
 /* Real checkpoints of every configuration, with its byte in front (half of
- * them with the repair bit set). */
+ * them with the repair bits set for gf_save's format, whose CRC covers the
+ * header: a repair of the payload's alone could only fail); and, where the optimizer is loaded, the
+ * same with step counts at the limit (a step must refuse) and one below it
+ * (one step reaches it), their length and CRC repaired. */
 void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
     char path[512];
     gf_fuzz_path(path, sizeof path, "seed-ckpt");
@@ -184,10 +251,23 @@ void gf_fuzz_seeds(gf_fuzz_emit emit, void *arg) {
         FILE *f = fopen(path, "rb");
         GF_FUZZ_CHECK(f, "cannot read %s", path);
         uint8_t buf[1 << 14];
-        buf[0] = (uint8_t)cfg;
+        buf[0] = (uint8_t)(cfg & 64 ? cfg | 128 : cfg);
         size_t n = 1 + fread(buf + 1, 1, sizeof buf - 1, f);
         fclose(f);
         emit(arg, buf, n);
+        if (!(cfg & 32) && !(cfg & 64) && opt) {
+            buf[0] = (uint8_t)(cfg | 64 | 128);
+            const uint64_t max = INT64_MAX;
+            /* Below the limit everywhere; parameter 0 at it; the total at it. */
+            static const int below[3][3] = {{1, 1, 1}, {1, 0, 1}, {0, 1, 1}};
+            for (int v = 0; v < 3; v++) {
+                GF_FUZZ_CHECK(set_steps(buf + 1, n - 1, max - (uint64_t)below[v][0],
+                                        max - (uint64_t)below[v][1], max - (uint64_t)below[v][2]),
+                              "seed checkpoint %d has no optimizer section", cfg);
+                repair(buf + 1, n - 1, true);
+                emit(arg, buf, n);
+            }
+        }
         gf_optimizer_free(opt);
         gf_module_free(m);
         gf_ctx_destroy(c);

@@ -14,16 +14,16 @@
  * ctx. The sanitizers check the rest (memory errors, undefined behaviour,
  * leaks).
  *
- * What the program may not do, so that a finding is a bug and not a known
- * limit of the driver:
- *  - shapes and size arguments stay within GF_FUZZ_MAX_NUMEL (fuzz.h);
- *  - a tensor holds at most SMALL_NUMEL elements, or at least HUGE_NUMEL
- *    (then nothing can allocate it and every op that would compute on it
- *    must fail to): ops that would compute over a huge input for a small
- *    output are not called (they would only be slow);
- *  - i64 values stay below I64_LIM and floats are never cast to i64: the
- *    i64 kernels do not wrap yet and float -> i64 is not checked yet (issue
- *    16, findings C and D, fixed elsewhere).
+ * Sizes go up to INT64_MAX and past it in products (the library must
+ * refuse a shape whose numel, strides or bytes overflow int64), i64 values
+ * to their extremes (the kernels wrap), and floats of any value, NaN and
+ * infinities included, are cast and written to i64 (an error where i64
+ * cannot hold them). What the program may not do, so that a finding is a
+ * bug and not a known limit of the driver: a tensor holds at most
+ * SMALL_NUMEL elements, or at least HUGE_NUMEL (then nothing can allocate
+ * it and every op that would compute on it must fail to); ops that would
+ * compute over a huge input for a small output are not called (they would
+ * only be slow).
  */
 #include "fuzz_ops.h"
 
@@ -35,10 +35,11 @@ unsigned reached;
 
 const double vals[16] = {0,     1,      -1,  0.5,      -2.5,      3,      1e-8,  -1e-300,
                          1e300, -1e300, NAN, INFINITY, -INFINITY, 0x1p63, 65504, 7};
-const double ivals[10] = {0, 1, -1, 2, 3, -7, 100, 0x1p31, -0x1p40, 0x1p52};
+const double ivals[14] = {0, 1, -1, 2, 3, -7, 100, 0x1p31, -0x1p40, 0x1p52,
+                          0x1p62, -0x1p63, 0x1p32, 65536};
 const int64_t sizes[16] = {0,    1,    2, 3, -1, -2, 5, -5, 17, INT64_C(1) << 39,
-                           INT64_C(1) << 40, -(INT64_C(1) << 40), (INT64_C(1) << 40) - 1,
-                           4096, 4097, INT64_C(1) << 20};
+                           INT64_MAX, INT64_MIN, (INT64_C(1) << 62) + 1,
+                           4096, 4097, INT64_C(1) << 32};
 
 /* A dtype: mostly valid, sometimes not a gf_dtype at all. */
 gf_dtype pick_dtype(prog *p) {
@@ -50,26 +51,21 @@ gf_dtype pick_dtype(prog *p) {
 
 int64_t pick_dim(prog *p) {
     static const int64_t neg[] = {-1, -2, INT64_MIN, -(INT64_C(1) << 40)};
-    static const int64_t huge[] = {INT64_C(1) << 39, INT64_C(1) << 40, (INT64_C(1) << 40) - 1,
-                                   (INT64_C(1) << 39) + 3, INT64_C(1) << 20};
+    static const int64_t huge[] = {INT64_C(1) << 39, INT64_C(1) << 40, INT64_MAX,
+                                   (INT64_C(1) << 39) + 3, INT64_C(1) << 20, INT64_C(1) << 31,
+                                   INT64_C(1) << 32, (INT64_C(1) << 61) + 1};
     uint8_t b = u8(p);
     if (b < 160) return b % 5;
     if (b < 200) return 1;
     if (b < 215) return 5 + b % 4;
     if (b < 230) return neg[b % 4];
-    return huge[b % 5];
+    return huge[b % 8];
 }
 
-/* Shrinks a shape until it keeps the limits: its positive dims multiply to
- * at most GF_FUZZ_MAX_NUMEL, and its size is small or huge. */
+/* Shrinks a shape until its size is small or huge (a product past int64
+ * stays: the library must refuse it). */
 void fit_shape(int ndim, int64_t *shape) {
     int nd = ndim < 0 ? 0 : ndim > GF_MAX_DIMS + 2 ? GF_MAX_DIMS + 2 : ndim;
-    while (pos_product(nd, shape) > (unsigned __int128)GF_FUZZ_MAX_NUMEL) {
-        int big = 0;
-        for (int i = 1; i < nd; i++)
-            if (shape[i] > shape[big]) big = i;
-        shape[big] = 1;
-    }
     int64_t n = numel_of_shape(nd, shape);
     if (n > 0 && !allowed(n))
         for (int i = 0; i < nd; i++)
@@ -102,10 +98,10 @@ gf_ctx *pick_ctx(prog *p) { return p->c[u8(p) % 8 == 0]; }
 
 /* Stores t (a new handle) in a slot, or releases it when it does not fit
  * the limits. A full table releases a slot's tensor to make room. */
-void put(prog *p, gf_tensor *t, double bound) {
+void put(prog *p, gf_tensor *t) {
     if (!t) return;
     int64_t n = gf_numel(t);
-    if (!allowed(n) || (gf_dtype_of(t) == GF_I64 && !(bound <= I64_LIM))) {
+    if (!allowed((unsigned __int128)n)) {
         gf_release(t);
         return;
     }
@@ -116,16 +112,14 @@ void put(prog *p, gf_tensor *t, double bound) {
         gf_release(p->s[k].t);
     }
     int c = ctx_index(p, gf_ctx_of(t));
-    p->s[k] = (slot){.t = t, .c = c, .depth = p->depth[c], .bound = bound};
-    TRACE("  slot %d: %s, %lld elements, bound %g\n", k, gf_dtype_name(gf_dtype_of(t)),
-          (long long)n, bound);
+    p->s[k] = (slot){.t = t, .c = c, .depth = p->depth[c]};
+    TRACE("  slot %d: %s, %lld elements\n", k, gf_dtype_name(gf_dtype_of(t)), (long long)n);
 }
 
 /* After an op: checks the error convention on the inputs' ctx and keeps the
  * result. A NULL input (the result of an earlier failed call) gives NULL,
  * passed on without a new error (tests/test_linear_act.c checks that). */
-void done(prog *p, const char *what, gf_tensor *y, int n, gf_tensor *const *in,
-                 double bound) {
+void done(prog *p, const char *what, gf_tensor *y, int n, gf_tensor *const *in) {
     gf_ctx *c = ctx_of(n, in);
     bool any_null = false;
     for (int i = 0; i < n; i++) any_null |= !in[i];
@@ -141,7 +135,7 @@ void done(prog *p, const char *what, gf_tensor *y, int n, gf_tensor *const *in,
           y ? "" : "NULL ", gf_ctx_error(c) ? gf_ctx_error(c) : "");
     gf_fuzz_settle(c, any_null ? gf_ctx_status(c) != GF_OK : !y, desc);
     if (y && gf_ctx_eager(c)) reached |= 1u << M_EAGER;
-    put(p, y, bound);
+    put(p, y);
 }
 
 void status_done(gf_ctx *c, const char *what, gf_status s) {
@@ -208,7 +202,7 @@ static void op_lifetime(prog *p) {
         if (t) reached |= 1u << M_SHARE;
         /* Computing the tensor may fail in its own ctx too. */
         gf_fuzz_settle(p->c[a->c], t ? false : gf_ctx_status(p->c[a->c]) != GF_OK, "gf_share");
-        put(p, t, a->bound);
+        put(p, t);
         break;
     }
     }
@@ -293,7 +287,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     GF_FUZZ_CHECK(p.c[0] && p.c[1], "gf_ctx_create failed");
     gf_ctx_set_eager(p.c[0], cfg & 32);
     for (int steps = 0; steps < 64 && gf_fuzz_more(&p.in); steps++) {
-        switch (u8(&p) % 14) {
+        switch (u8(&p) % 15) {
         case 0: case 1: op_create(&p); break;
         case 2: op_unary(&p); break;
         case 3: op_scalar(&p); break;
@@ -306,6 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 10: op_autograd(&p); break;
         case 11: op_lifetime(&p); break;
         case 12: op_read(&p); break;
+        case 13: op_tools(&p); break;
         default: op_module(&p); break;
         }
     }
