@@ -312,7 +312,7 @@ void op_nn(prog *p) {
     slot *a = pick(p), *b = pick(p);
     gf_tensor *x = T(a), *y = T(b), *r = NULL;
     int k = u8(p) % 7, dim = small_int(p, -4, 4);
-    if (k != 0 && k != 1 && (!small(a) || !small(b))) return;
+    if (k >= 2 && k != 5 && (!small(a) || !small(b))) return;
     const char *what = "nn function";
     switch (k) {
     case 0: r = gf_softmax(x, dim), what = "gf_softmax"; break;
@@ -321,10 +321,11 @@ void op_nn(prog *p) {
     case 3: r = gf_cross_entropy(x, y), what = "gf_cross_entropy"; break;
     case 4: r = gf_nll_loss(x, y), what = "gf_nll_loss"; break;
     case 5: { /* one_hot: labels [..] x classes */
-        int64_t classes = PICK(p, sizes);
-        if (!small(a)) return;
-        if (classes > 0 && !allowed(sat_mul((unsigned __int128)N(a), (unsigned __int128)classes)))
-            return;
+        int64_t classes = PICK(p, sizes), sh[GF_MAX_DIMS + 1];
+        int nd = x ? gf_ndim(x) : 0;
+        if (x) memcpy(sh, gf_shape(x), sizeof(int64_t) * (size_t)nd);
+        sh[nd++] = classes > 0 ? classes : 0;
+        if (!may_compute(nd, sh, a, NULL)) return;
         r = gf_one_hot(x, classes, pick_dtype(p));
         done(p, "gf_one_hot", r, 1, &x);
         return;
