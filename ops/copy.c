@@ -1,8 +1,9 @@
 /*
  * copy.c - data movement between tensors: the strided, broadcasting,
  * converting copy that cat, slice_scatter, contiguous, clone, cast and copy_
- * share; the check that floats fit in i64 before they are converted; and
- * the cast and copy ops.
+ * share; the check that floats fit in i64 before they are converted, and the
+ * walk over a view's distinct elements that such checks use; and the cast
+ * and copy ops.
  */
 #include "ops.h"
 
@@ -66,26 +67,11 @@ int64_t gf__first_not_i64(const gf_tensor *t, double *v) {
         else GF__FIRST_NOT_I64(double);
         return -1;
     }
-    /* Only the elements in memory are read: a dim of stride 0 (expanded)
-     * repeats them, so its index stays 0, and a view expanded far past its
-     * storage costs no more than the storage. Index 0 there also makes the
-     * first bad element found the first in t's row-major order; i is its
-     * index in t. */
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        if (t->strides[d] != 0) n *= t->shape[d];
+    /* Each element in memory once: a view expanded far past its storage
+     * costs what the storage does. */
     const char *p = gf__ptr(t);
-    for (int64_t j = 0; j < n; j++) {
-        int64_t rest = j, off = 0, i = 0, unit = 1;
-        for (int d = t->ndim - 1; d >= 0; d--) {
-            if (t->strides[d] != 0) {
-                int64_t k = rest % t->shape[d];
-                rest /= t->shape[d];
-                off += k * t->strides[d];
-                i += k * unit;
-            }
-            unit *= t->shape[d];
-        }
+    for (int64_t j = 0, n = gf__distinct_count(t), off; j < n; j++) {
+        int64_t i = gf__distinct_at(t, j, &off);
         double x = t->dtype == GF_F32 ? ((const float *)p)[off] : ((const double *)p)[off];
         if (!gf__fits_i64(x)) {
             *v = x;
@@ -93,6 +79,31 @@ int64_t gf__first_not_i64(const gf_tensor *t, double *v) {
         }
     }
     return -1;
+}
+
+/* ---------------------------------------------------- distinct elements */
+
+int64_t gf__distinct_count(const gf_tensor *t) {
+    if (t->numel == 0) return 0;
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->strides[d] != 0) n *= t->shape[d];
+    return n;
+}
+
+int64_t gf__distinct_at(const gf_tensor *t, int64_t j, int64_t *off) {
+    int64_t i = 0, unit = 1;
+    *off = 0;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->strides[d] != 0) {
+            int64_t k = j % t->shape[d];
+            j /= t->shape[d];
+            *off += k * t->strides[d];
+            i += k * unit;
+        }
+        unit *= t->shape[d];
+    }
+    return i;
 }
 
 /* ------------------------------------------------------------------ cast */

@@ -37,9 +37,11 @@ static inline int64_t gf__ix_at(const gf_tensor *ix, int64_t i) {
     return p[ix->ndim ? i * ix->strides[0] : 0];
 }
 
-/* Position of the first index outside [0, size), or -1. */
+/* Position of the first index outside [0, size), or -1. An expanded index
+ * (stride 0) repeats one value: it is read once, however long the index. */
 static int64_t gf__ix_bad(const gf_tensor *ix, int64_t size) {
-    for (int64_t i = 0; i < ix->numel; i++)
+    int64_t n = ix->ndim && ix->strides[0] == 0 && ix->numel > 1 ? 1 : ix->numel;
+    for (int64_t i = 0; i < n; i++)
         if ((uint64_t)gf__ix_at(ix, i) >= (uint64_t)size) return i;
     return -1;
 }

@@ -48,18 +48,20 @@ static int64_t gf__nn_off(const gf_tensor *t, int64_t i) {
 }
 
 /* Index of the first label outside [0, C) of labels (i64, any strides), or -1.
- * Labels must be computed. */
+ * Labels must be computed. Each label in memory is read once (expanded
+ * labels repeat them: gf__distinct_at). */
 static int64_t gf__nn_bad_label(const gf_tensor *labels, int64_t C) {
     const int64_t *p = gf__ptr(labels);
     if (labels->ndim <= 1) { /* [N] or 0-dim (cross_entropy's): no index arithmetic */
         int64_t st = labels->ndim ? labels->strides[0] : 0;
+        int64_t n = st || !labels->numel ? labels->numel : 1; /* stride 0: one label */
         bool bad = false;
-        for (int64_t i = 0; i < labels->numel; i++) bad |= (uint64_t)p[i * st] >= (uint64_t)C;
+        for (int64_t i = 0; i < n; i++) bad |= (uint64_t)p[i * st] >= (uint64_t)C;
         if (!bad) return -1;
     }
-    for (int64_t i = 0; i < labels->numel; i++) {
-        int64_t v = p[gf__nn_off(labels, i)];
-        if (v < 0 || v >= C) return i;
+    for (int64_t j = 0, n = gf__distinct_count(labels), off; j < n; j++) {
+        int64_t i = gf__distinct_at(labels, j, &off);
+        if ((uint64_t)p[off] >= (uint64_t)C) return i;
     }
     return -1;
 }

@@ -90,6 +90,16 @@ void gf__copy_into(gf_tensor *dst, const gf_tensor *src);
  * +-inf, |v| >= 2^63), its value in *v; -1 if none (always for i64 t). t
  * must be computed. (ops/copy.c) */
 int64_t gf__first_not_i64(const gf_tensor *t, double *v);
+/* A walk over the elements t's memory holds, each once: a dim of stride 0
+ * (expanded) repeats them, so the walk keeps its index at 0 and costs what
+ * the storage does, not t's numel. Step j in [0, gf__distinct_count(t)) is
+ * the element at *off (elements from gf__ptr(t)); gf__distinct_at returns
+ * its row-major index in t. The steps go in row-major order: the first one
+ * whose element meets a condition gives the first such index in t. Checks
+ * of values at a call use it, so that an expanded view costs nothing.
+ * (ops/copy.c) */
+int64_t gf__distinct_count(const gf_tensor *t);
+int64_t gf__distinct_at(const gf_tensor *t, int64_t j, int64_t *off);
 
 /* Fused one-pass activation backward (ops/unary.c; NODIFF, recorded by a
  * plain backward): g * (1 - out^2), g * out * (1 - out), x <= 0 ? 0 : g. */

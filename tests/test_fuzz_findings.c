@@ -221,3 +221,57 @@ Test(fuzz_findings, a_momentum_file_loads_into_sgd_without_momentum_before_and_a
     rmdir(dir);
     gf_ctx_destroy(c);
 }
+
+/* gf_index_select checks a computed index's values at the call. An index
+ * expanded from one value to 2^40 entries was read 2^40 times (hours) for a
+ * call that records one node; an expanded index repeats one value, read
+ * once now. */
+Test(fuzz_findings, index_select_checks_an_expanded_index_once, .timeout = 30) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    const int64_t big = INT64_C(1) << 40;
+    gf_tensor *a = gf_tensor_f64(c, 1, (int64_t[]){3}, (double[]){10, 20, 30});
+    gf_tensor *two = gf_tensor_i64(c, 1, (int64_t[]){1}, (int64_t[]){2});
+    gf_tensor *r = gf_index_select(a, 0, gf_expand(two, 1, (int64_t[]){big}));
+    cr_assert_not_null(r, "%s", gf_ctx_error(c));
+    gf_test_expect_shape(r, 1, (int64_t[]){big});
+    gf_tensor *five = gf_tensor_i64(c, 1, (int64_t[]){1}, (int64_t[]){5});
+    cr_assert_null(gf_index_select(a, 0, gf_expand(five, 1, (int64_t[]){big})));
+    gf_test_expect_error(c, "gf_index_select: index[0] = 5 is out of range for dim 0 of size 3");
+    gf_ctx_clear_error(c);
+    /* A short expanded index selects as before. */
+    gf_tensor *s = gf_index_select(a, 0, gf_expand(two, 1, (int64_t[]){4}));
+    const double *d = gf_data_f64(s);
+    cr_assert_not_null(d, "%s", gf_ctx_error(c));
+    for (int k = 0; k < 4; k++) cr_assert_eq(d[k], 30.0, "element %d: %g", k, d[k]);
+    gf_ctx_destroy(c);
+}
+
+/* gf_one_hot and gf_cross_entropy check computed labels at the call, and
+ * read every label of an expanded view: a label expanded to 2^40 rows took
+ * 2^40 reads. Each label in memory is read once now; the index in the
+ * error is still the first bad one in the labels' row-major order. */
+Test(fuzz_findings, label_checks_read_an_expanded_view_by_its_storage, .timeout = 30) {
+    gf_ctx *c = gf_ctx_create(NULL);
+    const int64_t big = INT64_C(1) << 40;
+    gf_tensor *col = gf_tensor_i64(c, 2, (int64_t[]){2, 1}, (int64_t[]){1, 7});
+    gf_tensor *r = gf_one_hot(gf_expand(col, 2, (int64_t[]){2, big}), 8, GF_F32);
+    cr_assert_not_null(r, "%s", gf_ctx_error(c));
+    gf_test_expect_shape(r, 3, (int64_t[]){2, big, 8});
+    cr_assert_null(gf_one_hot(gf_expand(col, 2, (int64_t[]){2, big}), 5, GF_F32));
+    gf_test_expect_error(c, "gf_one_hot: label 7 at index 1099511627776 is out of range for 5 "
+                            "classes");
+    gf_ctx_clear_error(c);
+    gf_tensor *one = gf_tensor_i64(c, 1, (int64_t[]){1}, (int64_t[]){3});
+    gf_tensor *logits = gf_expand(gf_zeros(c, GF_F32, 2, (int64_t[]){1, 2}), 2,
+                                  (int64_t[]){big, 2});
+    cr_assert_null(gf_cross_entropy(logits, gf_expand(one, 1, (int64_t[]){big})));
+    gf_test_expect_error(c, "gf_cross_entropy: label 3 at index 0 is out of range for 2 classes");
+    gf_ctx_clear_error(c);
+    /* A short expanded view converts as before. */
+    gf_tensor *h = gf_one_hot(gf_expand(col, 2, (int64_t[]){2, 2}), 8, GF_I64);
+    const int64_t *d = gf_data_i64(h);
+    cr_assert_not_null(d, "%s", gf_ctx_error(c));
+    for (int k = 0; k < 32; k++)
+        cr_assert_eq(d[k], k % 8 == (k < 16 ? 1 : 7), "element %d: %lld", k, (long long)d[k]);
+    gf_ctx_destroy(c);
+}

@@ -218,10 +218,17 @@ void op_reduce(prog *p) {
     static const char *const names[] = {"gf_sum", "gf_mean", "gf_sum_dim", "gf_mean_dim",
                                         "gf_max_dim", "gf_argmax"};
     slot *a = pick(p);
-    if (!small(a)) return; /* a small result of a huge input: only slow */
     gf_tensor *x = T(a), *y = NULL;
     int k = u8(p) % 6, dim = small_int(p, -9, 9);
     bool keep = flag(p);
+    if (!small(a)) { /* only for a huge result: x without dim (or with it as 1) */
+        int nd = gf_ndim(x), d = dim < 0 ? dim + nd : dim;
+        int64_t sh[GF_MAX_DIMS];
+        memcpy(sh, gf_shape(x), sizeof(int64_t) * (size_t)nd);
+        if (k < 2 || d < 0 || d >= nd) return;
+        sh[d] = 1;
+        if (!may_compute(nd, sh, a, NULL)) return;
+    }
     switch (k) {
     case 0: y = gf_sum(x); break;
     case 1: y = gf_mean(x); break;
@@ -312,7 +319,7 @@ void op_nn(prog *p) {
     slot *a = pick(p), *b = pick(p);
     gf_tensor *x = T(a), *y = T(b), *r = NULL;
     int k = u8(p) % 7, dim = small_int(p, -4, 4);
-    if (k != 0 && k != 1 && (!small(a) || !small(b))) return;
+    if (k >= 2 && k < 5 && (!small(a) || !small(b))) return;
     const char *what = "nn function";
     switch (k) {
     case 0: r = gf_softmax(x, dim), what = "gf_softmax"; break;
@@ -321,17 +328,26 @@ void op_nn(prog *p) {
     case 3: r = gf_cross_entropy(x, y), what = "gf_cross_entropy"; break;
     case 4: r = gf_nll_loss(x, y), what = "gf_nll_loss"; break;
     case 5: { /* one_hot: labels [..] x classes */
-        int64_t classes = PICK(p, sizes);
-        if (!small(a)) return;
-        if (classes > 0 && !allowed(sat_mul((unsigned __int128)N(a), (unsigned __int128)classes)))
-            return;
+        int64_t classes = PICK(p, sizes), sh[GF_MAX_DIMS + 1];
+        int nd = x ? gf_ndim(x) : 0;
+        if (x) memcpy(sh, gf_shape(x), sizeof(int64_t) * (size_t)nd);
+        sh[nd++] = classes > 0 ? classes : 0;
+        if (!may_compute(nd, sh, a, NULL)) return;
         r = gf_one_hot(x, classes, pick_dtype(p));
         done(p, "gf_one_hot", r, 1, &x);
         return;
     }
     case 6: {
         slot *c = pick(p);
-        if (!small(c)) return;
+        /* x [.., in] and weight [out, in] give [.., out]. */
+        int64_t sh[GF_MAX_DIMS];
+        int nd = x ? gf_ndim(x) : 0;
+        bool fits = nd >= 1 && y && gf_ndim(y) == 2;
+        if (fits) {
+            memcpy(sh, gf_shape(x), sizeof(int64_t) * (size_t)nd);
+            sh[nd - 1] = gf_shape(y)[0];
+        }
+        if (!small(c) || (fits ? !may_compute(nd, sh, a, b) : !small(a) || !small(b))) return;
         gf_activation act = (gf_activation)(u8(p) % 7);
         gf_tensor *bias = u8(p) < 64 ? NULL : T(c);
         r = gf_linear_act(x, y, bias, act), what = "gf_linear_act";
@@ -579,8 +595,7 @@ void op_tools(prog *p) {
         put(p, t);
         break;
     }
-    case 2: {
-        if (!small(a)) return;
+    case 2: { /* a huge view too: only edge items are shown */
         gf_status s = gf_fprint(u8(p) < 16 ? NULL : scratch_file(), x);
         if (x) status_done(gf_ctx_of(x), "gf_fprint", s);
         else GF_FUZZ_CHECK(s < 0, "gf_fprint of NULL succeeded");
