@@ -20,13 +20,15 @@ const char *gf_strerror(gf_status s) {
 /* The one place an error is recorded: counted always, kept if first. Safe
  * from kernels running on worker threads. */
 static gf_status gf__verror(gf_ctx *ctx, gf_status s, const char *fmt, va_list ap) {
-    atomic_fetch_add(&ctx->errors, 1);
     pthread_mutex_lock(&ctx->err_mu);
     if (ctx->status == GF_OK) {
         ctx->status = s;
         vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
     }
     pthread_mutex_unlock(&ctx->err_mu);
+    /* Counted after the status is written: a thread that sees the count
+     * change (gf__apply_rule) then reads the status it describes. */
+    atomic_fetch_add(&ctx->errors, 1);
     return s;
 }
 
